@@ -1,0 +1,44 @@
+# rlteach: two commands on a fresh machine.
+#   make book   builds the online book into _build/html (the main job)
+#   make test   runs ruff and the whole test suite (unit, TorchRL parity, notebooks under nbval)
+# Each creates .venv and installs what it needs the first time. torch 2.13.0 (CPU) goes in
+# first so that pip does not pull a multi-GB CUDA build for the open `torch>=2.5` range.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.rlteach-installed
+
+.PHONY: install test book execute lab bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	RLTEACH_QUICK=1 $(PY) -m pytest
+
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going
+
+# Re-run every chapter at its full training budget and store the outputs the book shows.
+execute: $(STAMP)
+	for nb in notebooks/[0-9]*.ipynb; do \
+	  RLTEACH_QUICK=0 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.timeout=1800 "$$nb" || exit 1; \
+	done
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks
+
+bench: $(STAMP)
+	$(PY) -m rlteach bench
+
+clean:
+	rm -rf _build

@@ -1,0 +1,107 @@
+"""Argument and input checks shared by the whole package.
+
+Every error says what is wrong and how to fix it, and every check runs before any tensor or
+parameter is modified, so a failed call leaves the caller's state untouched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.utils import NestedKey
+
+
+def key_str(key: NestedKey) -> str:
+    """Render a (possibly nested) TensorDict key the way a user would type it."""
+    return repr(key) if isinstance(key, str) else repr(tuple(key))
+
+
+def check_range(
+    name: str,
+    value,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """Raise ``ValueError`` unless ``low <= value <= high`` (or strict where ``*_open``).
+
+    ``value`` may be a Python number or a tensor; a tensor is checked element-wise.
+    """
+    values = value.detach().flatten().tolist() if isinstance(value, torch.Tensor) else [value]
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+            raise ValueError(f"{name} must be a real number, got {value!r}.")
+        too_low = low is not None and (v <= low if low_open else v < low)
+        too_high = high is not None and (v >= high if high_open else v > high)
+        if too_low or too_high:
+            lo = "" if low is None else f"{low} {'<' if low_open else '<='} "
+            hi = "" if high is None else f" {'<' if high_open else '<='} {high}"
+            raise ValueError(f"{name} must satisfy {lo}{name}{hi}, got {v}.")
+
+
+def check_gamma(gamma) -> None:
+    """The discount factor lives in [0, 1]."""
+    check_range("gamma", gamma, 0.0, 1.0)
+
+
+def check_lmbda(lmbda) -> None:
+    """The trace-decay parameter lambda lives in [0, 1]."""
+    check_range("lmbda", lmbda, 0.0, 1.0)
+
+
+def check_choice(name: str, value, choices: Iterable) -> None:
+    """Raise ``ValueError`` naming the accepted values when ``value`` is not one of them."""
+    choices = tuple(choices)
+    if value not in choices:
+        options = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"Unknown {name} {value!r}: choose one of {options}.")
+
+
+def get_key(td: TensorDictBase, key: NestedKey, *, owner: str, key_name: str | None = None):
+    """Read ``td[key]`` or raise ``KeyError`` saying which key and how to rename it.
+
+    ``key_name`` is the name ``set_keys`` knows the key by (``value``, ``reward``, ...); when given,
+    the message shows the exact ``set_keys`` call that points ``owner`` at another entry.
+    """
+    value = td.get(key, None)
+    if value is None:
+        hint = ""
+        if key_name is not None:
+            hint = (
+                f" If your data stores it under another name, rename it with "
+                f"{owner}.set_keys({key_name}=<your key>)."
+            )
+        present = ", ".join(key_str(k) for k in td.keys(include_nested=True, leaves_only=True))
+        raise KeyError(
+            f"{owner} needs the key {key_str(key)} in its input TensorDict, which has none."
+            f"{hint} Keys present: {present or '(none)'}."
+        )
+    return value
+
+
+def check_same_shape(owner: str, **tensors: torch.Tensor) -> None:
+    """All tensors must share one shape; the message lists every shape it saw."""
+    shapes = {name: tuple(t.shape) for name, t in tensors.items() if t is not None}
+    if len(set(shapes.values())) > 1:
+        listing = ", ".join(f"{name}{list(shape)}" for name, shape in shapes.items())
+        raise ValueError(
+            f"{owner}: inputs must all have the same shape [*B, T, F] (time at time_dim, a "
+            f"trailing feature dim such as 1), got {listing}. Add the trailing dim with "
+            f"x.unsqueeze(-1) where it is missing."
+        )
+
+
+def check_finite(owner: str, **tensors: torch.Tensor) -> None:
+    """Refuse NaN or infinite inputs, naming the first offending tensor."""
+    for name, t in tensors.items():
+        if t is not None and t.is_floating_point() and not torch.isfinite(t).all():
+            bad = (~torch.isfinite(t)).nonzero()[0].tolist()
+            raise ValueError(
+                f"{owner}: {name} contains NaN or inf (first at index {bad}). Check the data "
+                f"that produced it; rlteach refuses to propagate non-finite values silently."
+            )
