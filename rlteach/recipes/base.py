@@ -1,0 +1,112 @@
+"""What every training recipe returns, and the small tools recipes share.
+
+A recipe is a plain function ``train(seed, quick=False, progress=True) -> RunResult``. It logs an
+:class:`EvalPoint` each time it evaluates the deterministic policy; the wall clock it reports
+excludes evaluation (the benchmark measures learning, not testing), which :class:`Stopwatch`
+makes explicit.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class EvalPoint:
+    """One evaluation during training.
+
+    ========== ============================================================
+    env_steps  environment steps (frames over all vector copies) so far
+    seconds    training wall-clock seconds so far, evaluation excluded
+    mean_return mean return of the deterministic policy over the episodes
+    ========== ============================================================
+    """
+
+    env_steps: int
+    seconds: float
+    mean_return: float
+
+
+@dataclass
+class RunResult:
+    """The log of one training run: its identity and its evaluation curve."""
+
+    algo: str
+    env_id: str
+    seed: int
+    curve: list[EvalPoint] = field(default_factory=list)
+
+    def first_reaching(self, threshold: float) -> EvalPoint | None:
+        """The first evaluation whose mean return is at or above ``threshold`` (None if never)."""
+        for point in self.curve:
+            if point.mean_return >= threshold:
+                return point
+        return None
+
+    @property
+    def final_return(self) -> float:
+        if not self.curve:
+            raise ValueError(f"run {self.algo}/{self.env_id}/seed {self.seed} logged no evaluation")
+        return self.curve[-1].mean_return
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "curve": [asdict(p) for p in self.curve]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunResult:
+        curve = [EvalPoint(**p) for p in data["curve"]]
+        return cls(algo=data["algo"], env_id=data["env_id"], seed=data["seed"], curve=curve)
+
+
+class Stopwatch:
+    """A wall clock that can be paused, so evaluation time stays out of the training time.
+
+    >>> clock = Stopwatch()
+    >>> with clock.paused():
+    ...     pass  # evaluate here
+    >>> clock.seconds >= 0
+    True
+    """
+
+    def __init__(self) -> None:
+        self._elapsed = 0.0
+        self._started = time.perf_counter()
+        self._running = True
+
+    @property
+    def seconds(self) -> float:
+        running = time.perf_counter() - self._started if self._running else 0.0
+        return self._elapsed + running
+
+    def pause(self) -> None:
+        if self._running:
+            self._elapsed += time.perf_counter() - self._started
+            self._running = False
+
+    def resume(self) -> None:
+        if not self._running:
+            self._started = time.perf_counter()
+            self._running = True
+
+    @contextmanager
+    def paused(self):
+        """Stop the clock for the duration of a ``with`` block."""
+        self.pause()
+        try:
+            yield self
+        finally:
+            self.resume()
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch generator seeded the same way."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)

@@ -1,0 +1,88 @@
+"""The benchmark runner: registry, the solved-threshold arithmetic, and the files it writes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rlteach import bench
+from rlteach.recipes.base import EvalPoint, RunResult, Stopwatch
+
+
+def fake_train(seed, quick=False, progress=False):
+    """A deterministic 'recipe': seed s crosses 475 at step 1000·(s+1); seed 2 never does."""
+    curve = []
+    for k in range(1, 6):
+        steps = 1000 * k
+        solved = seed != 2 and steps >= 1000 * (seed + 1)
+        curve.append(EvalPoint(env_steps=steps, seconds=0.5 * k, mean_return=500.0 if solved else 20.0 * k))
+    return RunResult(algo="fake", env_id="CartPole-v1", seed=seed, curve=curve)
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    monkeypatch.setattr(bench, "REGISTRY", {})
+    bench.register("fake-cartpole", "fake", "CartPole-v1", fake_train)
+    return bench.REGISTRY
+
+
+def test_summary_by_hand(registry):
+    entry = registry["fake-cartpole"]
+    runs = [fake_train(s) for s in range(4)]
+    row = bench.summarize(entry, runs)
+    # seeds 0, 1, 3 solve at steps 1000, 2000, 4000 (seconds 0.5, 1.0, 2.0); seed 2 never does.
+    assert row["seeds_solved"] == 3
+    assert row["median_steps_to_solve"] == 2000
+    assert row["median_seconds_to_solve"] == 1.0
+    # final returns: 500, 500, 100, 500
+    assert row["final_return_mean"] == pytest.approx(400.0)
+
+
+def test_run_bench_writes_reports(registry, tmp_path):
+    rows = bench.run_bench(["fake-cartpole"], seeds=3, out_dir=tmp_path, progress=False)
+    assert rows[0]["seeds_solved"] == 2
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert report["rows"] == rows
+    assert len(report["runs"]["fake-cartpole"]) == 3
+    assert RunResult.from_dict(report["runs"]["fake-cartpole"][1]) == fake_train(1)
+    table = (tmp_path / "results.md").read_text()
+    assert "| fake-cartpole | CartPole-v1 (≥ 475) | 2/3 | 1,500 | 0.8 |" in table
+    assert (tmp_path / "fake-cartpole.png").stat().st_size > 1000
+
+
+def test_unknown_entry_and_bad_seeds(registry, tmp_path):
+    with pytest.raises(KeyError, match="Unknown bench entry nope; registered entries: fake-cartpole"):
+        bench.run_bench(["nope"], out_dir=tmp_path)
+    with pytest.raises(ValueError, match="seeds must be at least 1"):
+        bench.run_bench(seeds=0, out_dir=tmp_path)
+
+
+def test_register_needs_a_threshold(registry):
+    with pytest.raises(ValueError, match="No solved threshold is known for 'MountainCar-v0'"):
+        bench.register("x", "x", "MountainCar-v0", fake_train)
+    with pytest.raises(ValueError, match="already registered"):
+        bench.register("fake-cartpole", "fake", "CartPole-v1", fake_train)
+
+
+def test_train_must_return_a_curve(registry):
+    entry = bench.register("empty", "e", "CartPole-v1", lambda **kw: RunResult("e", "CartPole-v1", 0))
+    with pytest.raises(RuntimeError, match="at least one evaluation"):
+        entry.run(0)
+
+
+def test_stopwatch_excludes_paused_time():
+    clock = Stopwatch()
+    with clock.paused():
+        frozen = clock.seconds
+        sum(range(200_000))
+        assert clock.seconds == frozen
+    assert clock.seconds >= frozen
+
+
+def test_cli_help_lists_commands():
+    out = subprocess.run(
+        [sys.executable, "-m", "rlteach", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for word in ("bench", "list", "--estimators", "examples:"):
+        assert word in out
