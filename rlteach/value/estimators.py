@@ -1,0 +1,597 @@
+r"""Value estimators as TensorDict modules: TD(0), TD(1), TD(λ), GAE and V-trace.
+
+Each estimator reads a batch ``td`` of batch size ``[*B, T]`` (time last unless ``time_dim`` says
+otherwise), gets :math:`V(s_t)` and :math:`V(s'_t)` from its value network (or from the batch when
+``value_network=None``), calls the matching function of :mod:`rlteach.value.functional`, and writes
+``"advantage"`` and ``"value_target"`` back into ``td``. Constructor arguments, defaults and key
+names follow TorchRL 0.14 (``torchrl.objectives.value.advantages``); its engineering extras
+(``shifted``, chunked or vmapped value calls, functional ``params``) are left out.
+
+Keys read and written (rename any of them with ``set_keys``):
+
+=============================  =========  ============================================
+key (default)                  shape      role
+=============================  =========  ============================================
+``"state_value"``              [*B,T,1]   V(s_t), written when a value network is given
+``("next", "state_value")``    [*B,T,1]   V(s'_t), idem
+``("next", "reward")``         [*B,T,1]   r_t
+``("next", "done")``           [*B,T,1]   d_t: the recursion stops after step t
+``("next", "terminated")``     [*B,T,1]   nothing is bootstrapped after step t
+``"steps_to_next_obs"``        [*B,T,1]   optional n of an n-step transition: γ becomes γ^n
+``"action_log_prob"``          [*B,T,1]   log μ(a_t|s_t) of the behaviour policy (V-trace)
+``"advantage"``                [*B,T,1]   output
+``"value_target"``             [*B,T,1]   output: the regression target for V(s_t)
+=============================  =========  ============================================
+
+Two TorchRL behaviours kept on purpose (a reader meets them in production):
+
+* the value network is run with its parameters *held out* (``requires_grad`` switched off for the
+  call), so even with ``differentiable=True`` no gradient reaches the value network's parameters
+  through the estimator; ``differentiable`` only decides whether autograd records at all.
+* the value of the next state is detached before it enters the recursion.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, fields
+from enum import Enum
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import ProbabilisticTensorDictSequential, TensorDictModule, set_interaction_type
+from tensordict.nn.probabilistic import interaction_type
+from tensordict.utils import NestedKey, unravel_key
+
+from rlteach._checks import check_choice, check_gamma, check_lmbda, check_range, get_key
+from rlteach.value.functional import (
+    generalized_advantage_estimate,
+    td0_return_estimate,
+    td1_return_estimate,
+    td_lambda_return_estimate,
+    vec_generalized_advantage_estimate,
+    vec_td_lambda_return_estimate,
+    vtrace_advantage_estimate,
+)
+
+__all__ = [
+    "ValueEstimators",
+    "ValueEstimatorBase",
+    "TD0Estimator",
+    "TD1Estimator",
+    "TDLambdaEstimator",
+    "GAE",
+    "VTrace",
+]
+
+
+class ValueEstimators(Enum):
+    """The estimators a loss can switch to with ``make_value_estimator`` (TorchRL's names)."""
+
+    TD0 = "Bootstrapped TD (1-step return)"
+    TD1 = "TD(1) (infinity-step return)"
+    TDLambda = "TD(lambda)"
+    GAE = "Generalized advantage estimate"
+    VTrace = "V-trace"
+
+
+@contextlib.contextmanager
+def _held_out(network: torch.nn.Module):
+    """Run ``network`` without recording gradients for its parameters (TorchRL's hold_out_net)."""
+    params = list(network.parameters())
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
+
+
+def _standardize(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """(x - mean) / max(std, eps) over the whole batch; std is the unbiased one, as in TorchRL."""
+    return (x - x.mean()) / x.std().clamp_min(eps)
+
+
+class ValueEstimatorBase(torch.nn.Module):
+    """Shared plumbing of every estimator: keys, value-network calls, time dim, gamma.
+
+    Subclasses implement ``forward(tensordict)``; ``value_estimate`` returns the target alone.
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        """The TensorDict keys an estimator reads or writes; rename them with ``set_keys``.
+
+        Attributes:
+            advantage: where the advantage is written.
+            value_target: where the value target is written.
+            value: where V(s) is read (or written by the value network); V(s') is read at
+                ``("next", value)``.
+            reward, done, terminated: read under ``"next"``.
+            steps_to_next_obs: optional number of steps of an n-step transition.
+            sample_log_prob: log-probability of the taken action under the behaviour policy.
+        """
+
+        advantage: NestedKey = "advantage"
+        value_target: NestedKey = "value_target"
+        value: NestedKey = "state_value"
+        reward: NestedKey = "reward"
+        done: NestedKey = "done"
+        terminated: NestedKey = "terminated"
+        steps_to_next_obs: NestedKey = "steps_to_next_obs"
+        sample_log_prob: NestedKey = "action_log_prob"
+
+    default_keys = _AcceptedKeys
+
+    def __init__(
+        self,
+        *,
+        value_network: TensorDictModule | None,
+        differentiable: bool = False,
+        skip_existing: bool | None = None,
+        device: torch.device | None = None,
+        time_dim: int | None = None,
+    ):
+        super().__init__()
+        # The loss owns the value network; the estimator only borrows it, so it is stored outside
+        # the module's registry and its parameters are not counted twice (as TorchRL does).
+        self.__dict__["value_network"] = value_network
+        self.differentiable = differentiable
+        self.skip_existing = skip_existing  # accepted for TorchRL compatibility, not used
+        self._device = torch.device("cpu") if device is None else torch.device(device)
+        self.time_dim = time_dim
+        self._tensor_keys = self._AcceptedKeys()
+
+    # -- keys --------------------------------------------------------------------------------
+
+    @property
+    def tensor_keys(self) -> _AcceptedKeys:
+        return self._tensor_keys
+
+    def set_keys(self, **renames: NestedKey) -> None:
+        """Rename the keys this estimator reads or writes, e.g. ``set_keys(value="v")``."""
+        accepted = [f.name for f in fields(self._AcceptedKeys)]
+        for name, key in renames.items():
+            if name not in accepted:
+                raise KeyError(
+                    f"{name!r} is not a key {type(self).__name__} knows; accepted names: "
+                    f"{', '.join(accepted)}."
+                )
+            if not isinstance(key, (str, tuple)):
+                raise ValueError(
+                    f"set_keys({name}=...) needs a str or a tuple of str, got {key!r}."
+                )
+            out_keys = getattr(self.value_network, "out_keys", None)
+            if name == "value" and out_keys is not None and unravel_key(key) not in out_keys:
+                raise KeyError(
+                    f"set_keys(value={key!r}): the value network writes {out_keys}, not {key!r}. "
+                    f"Rename the network's out_key too, or pick one of its out_keys."
+                )
+        current = asdict(self._tensor_keys)
+        current.update({name: unravel_key(key) for name, key in renames.items()})
+        self._tensor_keys = self._AcceptedKeys(**current)
+
+    @property
+    def in_keys(self) -> list[NestedKey]:
+        net_in = list(getattr(self.value_network, "in_keys", []))
+        flags = [self.tensor_keys.reward, self.tensor_keys.done, self.tensor_keys.terminated]
+        return (
+            net_in
+            + [unravel_key(("next", k)) for k in flags]
+            + [unravel_key(("next", k)) for k in net_in]
+        )
+
+    @property
+    def out_keys(self) -> list[NestedKey]:
+        return [self.tensor_keys.advantage, self.tensor_keys.value_target]
+
+    # -- helpers shared by the subclasses ----------------------------------------------------
+
+    def _get(self, td: TensorDictBase, name: str, *, under_next: bool = False):
+        """Read the entry ``set_keys`` knows as ``name`` (under "next" if asked), clearly."""
+        key = getattr(self.tensor_keys, name)
+        if under_next:
+            key = unravel_key(("next", key))
+        return get_key(td, key, owner=type(self).__name__, key_name=name)
+
+    def _check_batch(self, td: TensorDictBase) -> None:
+        if td.batch_dims < 1:
+            raise ValueError(
+                f"{type(self).__name__} needs a TensorDict with a time dim, batch size [*B, T]; "
+                f"got batch size {list(td.batch_size)}."
+            )
+
+    def _time_dim(self, td: TensorDictBase, time_dim: int | None = None) -> int:
+        """Time dim of ``td`` as a non-negative index: argument, constructor, dim named 'time', last."""
+        for candidate in (time_dim, self.time_dim):
+            if candidate is not None:
+                return candidate % td.batch_dims
+        names = td.names if td._has_names() else []
+        if "time" in names:
+            return names.index("time")
+        return td.batch_dims - 1
+
+    def _gamma(self, td: TensorDictBase, reward: torch.Tensor) -> torch.Tensor:
+        """γ, or γ^n per entry when the batch carries n-step transitions (steps_to_next_obs)."""
+        gamma = self.gamma.to(reward.device)
+        steps = td.get(self.tensor_keys.steps_to_next_obs, None)
+        if steps is not None:
+            gamma = gamma ** steps.view_as(reward)
+        return gamma
+
+    def _values(self, td: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
+        """V(s_t) and the detached V(s'_t): from the value network, or read from the batch."""
+        key = self.tensor_keys.value
+        next_key = unravel_key(("next", key))
+        net = self.value_network
+        if net is None:
+            return self._get(td, "value"), self._get(td, "value", under_next=True).detach()
+        with _held_out(net):
+            value = net(td.select(*net.in_keys, strict=False)).get(key)
+            next_in = td.get("next").select(*net.in_keys, strict=False)
+            next_value = net(next_in).get(key)
+        td.set(key, value)
+        td.set(next_key, next_value)
+        return value, next_value.detach()
+
+    def _next_value(self, td: TensorDictBase) -> torch.Tensor:
+        """V(s'_t) alone, for ``value_estimate`` called without ``next_value``."""
+        net = self.value_network
+        if net is None:
+            return self._get(td, "value", under_next=True)
+        with _held_out(net):
+            next_in = td.get("next").select(*net.in_keys, strict=False)
+            return net(next_in).get(self.tensor_keys.value)
+
+    def _reward(self, td: TensorDictBase, *, average: bool = False, eps: float = 1e-5):
+        """r_t, standardised over the batch when ``average`` (then written back, as TorchRL does)."""
+        reward = self._get(td, "reward", under_next=True)
+        if average:
+            reward = _standardize(reward, eps)
+            td.set(unravel_key(("next", self.tensor_keys.reward)), reward)
+        return reward
+
+    def _flags(self, td: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
+        """(done, terminated); terminated defaults to done when the batch has no such entry."""
+        done = self._get(td, "done", under_next=True)
+        terminated = td.get(unravel_key(("next", self.tensor_keys.terminated)), None)
+        return done, done if terminated is None else terminated
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Write ``advantage`` and ``value_target`` into ``tensordict`` and return it."""
+        self._check_batch(tensordict)
+        with torch.set_grad_enabled(self.differentiable):
+            value, next_value = self._values(tensordict)
+            target = self.value_estimate(tensordict, next_value=next_value)
+            tensordict.set(self.tensor_keys.advantage, target - value)
+            tensordict.set(self.tensor_keys.value_target, target)
+        return tensordict
+
+    def value_estimate(self, tensordict: TensorDictBase, **kwargs) -> torch.Tensor:
+        """The value target alone."""
+        raise NotImplementedError
+
+
+class TD0Estimator(ValueEstimatorBase):
+    r"""One-step TD target :math:`r_t + \gamma(1-\mathrm{term}_t)V(s'_t)` (Sutton & Barto 2018, §6.1).
+
+    See :func:`rlteach.value.functional.td0_return_estimate`. ``average_rewards=True`` standardises
+    the rewards over the batch first (and writes them back, as TorchRL does).
+    """
+
+    def __init__(
+        self,
+        *,
+        gamma: float | torch.Tensor,
+        value_network: TensorDictModule | None,
+        average_rewards: bool = False,
+        differentiable: bool = False,
+        skip_existing: bool | None = None,
+        device: torch.device | None = None,
+    ):
+        check_gamma(gamma)
+        super().__init__(
+            value_network=value_network,
+            differentiable=differentiable,
+            skip_existing=skip_existing,
+            device=device,
+        )
+        self.register_buffer("gamma", torch.as_tensor(gamma, device=self._device).float())
+        self.average_rewards = average_rewards
+
+    def value_estimate(
+        self, tensordict: TensorDictBase, target_params=None, next_value=None, **kwargs
+    ) -> torch.Tensor:
+        reward = self._reward(tensordict, average=self.average_rewards, eps=1e-5)
+        gamma = self._gamma(tensordict, reward)
+        if next_value is None:
+            next_value = self._next_value(tensordict)
+        _, terminated = self._flags(tensordict)
+        return td0_return_estimate(gamma, next_value, reward, terminated)
+
+
+class TD1Estimator(ValueEstimatorBase):
+    r"""TD(1) target: the discounted return to the end of the trajectory (Sutton & Barto 2018, §3.3).
+
+    Bootstraps from :math:`V(s'_t)` at a truncation and at the end of the batch; see
+    :func:`rlteach.value.functional.td1_return_estimate`.
+    """
+
+    def __init__(
+        self,
+        *,
+        gamma: float | torch.Tensor,
+        value_network: TensorDictModule | None,
+        average_rewards: bool = False,
+        differentiable: bool = False,
+        skip_existing: bool | None = None,
+        device: torch.device | None = None,
+        time_dim: int | None = None,
+    ):
+        check_gamma(gamma)
+        super().__init__(
+            value_network=value_network,
+            differentiable=differentiable,
+            skip_existing=skip_existing,
+            device=device,
+            time_dim=time_dim,
+        )
+        self.register_buffer("gamma", torch.as_tensor(gamma, device=self._device).float())
+        self.average_rewards = average_rewards
+
+    def value_estimate(
+        self,
+        tensordict: TensorDictBase,
+        target_params=None,
+        next_value=None,
+        time_dim: int | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        reward = self._reward(tensordict, average=self.average_rewards, eps=1e-5)
+        gamma = self._gamma(tensordict, reward)
+        if next_value is None:
+            next_value = self._next_value(tensordict)
+        done, terminated = self._flags(tensordict)
+        time_dim = self._time_dim(tensordict, time_dim)
+        return td1_return_estimate(gamma, next_value, reward, done, terminated, time_dim=time_dim)
+
+
+class TDLambdaEstimator(ValueEstimatorBase):
+    r"""TD(λ) target, the λ-return (Sutton & Barto 2018, §12.1).
+
+    See :func:`rlteach.value.functional.td_lambda_return_estimate`; ``vectorized=True`` (the
+    default, as in TorchRL) uses the parallel-scan twin.
+    """
+
+    def __init__(
+        self,
+        *,
+        gamma: float | torch.Tensor,
+        lmbda: float | torch.Tensor,
+        value_network: TensorDictModule | None,
+        average_rewards: bool = False,
+        differentiable: bool = False,
+        vectorized: bool = True,
+        skip_existing: bool | None = None,
+        device: torch.device | None = None,
+        time_dim: int | None = None,
+    ):
+        check_gamma(gamma)
+        check_lmbda(lmbda)
+        super().__init__(
+            value_network=value_network,
+            differentiable=differentiable,
+            skip_existing=skip_existing,
+            device=device,
+            time_dim=time_dim,
+        )
+        self.register_buffer("gamma", torch.as_tensor(gamma, device=self._device).float())
+        self.register_buffer("lmbda", torch.as_tensor(lmbda, device=self._device).float())
+        self.average_rewards = average_rewards
+        self.vectorized = vectorized
+
+    def value_estimate(
+        self,
+        tensordict: TensorDictBase,
+        target_params=None,
+        next_value=None,
+        time_dim: int | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        # TorchRL floors the reward std at 1e-4 here but at 1e-5 in TD(0) and TD(1).
+        reward = self._reward(tensordict, average=self.average_rewards, eps=1e-4)
+        gamma = self._gamma(tensordict, reward)
+        if next_value is None:
+            next_value = self._next_value(tensordict)
+        done, terminated = self._flags(tensordict)
+        time_dim = self._time_dim(tensordict, time_dim)
+        estimate = vec_td_lambda_return_estimate if self.vectorized else td_lambda_return_estimate
+        return estimate(gamma, self.lmbda, next_value, reward, done, terminated, time_dim=time_dim)
+
+
+class GAE(ValueEstimatorBase):
+    r"""Generalized advantage estimation (Schulman et al. 2016).
+
+    See :func:`rlteach.value.functional.generalized_advantage_estimate`. ``average_gae=True``
+    standardises the advantage over the batch (std floored at 1e-4); the value target is computed
+    before that and is not affected. ``vectorized`` defaults to ``None``, which (as in TorchRL)
+    means the loop; ``True`` uses the parallel-scan twin.
+    """
+
+    def __init__(
+        self,
+        *,
+        gamma: float | torch.Tensor,
+        lmbda: float | torch.Tensor,
+        value_network: TensorDictModule | None,
+        average_gae: bool = False,
+        differentiable: bool = False,
+        vectorized: bool | None = None,
+        skip_existing: bool | None = None,
+        device: torch.device | None = None,
+        time_dim: int | None = None,
+    ):
+        check_gamma(gamma)
+        check_lmbda(lmbda)
+        super().__init__(
+            value_network=value_network,
+            differentiable=differentiable,
+            skip_existing=skip_existing,
+            device=device,
+            time_dim=time_dim,
+        )
+        self.register_buffer("gamma", torch.as_tensor(gamma, device=self._device).float())
+        self.register_buffer("lmbda", torch.as_tensor(lmbda, device=self._device).float())
+        self.average_gae = average_gae
+        self.vectorized = vectorized
+
+    def _advantage(self, td: TensorDictBase, time_dim: int | None):
+        """(advantage, value_target) before any standardisation."""
+        reward = self._reward(td)
+        gamma = self._gamma(td, reward)
+        value, next_value = self._values(td)
+        done, terminated = self._flags(td)
+        estimate = (
+            vec_generalized_advantage_estimate
+            if self.vectorized
+            else generalized_advantage_estimate
+        )
+        return estimate(
+            gamma,
+            self.lmbda,
+            value,
+            next_value,
+            reward,
+            done,
+            terminated,
+            time_dim=self._time_dim(td, time_dim),
+        )
+
+    def forward(self, tensordict: TensorDictBase, *, time_dim: int | None = None) -> TensorDictBase:
+        """Write ``advantage`` (standardised if ``average_gae``) and ``value_target``."""
+        self._check_batch(tensordict)
+        with torch.set_grad_enabled(self.differentiable):
+            advantage, value_target = self._advantage(tensordict, time_dim)
+            if self.average_gae:
+                advantage = _standardize(advantage, 1e-4)
+            tensordict.set(self.tensor_keys.advantage, advantage)
+            tensordict.set(self.tensor_keys.value_target, value_target)
+        return tensordict
+
+    def value_estimate(
+        self,
+        tensordict: TensorDictBase,
+        params=None,
+        target_params=None,
+        time_dim: int | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        """The GAE value target :math:`\\hat A_t + V(s_t)`, i.e. the TD(λ) return."""
+        self._check_batch(tensordict)
+        with torch.set_grad_enabled(self.differentiable):
+            return self._advantage(tensordict, time_dim)[1]
+
+
+class VTrace(ValueEstimatorBase):
+    r"""V-trace off-policy targets and advantages (Espeholt et al. 2018).
+
+    See :func:`rlteach.value.functional.vtrace_advantage_estimate`. The behaviour policy's
+    log μ(a_t|s_t) is read from ``"action_log_prob"``; the current policy's log π(a_t|s_t) is
+    recomputed with ``actor_network`` (a ``ProbabilisticTensorDictSequential``).
+
+    ``log_pi_of`` chooses which action π is evaluated at:
+
+    * ``"taken_action"`` (default, the paper): the action stored in the batch, π(a_t|s_t).
+    * ``"policy_sample"`` (TorchRL 0.14's behaviour): the action the current policy produces now
+      under the active interaction type, by default its mode. That is not the action that was
+      taken, so the importance ratio is not the paper's; use it only to reproduce TorchRL.
+    """
+
+    def __init__(
+        self,
+        *,
+        gamma: float | torch.Tensor,
+        actor_network: ProbabilisticTensorDictSequential,
+        value_network: TensorDictModule | None,
+        rho_thresh: float | torch.Tensor = 1.0,
+        c_thresh: float | torch.Tensor = 1.0,
+        average_adv: bool = False,
+        differentiable: bool = False,
+        skip_existing: bool | None = None,
+        device: torch.device | None = None,
+        time_dim: int | None = None,
+        log_pi_of: str = "taken_action",
+    ):
+        check_gamma(gamma)
+        if torch.as_tensor(gamma).numel() != 1:
+            raise ValueError("VTrace: gamma must be a single number (one discount for all steps).")
+        check_range("rho_thresh", rho_thresh, 0.0, None, low_open=True)
+        check_range("c_thresh", c_thresh, 0.0, None, low_open=True)
+        check_choice("log_pi_of", log_pi_of, ("taken_action", "policy_sample"))
+        super().__init__(
+            value_network=value_network,
+            differentiable=differentiable,
+            skip_existing=skip_existing,
+            device=device,
+            time_dim=time_dim,
+        )
+        self.register_buffer("gamma", torch.as_tensor(gamma, device=self._device).float())
+        self.register_buffer("rho_thresh", torch.as_tensor(rho_thresh, device=self._device))
+        self.register_buffer("c_thresh", torch.as_tensor(c_thresh, device=self._device))
+        self.actor_network = actor_network
+        self.average_adv = average_adv
+        self.log_pi_of = log_pi_of
+
+    @property
+    def in_keys(self) -> list[NestedKey]:
+        return super().in_keys + [self.tensor_keys.sample_log_prob]
+
+    def _log_pi(self, td: TensorDictBase, like: torch.Tensor) -> torch.Tensor:
+        """log π(a_t|s_t) under the current actor, without gradients to its parameters."""
+        actor = self.actor_network
+        inputs = td.select(*actor.in_keys, strict=False)
+        with _held_out(actor):
+            dist = actor.get_dist(inputs)
+            action_key = actor.dist_sample_keys[0]
+            if self.log_pi_of == "taken_action":
+                action = get_key(td, action_key, owner="VTrace")
+            else:
+                mode = interaction_type() or actor.default_interaction_type
+                with set_interaction_type(mode):
+                    action = actor(inputs.clone(False)).get(action_key)
+            return dist.log_prob(action).view_as(like)
+
+    def forward(self, tensordict: TensorDictBase, *, time_dim: int | None = None) -> TensorDictBase:
+        """Write the V-trace ``advantage`` and ``value_target`` (v_t) into ``tensordict``."""
+        self._check_batch(tensordict)
+        with torch.set_grad_enabled(self.differentiable):
+            reward = self._get(tensordict, "reward", under_next=True)
+            gamma = self._gamma(tensordict, reward)
+            value, next_value = self._values(tensordict)
+            log_mu = self._get(tensordict, "sample_log_prob").view_as(value)
+            log_pi = self._log_pi(tensordict, value)
+            done, terminated = self._flags(tensordict)
+            advantage, value_target = vtrace_advantage_estimate(
+                gamma,
+                log_pi,
+                log_mu,
+                value,
+                next_value,
+                reward,
+                done,
+                terminated,
+                rho_thresh=self.rho_thresh,
+                c_thresh=self.c_thresh,
+                time_dim=self._time_dim(tensordict, time_dim),
+            )
+            if self.average_adv:
+                advantage = _standardize(advantage, 1e-5)
+            tensordict.set(self.tensor_keys.advantage, advantage)
+            tensordict.set(self.tensor_keys.value_target, value_target)
+        return tensordict
+
+    def value_estimate(self, tensordict: TensorDictBase, time_dim: int | None = None, **kwargs):
+        """The V-trace target v_t (TorchRL 0.14 does not implement this method for VTrace)."""
+        return self.forward(tensordict.copy(), time_dim=time_dim).get(self.tensor_keys.value_target)
