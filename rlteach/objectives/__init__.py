@@ -1,0 +1,17 @@
+"""Losses of deep RL, one module per family, each mirroring TorchRL 0.14's class of the same name.
+
+``common.LossModule`` is the base they share; ``utils`` holds the distance and reduction
+helpers. Later chapters add their losses to this list.
+"""
+
+from rlteach.objectives.common import LossModule, default_value_kwargs, resolve_value_type
+from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
+
+__all__ = [
+    "LOSS_FUNCTIONS",
+    "REDUCTIONS",
+    "LossModule",
+    "default_value_kwargs",
+    "distance_loss",
+    "resolve_value_type",
+]

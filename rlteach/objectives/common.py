@@ -1,0 +1,493 @@
+"""``LossModule``: the base class every rlteach loss stands on.
+
+A loss reads a batch (a TensorDict), computes its ``loss_*`` terms and returns them in a new
+TensorDict, exactly like TorchRL's ``torchrl.objectives.LossModule``. This base class supplies
+the four things all losses share, and nothing else:
+
+1. **Keys.** A nested ``_AcceptedKeys`` dataclass lists every TensorDict entry the loss reads
+   or writes, with its default name. ``set_keys(reward="r")`` renames entries and passes the
+   renames on to the value estimator.
+2. **Networks and target networks.** ``_register_network(name, module, create_target=...)``
+   stores the network as ``self.<name>`` and, if asked, a frozen deep copy as
+   ``self.target_<name>``. The pair is recorded so that ``rlteach.updaters.SoftUpdate`` and
+   ``HardUpdate`` can find it.
+3. **The value estimator.** ``make_value_estimator(kind, **hyper)`` builds one of
+   ``rlteach.value``'s estimators (TD(0), TD(1), TD(lambda), GAE, V-trace) with TorchRL's
+   default hyper-parameters and the loss's key names.
+4. **Input checks and reduction.** ``_read_inputs`` fetches every input up front and refuses
+   missing keys and NaNs before anything is computed; ``_reduce_loss`` applies ``reduction``.
+
+How rlteach differs from TorchRL here, and why
+-----------------------------------------------
+TorchRL makes every network *functional*: it pulls the parameters out into TensorDicts
+(``loss.value_network_params``, ``loss.target_value_network_params``) and swaps them into a
+stateless module at each call. That buys vmap over ensembles and torch.compile friendliness,
+at the price of a layer a learner must see through. rlteach keeps networks as ordinary
+modules you can call, print and step through in a debugger:
+
+* ``loss.value_network`` *is* the network you passed in (not a copy): an optimiser built on
+  ``loss.parameters()`` trains it.
+* ``loss.target_value_network`` is a deep copy whose parameters have been turned into
+  **buffers** (``requires_grad=False``). It is still a normal module you can call, it moves
+  with ``loss.to(device)``, it is saved in ``loss.state_dict()``, and -- because buffers are
+  not parameters -- ``loss.parameters()`` never hands it to the optimiser. This is also what
+  TorchRL does with its target parameters (it stores them as buffers).
+* An ensemble (e.g. the twin or ten Q-networks of TD3, SAC, REDQ) is a list of modules:
+  ``_register_network("qvalue_network", [q1, q2], create_target=True)`` stores an
+  ``nn.ModuleList`` and a frozen copy of it, member by member.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import torch
+from tensordict import TensorDictBase, unravel_key
+from tensordict.utils import NestedKey
+from torch import nn
+
+from rlteach.objectives.utils import _reduce, read_inputs
+from rlteach.value import (
+    GAE,
+    TD0Estimator,
+    TD1Estimator,
+    TDLambdaEstimator,
+    ValueEstimators,
+    VTrace,
+)
+
+# Which class implements each kind of estimator.
+_ESTIMATOR_CLASSES = {
+    ValueEstimators.TD0: TD0Estimator,
+    ValueEstimators.TD1: TD1Estimator,
+    ValueEstimators.TDLambda: TDLambdaEstimator,
+    ValueEstimators.GAE: GAE,
+    ValueEstimators.VTrace: VTrace,
+}
+
+# The hyper-parameters a loss gives its estimator unless told otherwise: TorchRL 0.14's
+# ``default_value_kwargs``. Note ``differentiable=True`` for every kind, although the
+# estimator classes themselves default to ``False``: a loss lets gradients flow through the
+# target unless the target network (a frozen copy) stops them.
+_DEFAULT_VALUE_KWARGS = {
+    ValueEstimators.TD0: {"gamma": 0.99, "differentiable": True},
+    ValueEstimators.TD1: {"gamma": 0.99, "differentiable": True},
+    ValueEstimators.TDLambda: {"gamma": 0.99, "lmbda": 0.95, "differentiable": True},
+    ValueEstimators.GAE: {"gamma": 0.99, "lmbda": 0.95, "differentiable": True},
+    ValueEstimators.VTrace: {"gamma": 0.99, "differentiable": True},
+}
+
+# Friendly names for configuration files and the command line (matched case-insensitively).
+VALUE_ESTIMATOR_ALIASES = {
+    "td0": ValueEstimators.TD0,
+    "td1": ValueEstimators.TD1,
+    "td_lambda": ValueEstimators.TDLambda,
+    "tdlambda": ValueEstimators.TDLambda,
+    "gae": ValueEstimators.GAE,
+    "vtrace": ValueEstimators.VTrace,
+    "v_trace": ValueEstimators.VTrace,
+}
+
+
+def resolve_value_type(value_type) -> ValueEstimators:
+    """Turn a ``ValueEstimators`` member or a string alias (``"gae"``, ``"TD0"``) into a member.
+
+    Raises:
+        ValueError: the name is not known; the message lists the accepted ones.
+    """
+    if isinstance(value_type, ValueEstimators) and value_type in _ESTIMATOR_CLASSES:
+        return value_type
+    if isinstance(value_type, str) and value_type.lower() in VALUE_ESTIMATOR_ALIASES:
+        return VALUE_ESTIMATOR_ALIASES[value_type.lower()]
+    members = ", ".join(f"ValueEstimators.{m.name}" for m in _ESTIMATOR_CLASSES)
+    aliases = ", ".join(repr(a) for a in VALUE_ESTIMATOR_ALIASES)
+    raise ValueError(
+        f"Unknown value estimator {value_type!r}: choose one of {members}, or a string alias "
+        f"({aliases}; case does not matter)."
+    )
+
+
+def default_value_kwargs(value_type) -> dict:
+    """The default hyper-parameters of an estimator kind, as TorchRL 0.14 sets them.
+
+    >>> default_value_kwargs("td_lambda")
+    {'gamma': 0.99, 'lmbda': 0.95, 'differentiable': True}
+    """
+    return dict(_DEFAULT_VALUE_KWARGS[resolve_value_type(value_type)])
+
+
+def _is_nested_key(key) -> bool:
+    """A TensorDict key is a string or a non-empty tuple of strings (possibly nested)."""
+    if isinstance(key, str):
+        return True
+    if not isinstance(key, tuple) or not key:
+        return False
+    try:
+        flat = unravel_key(key)
+    except Exception:
+        return False
+    return isinstance(flat, str) or all(isinstance(part, str) for part in flat)
+
+
+def _next(key: NestedKey) -> NestedKey:
+    """The entry ``key`` one step later: ``"reward"`` -> ``("next", "reward")``."""
+    return unravel_key(("next", key))
+
+
+def _frozen_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` whose parameters are buffers (no gradient, not optimised).
+
+    Parameters shared between sub-modules stay shared in the copy, so weight tying survives.
+    """
+    target = copy.deepcopy(module)
+    frozen: dict[int, torch.Tensor] = {}  # id(copied parameter) -> its buffer
+    for sub in target.modules():
+        for name, param in list(sub.named_parameters(recurse=False)):
+            if isinstance(param, nn.parameter.UninitializedParameter):
+                raise ValueError(
+                    f"Cannot copy a lazy module into a target network: parameter {name!r} is "
+                    f"not initialised yet. Run one forward pass through the network before "
+                    f"handing it to the loss."
+                )
+            if id(param) not in frozen:
+                frozen[id(param)] = param.detach()
+            delattr(sub, name)
+            sub.register_buffer(name, frozen[id(param)])
+    return target
+
+
+class LossModule(nn.Module):
+    """Base class of every rlteach loss: keys, networks, target networks, value estimator.
+
+    A subclass declares, as class attributes:
+
+    =============================  =========================================================
+    ``_AcceptedKeys``              dataclass: every key the loss reads or writes, with default
+    ``default_value_estimator``    the ``ValueEstimators`` member built when none was asked for
+                                   (``None`` for losses without one)
+    ``supported_value_estimators`` the members ``make_value_estimator`` accepts
+    ``out_keys``                   the names of the entries ``forward`` returns
+    =============================  =========================================================
+
+    and in ``__init__`` calls ``super().__init__()`` then ``_register_network`` for each
+    network. A target network is used for bootstrapping like this::
+
+        net = self.target_value_network if self.delay_value else self.value_network
+        with torch.no_grad():
+            next_value = net(next_td)
+
+    Reference: the API is TorchRL's (``torchrl.objectives.LossModule``, version 0.14).
+    """
+
+    @dataclasses.dataclass
+    class _AcceptedKeys:
+        """Every TensorDict key the loss reads or writes; subclasses replace this."""
+
+    default_value_estimator: ValueEstimators | None = None
+    supported_value_estimators: tuple = ()
+    out_keys: tuple = ()
+
+    # The key names a loss shares with its value estimator. ``set_keys`` and
+    # ``make_value_estimator`` pass the loss's value for each of these names, when the loss has
+    # it, to ``estimator.set_keys``. A loss whose name differs from the estimator's overrides
+    # ``_value_estimator_keys`` (e.g. to send its "state_action_value" as the estimator's "value").
+    _shared_estimator_keys = (
+        "advantage",
+        "value_target",
+        "value",
+        "reward",
+        "done",
+        "terminated",
+        "sample_log_prob",
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._tensor_keys = self._AcceptedKeys()
+        self._target_names: dict[str, str] = {}  # network name -> target network name
+        self.value_type = self.default_value_estimator
+        # The estimator holds no trainable state of its own (its networks are this loss's
+        # networks), so it is kept outside the module tree: swapping estimators never changes
+        # loss.parameters() or the keys of loss.state_dict().
+        object.__setattr__(self, "_value_estimator", None)
+
+    # ------------------------------------------------------------------ keys
+
+    @property
+    def tensor_keys(self) -> _AcceptedKeys:
+        """The current key names (an ``_AcceptedKeys`` instance); change them with ``set_keys``."""
+        return self._tensor_keys
+
+    def set_keys(self, **renames) -> LossModule:
+        """Rename the TensorDict entries the loss reads or writes: ``set_keys(reward="r")``.
+
+        ``None`` restores a name's default. Renames of keys the value estimator also uses
+        (reward, done, terminated, value, advantage, value_target, ...) are passed on to it.
+        Everything is validated before anything changes.
+
+        Raises:
+            KeyError: a name that is not in ``_AcceptedKeys`` (the message lists those that are).
+            ValueError: a new key that is not a string or a tuple of strings.
+        """
+        owner = type(self).__name__
+        accepted = [field.name for field in dataclasses.fields(self._AcceptedKeys)]
+        for name, key in renames.items():
+            if name not in accepted:
+                raise KeyError(
+                    f"{owner}.set_keys: {name!r} is not a key name of this loss. Accepted "
+                    f"names: {', '.join(accepted) or '(none)'}."
+                )
+            if key is not None and not _is_nested_key(key):
+                raise ValueError(
+                    f"{owner}.set_keys: the new key for {name!r} must be a string or a tuple "
+                    f"of strings such as ('agents', 'reward'), got {key!r}."
+                )
+        defaults = self._AcceptedKeys()
+        new_keys = dataclasses.replace(
+            self._tensor_keys,
+            **{
+                name: getattr(defaults, name) if key is None else key
+                for name, key in renames.items()
+            },
+        )
+        # The estimator validates its own renames (and may refuse one); it goes first so that a
+        # refusal leaves the loss's keys as they were.
+        if self._value_estimator is not None:
+            self._forward_value_estimator_keys(self._value_estimator, new_keys)
+        self._tensor_keys = new_keys
+        return self
+
+    def _value_estimator_keys(self, keys: _AcceptedKeys) -> dict[str, NestedKey]:
+        """``{estimator key name: this loss's key}`` for the names both share."""
+        return {
+            name: getattr(keys, name) for name in self._shared_estimator_keys if hasattr(keys, name)
+        }
+
+    def _forward_value_estimator_keys(self, estimator: nn.Module, keys: _AcceptedKeys) -> None:
+        """Give ``estimator`` this loss's names (``keys``) for the keys they share.
+
+        Only names whose key differs from the estimator's current one are sent, and only those
+        the estimator knows (not every estimator reads log-probabilities, say).
+        """
+        current = estimator.tensor_keys
+        renames = {
+            name: key
+            for name, key in self._value_estimator_keys(keys).items()
+            if hasattr(current, name) and unravel_key(getattr(current, name)) != unravel_key(key)
+        }
+        if renames:
+            estimator.set_keys(**renames)
+
+    @property
+    def in_keys(self) -> list[NestedKey]:
+        """The entries ``forward`` reads. By default: every registered network's ``in_keys``.
+
+        Subclasses extend this with the keys they read themselves (action, reward, ...).
+        """
+        keys: list[NestedKey] = []
+        for name in self._network_names():
+            for key in getattr(getattr(self, name), "in_keys", []):
+                if key not in keys:
+                    keys.append(key)
+        return keys
+
+    # ------------------------------------------------------- networks and targets
+
+    def _register_network(
+        self,
+        name: str,
+        module: nn.Module | list[nn.Module] | tuple[nn.Module, ...],
+        *,
+        create_target: bool = False,
+    ) -> None:
+        """Store ``module`` as ``self.<name>`` and, if asked, a frozen copy as ``self.target_<name>``.
+
+        The network itself is stored, not copied: optimising ``loss.parameters()`` trains the
+        very module the caller holds. The target is a deep copy with its parameters turned
+        into buffers (``requires_grad=False``); only ``SoftUpdate`` / ``HardUpdate`` (or your own
+        code) change it.
+
+        Args:
+            name: attribute name, e.g. ``"value_network"``, ``"qvalue_network"``.
+            module: the network, or a list of networks for an ensemble (stored as a
+                ``nn.ModuleList``; index it as ``self.<name>[i]``).
+            create_target: also make the frozen copy ``self.target_<name>``.
+        """
+        if isinstance(module, (list, tuple)):
+            module = nn.ModuleList(module)
+        if not isinstance(module, nn.Module):
+            raise TypeError(
+                f"{type(self).__name__}: network {name!r} must be a torch.nn.Module (or a list "
+                f"of them), got {type(module).__name__}."
+            )
+        if name.startswith("target_"):
+            raise ValueError(
+                f"Network names may not start with 'target_' ({name!r}): that prefix is kept "
+                f"for the frozen copies; register the source network and pass create_target=True."
+            )
+        if name in self._modules or hasattr(type(self), name):
+            raise ValueError(f"{type(self).__name__} already has an attribute {name!r}.")
+        target = _frozen_copy(module) if create_target else None  # may raise: nothing set yet
+        setattr(self, name, module)
+        if target is not None:
+            setattr(self, f"target_{name}", target)
+            self._target_names[name] = f"target_{name}"
+
+    def _network_names(self) -> list[str]:
+        """Names of the networks registered with ``_register_network`` (targets excluded)."""
+        targets = set(self._target_names.values())
+        return [name for name in self._modules if name not in targets]
+
+    def target_network_pairs(self) -> list[tuple[str, nn.Module, nn.Module]]:
+        """``[(name, network, target network), ...]`` for every network that has a target.
+
+        This is what the target-network updaters iterate over.
+        """
+        return [
+            (name, getattr(self, name), getattr(self, target))
+            for name, target in self._target_names.items()
+        ]
+
+    # ------------------------------------------------------------ value estimator
+
+    @property
+    def value_estimator(self):
+        """The estimator of returns and advantages, built with defaults on first use."""
+        if self._value_estimator is None:
+            if self.default_value_estimator is None:
+                raise RuntimeError(f"{type(self).__name__} does not use a value estimator.")
+            self.make_value_estimator(self.default_value_estimator)
+        return self._value_estimator
+
+    def make_value_estimator(self, value_type=None, **hyperparams) -> LossModule:
+        """Build the value estimator the loss uses for its targets or advantages.
+
+        Args:
+            value_type: a ``rlteach.value.ValueEstimators`` member (TD0, TD1, TDLambda, GAE,
+                VTrace), a string alias (``"td0"``, ``"td1"``, ``"td_lambda"``, ``"gae"``,
+                ``"vtrace"``; any case), an estimator instance (used as it is), or an estimator
+                class (built with ``hyperparams``). ``None`` means
+                ``self.default_value_estimator``.
+            **hyperparams: override the defaults (``gamma=0.99``, ``lmbda=0.95``,
+                ``differentiable=True``, like TorchRL's ``default_value_kwargs``) and any other
+                constructor argument of the estimator (``average_gae``, ``value_network``, ...).
+                If the loss has a ``gamma`` attribute it replaces the default gamma.
+
+        The estimator's ``value_network`` (and ``actor_network`` for V-trace) defaults to the
+        loss's networks, chosen by ``_estimator_networks``; the loss's key names are passed to
+        the estimator's ``set_keys``. Returns ``self`` so calls chain.
+
+        Raises:
+            ValueError: an unknown kind, a kind this loss does not support, a gamma or lambda
+                outside [0, 1], or V-trace without an actor network.
+        """
+        if value_type is None:
+            value_type = self.default_value_estimator
+        if isinstance(value_type, nn.Module):  # a ready-made estimator
+            estimator, kind = value_type, type(value_type)
+        elif isinstance(value_type, type) and issubclass(value_type, nn.Module):
+            estimator, kind = value_type(**hyperparams), value_type
+        else:
+            kind = self._check_supported(resolve_value_type(value_type))
+            estimator = _ESTIMATOR_CLASSES[kind](**self._estimator_kwargs(kind, hyperparams))
+        self._forward_value_estimator_keys(estimator, self.tensor_keys)
+        # Only now, with the estimator built and wired, does the loss change.
+        object.__setattr__(self, "_value_estimator", estimator)
+        self.value_type = kind
+        return self
+
+    def _check_supported(self, kind: ValueEstimators) -> ValueEstimators:
+        if kind not in self.supported_value_estimators:
+            names = ", ".join(f"ValueEstimators.{m.name}" for m in self.supported_value_estimators)
+            raise ValueError(
+                f"{type(self).__name__} does not support the value estimator "
+                f"ValueEstimators.{kind.name}. Supported: {names or '(none)'}."
+            )
+        return kind
+
+    def _estimator_kwargs(self, kind: ValueEstimators, hyperparams: dict) -> dict:
+        """Defaults, then the loss's gamma, then the caller's values; networks last.
+
+        gamma and lmbda are range-checked by the estimator's constructor, before the loss keeps it.
+        """
+        kwargs = dict(_DEFAULT_VALUE_KWARGS[kind])
+        if getattr(self, "gamma", None) is not None:
+            kwargs["gamma"] = self.gamma
+        kwargs.update(hyperparams)
+        for arg, network in self._estimator_networks(kind).items():
+            kwargs.setdefault(arg, network)
+        if kind is ValueEstimators.VTrace and kwargs.get("actor_network") is None:
+            raise ValueError(
+                f"V-trace needs the current policy to compute importance ratios, but "
+                f"{type(self).__name__} has no actor_network. Pass one: "
+                f"make_value_estimator('vtrace', actor_network=<policy>)."
+            )
+        return kwargs
+
+    def _estimator_networks(self, kind: ValueEstimators) -> dict[str, nn.Module | None]:
+        """The networks handed to a new estimator; override to choose others (e.g. a target).
+
+        Default, as in TorchRL: ``critic_network`` if the loss has one, else ``value_network``
+        (else ``None``: the estimator then reads values already in the TensorDict); V-trace
+        also gets ``actor_network``.
+        """
+        critic = self._modules.get("critic_network", self._modules.get("value_network"))
+        networks = {"value_network": critic}
+        if kind is ValueEstimators.VTrace:
+            networks["actor_network"] = self._modules.get("actor_network")
+        return networks
+
+    # ------------------------------------------------------- inputs and reduction
+
+    def _read_inputs(
+        self,
+        td: TensorDictBase,
+        *names: str,
+        next_names: tuple[str, ...] = (),
+        check_nan: bool = True,
+    ) -> dict[str, torch.Tensor]:
+        """Fetch the entries named in ``tensor_keys``, all checked before any work is done.
+
+        ``names`` are read at the current step, ``next_names`` under ``"next"`` and returned
+        as ``"next_<name>"``. A missing key raises ``KeyError`` naming it and the ``set_keys``
+        call that renames it; a NaN or inf raises ``ValueError``.
+
+        >>> x = self._read_inputs(td, "action", next_names=("reward", "terminated"))
+        >>> x["next_reward"].shape
+        """
+        keys = {name: getattr(self.tensor_keys, name) for name in names}
+        for name in next_names:
+            keys[f"next_{name}"] = _next(getattr(self.tensor_keys, name))
+        return read_inputs(td, keys, owner=type(self).__name__, check_nan=check_nan)
+
+    def _reduce_loss(
+        self,
+        loss: torch.Tensor,
+        *,
+        mask: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Apply ``self.reduction`` ("none", "mean" or "sum"); see ``objectives.utils._reduce``.
+
+        Unlike TorchRL, rlteach does not look for padding masks in the batch on its own: pass
+        ``mask=`` explicitly where a loss needs one.
+        """
+        return _reduce(loss, self.reduction, mask=mask, weights=weights)
+
+    # ------------------------------------------------------------------ misc
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Compute the ``loss_*`` terms from a batch; every subclass implements this."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(tensordict).")
+
+    def reset(self) -> None:
+        """Reset any state kept between updates (e.g. an adaptive KL coefficient); none here."""
+
+    def _apply(self, fn, *args, **kwargs):
+        # ``loss.to(device)`` and friends must reach the estimator too, which sits outside the
+        # module tree (see __init__).
+        super()._apply(fn, *args, **kwargs)
+        if self._value_estimator is not None:
+            self._value_estimator._apply(fn, *args, **kwargs)
+        return self
