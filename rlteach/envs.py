@@ -1,0 +1,431 @@
+"""Gymnasium environments stepped into TensorDicts, an on-policy collector and an evaluator.
+
+The layout is TorchRL's (see DESIGN.md). ``reset()`` returns the root of a transition, ``step(td)``
+reads ``"action"`` and adds a ``"next"`` sub-TensorDict:
+
+=============================  ==============  =====================================================
+key                            shape / dtype   meaning
+=============================  ==============  =====================================================
+``"observation"``              [*B, D] f32     s_t
+``"done"``, ``"terminated"``,  [*B, 1] bool    flags of s_t (False: s_t is never a final state)
+``"truncated"``
+``"action"``                   [*B] int64      a_t for a discrete space (an index)
+                               [*B, A] f32     a_t for a continuous space
+``("next", "observation")``    [*B, D] f32     s_{t+1}, the TRUE next state even when the episode
+                                               ended (never the first state of the next episode)
+``("next", "reward")``         [*B, 1] f32     r_{t+1}
+``("next", "terminated")``     [*B, 1] bool    s_{t+1} is terminal: do not bootstrap from it
+``("next", "truncated")``      [*B, 1] bool    the episode was cut (time limit): s_{t+1} is not
+                                               terminal, so V(s_{t+1}) must still be bootstrapped
+``("next", "done")``           [*B, 1] bool    terminated or truncated: the trajectory ends here
+=============================  ==============  =====================================================
+
+``*B`` is ``[]`` for :class:`GymEnv` and ``[num_envs]`` for :class:`VecGymEnv`; a
+:class:`Collector` batch adds a time dim last, ``[*B, T]``.
+
+Autoreset: Gymnasium 1.x vector environments default to ``NEXT_STEP`` autoreset, where the step
+after an episode's end ignores the action and only resets; storing it would invent a transition
+(final state → first state) that never happened. :class:`VecGymEnv` uses ``SAME_STEP`` autoreset
+instead: the step that ends an episode also resets that sub-environment, Gymnasium hands the true
+final observation back in ``info["final_obs"]``, and we put it in ``("next", "observation")``
+while the reset observation becomes the root of the following transition. No reset step exists,
+so none can be stored.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import InteractionType, set_interaction_type
+
+from rlteach._checks import get_key
+
+__all__ = ["GymEnv", "VecGymEnv", "Collector", "evaluate", "evaluate_returns"]
+
+Policy = Callable[[TensorDictBase], TensorDictBase]
+
+
+def _make_gym(env_id: str, **kwargs) -> gym.Env:
+    """``gymnasium.make`` with a helpful message for an unknown id."""
+    if not isinstance(env_id, str):
+        raise TypeError(f"env_id must be a Gymnasium id such as 'CartPole-v1', got {env_id!r}.")
+    try:
+        return gym.make(env_id, **kwargs)
+    except gym.error.Error as err:
+        close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(
+            f"Unknown Gymnasium environment {env_id!r} ({err}).{hint} Registered ids are listed "
+            f"by gymnasium.pprint_registry(); ids carry a version suffix such as '-v1'."
+        ) from err
+
+
+class _GymBase:
+    """What a single and a vector environment share: the spaces, action checks and conversion."""
+
+    batch_size: torch.Size
+
+    def _read_spaces(self, obs_space: gym.Space, act_space: gym.Space, env_id: str) -> None:
+        if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+            raise ValueError(
+                f"{env_id}: rlteach handles flat Box observations, got {obs_space}. Wrap the "
+                f"environment with gymnasium.wrappers.FlattenObservation first."
+            )
+        self.observation_dim: int = int(obs_space.shape[0])
+        self.is_discrete: bool = isinstance(act_space, gym.spaces.Discrete)
+        if self.is_discrete:
+            self.n_actions: int | None = int(act_space.n)
+            self.action_dim: int | None = None
+            self.action_low = self.action_high = None
+        elif isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
+            self.n_actions = None
+            self.action_dim = int(act_space.shape[0])
+            self.action_low = torch.as_tensor(act_space.low, dtype=torch.float32)
+            self.action_high = torch.as_tensor(act_space.high, dtype=torch.float32)
+        else:
+            raise ValueError(
+                f"{env_id}: rlteach handles Discrete or flat Box action spaces, got {act_space}."
+            )
+
+    def _action_to_numpy(self, td: TensorDictBase) -> np.ndarray:
+        """Check ``td["action"]`` against the action space before anything is stepped."""
+        action = get_key(td, "action", owner=type(self).__name__)
+        if self.is_discrete:
+            expected = list(self.batch_size)
+            if action.shape != self.batch_size or action.is_floating_point():
+                raise ValueError(
+                    f"{type(self).__name__}: a discrete action must be an integer index tensor of "
+                    f"shape {expected}, got dtype {action.dtype} and shape {list(action.shape)}. "
+                    f"A categorical policy writes it that way; turn one-hot actions into "
+                    f"indices with action.argmax(-1)."
+                )
+            if action.numel() and (action.min() < 0 or action.max() >= self.n_actions):
+                raise ValueError(
+                    f"{type(self).__name__}: discrete actions must lie in 0..{self.n_actions - 1}, "
+                    f"got {action.flatten().tolist()}."
+                )
+            return action.detach().cpu().numpy().astype(np.int64)
+        expected = [*self.batch_size, self.action_dim]
+        if list(action.shape) != expected:
+            raise ValueError(
+                f"{type(self).__name__}: a continuous action must have shape {expected} "
+                f"(batch, action_dim), got {list(action.shape)}."
+            )
+        if not torch.isfinite(action).all():
+            raise ValueError(f"{type(self).__name__}: the action contains NaN or inf: {action}.")
+        return action.detach().cpu().numpy().astype(np.float32)
+
+    def _root(self, obs) -> TensorDict:
+        """The root of a transition: an observation and all-False flags."""
+        false = torch.zeros(*self.batch_size, 1, dtype=torch.bool)
+        return TensorDict(
+            {
+                "observation": torch.as_tensor(np.asarray(obs), dtype=torch.float32),
+                "done": false,
+                "terminated": false.clone(),
+                "truncated": false.clone(),
+            },
+            batch_size=self.batch_size,
+        )
+
+    def _next(self, obs, reward, terminated, truncated) -> TensorDict:
+        shape = (*self.batch_size, 1)
+        terminated = torch.as_tensor(np.asarray(terminated), dtype=torch.bool).reshape(shape)
+        truncated = torch.as_tensor(np.asarray(truncated), dtype=torch.bool).reshape(shape)
+        return TensorDict(
+            {
+                "observation": torch.as_tensor(np.asarray(obs), dtype=torch.float32),
+                "reward": torch.as_tensor(np.asarray(reward), dtype=torch.float32).reshape(shape),
+                "done": terminated | truncated,
+                "terminated": terminated,
+                "truncated": truncated,
+            },
+            batch_size=self.batch_size,
+        )
+
+    def rand_action(self, td: TensorDictBase | None = None) -> TensorDictBase:
+        """Write a uniformly random ``"action"`` (seeded by the env's seed) into ``td``."""
+        if td is None:
+            td = TensorDict(batch_size=self.batch_size)
+        action = self._action_space.sample()
+        dtype = torch.int64 if self.is_discrete else torch.float32
+        td.set("action", torch.as_tensor(np.asarray(action), dtype=dtype))
+        return td
+
+
+class GymEnv(_GymBase):
+    """One Gymnasium environment with TorchRL's TensorDict layout; batch size ``[]``.
+
+    ``kwargs`` go to ``gymnasium.make`` (e.g. ``max_episode_steps=20``). ``seed`` seeds the first
+    ``reset()``; later resets continue the environment's random stream. There is no autoreset:
+    after ``("next", "done")`` call :meth:`reset` (or use :meth:`step_and_maybe_reset`).
+    """
+
+    def __init__(self, env_id: str, seed: int | None = None, **kwargs) -> None:
+        self.env_id = env_id
+        self.env = _make_gym(env_id, **kwargs)
+        self.batch_size = torch.Size([])
+        self._read_spaces(self.env.observation_space, self.env.action_space, env_id)
+        self._action_space = self.env.action_space
+        self._seed = seed
+        self._seeded = False
+        self._needs_reset = True
+        if seed is not None:
+            self._action_space.seed(seed)
+
+    def reset(self, seed: int | None = None) -> TensorDict:
+        if seed is None and not self._seeded:
+            seed = self._seed
+        self._seeded = True
+        obs, _ = self.env.reset(seed=seed)
+        self._needs_reset = False
+        return self._root(obs)
+
+    def step(self, td: TensorDictBase) -> TensorDictBase:
+        """Apply ``td["action"]`` and write ``td["next"]``; returns ``td``."""
+        action = self._action_to_numpy(td)
+        if self._needs_reset:
+            raise RuntimeError(
+                f"GymEnv({self.env_id!r}): the episode is over (or never started); call reset() "
+                f"before step()."
+            )
+        obs, reward, terminated, truncated, _ = self.env.step(
+            action.item() if self.is_discrete else action
+        )
+        self._needs_reset = bool(terminated or truncated)
+        td.set("next", self._next(obs, reward, terminated, truncated))
+        return td
+
+    def step_and_maybe_reset(self, td: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
+        """Step, then return ``(td, root of the next transition)``, resetting after an end."""
+        td = self.step(td)
+        if self._needs_reset:
+            return td, self.reset()
+        return td, self._root(td["next", "observation"])
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class VecGymEnv(_GymBase):
+    """``num_envs`` copies of a Gymnasium environment stepped together; batch ``[num_envs]``.
+
+    Built on ``gymnasium.vector.SyncVectorEnv`` with SAME_STEP autoreset (see the module
+    docstring). Sub-environment i is seeded with ``seed + i`` at the first reset.
+    ``step`` returns the true final observation in ``("next", "observation")``; the reset
+    observation of a finished sub-environment is the root returned by
+    :meth:`step_and_maybe_reset`.
+    """
+
+    def __init__(self, env_id: str, num_envs: int, seed: int | None = None, **kwargs) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"VecGymEnv: num_envs must be a positive integer, got {num_envs!r}.")
+        _make_gym(env_id, **kwargs).close()  # fail early, with the helpful message
+        self.env_id = env_id
+        self.num_envs = num_envs
+        self.env = SyncVectorEnv(
+            [lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)],
+            autoreset_mode=AutoresetMode.SAME_STEP,
+        )
+        self.batch_size = torch.Size([num_envs])
+        self._read_spaces(self.env.single_observation_space, self.env.single_action_space, env_id)
+        self._action_space = self.env.action_space
+        self._seed = seed
+        self._seeded = False
+        self._obs = None
+        if seed is not None:
+            self._action_space.seed(seed)
+
+    def reset(self, seed: int | None = None) -> TensorDict:
+        if seed is None and not self._seeded:
+            seed = self._seed
+        self._seeded = True
+        self._obs, _ = self.env.reset(seed=seed)
+        return self._root(self._obs)
+
+    def step(self, td: TensorDictBase) -> TensorDictBase:
+        """Apply ``td["action"]`` to every sub-environment and write ``td["next"]``."""
+        action = self._action_to_numpy(td)
+        if self._obs is None:
+            raise RuntimeError(f"VecGymEnv({self.env_id!r}): call reset() before step().")
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        # SAME_STEP autoreset: obs already holds the reset observation of finished envs; their
+        # true last observation is in info["final_obs"] and is the one a transition must keep.
+        next_obs = np.array(obs, copy=True)
+        if "final_obs" in info:
+            for i in np.flatnonzero(info["_final_obs"]):
+                next_obs[i] = info["final_obs"][i]
+        self._obs = obs
+        td.set("next", self._next(next_obs, reward, terminated, truncated))
+        return td
+
+    def step_and_maybe_reset(self, td: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
+        """Step, then return ``(td, root of the next transition)`` (reset obs where done)."""
+        td = self.step(td)
+        return td, self._root(self._obs)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class Collector:
+    """Roll a policy in an environment and yield batches of ``frames_per_batch`` transitions.
+
+    ==================  ===================================================================
+    ``env``             a :class:`GymEnv` or :class:`VecGymEnv` (batch ``*B``)
+    ``policy``          TensorDict → TensorDict writing ``"action"`` (and e.g.
+                        ``"action_log_prob"``); ``None`` acts uniformly at random
+    ``frames_per_batch``  transitions per batch, a multiple of ``num_envs``
+    ``total_frames``    stop after this many transitions (``-1``: never stop)
+    ==================  ===================================================================
+
+    Each batch has batch size ``[*B, T]`` with ``T = frames_per_batch / num_envs`` (time last)
+    and holds the root keys, everything the policy wrote, and ``"next"``. The environment is
+    reset once, on the first batch; later batches continue from the last observation, so an
+    episode can span batches. The policy runs under ``torch.no_grad()`` and
+    ``set_interaction_type(interaction_type)`` (random sampling by default). Finished episodes
+    are recorded in ``episode_returns`` / ``episode_lengths`` (in order of ending); ``frames``
+    counts the transitions collected so far.
+    """
+
+    def __init__(
+        self,
+        env: GymEnv | VecGymEnv,
+        policy: Policy | None,
+        frames_per_batch: int,
+        total_frames: int = -1,
+        interaction_type: InteractionType = InteractionType.RANDOM,
+    ) -> None:
+        if not isinstance(env, _GymBase):
+            raise TypeError(
+                f"Collector needs a rlteach GymEnv or VecGymEnv, got {type(env).__name__}. Wrap "
+                f"a Gymnasium id with GymEnv('CartPole-v1') or VecGymEnv('CartPole-v1', 4)."
+            )
+        num_envs = env.batch_size.numel()
+        if (
+            isinstance(frames_per_batch, bool)
+            or not isinstance(frames_per_batch, int)
+            or frames_per_batch < num_envs
+            or frames_per_batch % num_envs
+        ):
+            raise ValueError(
+                f"Collector: frames_per_batch must be a positive multiple of the number of "
+                f"environments ({num_envs}), got {frames_per_batch!r}."
+            )
+        if not isinstance(total_frames, int) or (total_frames < 1 and total_frames != -1):
+            raise ValueError(
+                f"Collector: total_frames must be a positive integer or -1 (no limit), got "
+                f"{total_frames!r}."
+            )
+        self.env = env
+        self.policy = policy
+        self.frames_per_batch = frames_per_batch
+        self.total_frames = total_frames
+        self.interaction_type = interaction_type
+        self.steps_per_batch = frames_per_batch // num_envs
+        self.frames = 0
+        self.episode_returns: list[float] = []
+        self.episode_lengths: list[int] = []
+        self._root: TensorDict | None = None
+        self._running_return = torch.zeros(env.batch_size)
+        self._running_length = torch.zeros(env.batch_size, dtype=torch.int64)
+
+    def _act(self, td: TensorDictBase) -> TensorDictBase:
+        if self.policy is None:
+            return self.env.rand_action(td)
+        out = self.policy(td)
+        return td if out is None else out
+
+    def _record_episodes(self, next_td: TensorDictBase) -> None:
+        self._running_return += next_td["reward"].squeeze(-1)
+        self._running_length += 1
+        done = next_td["done"].squeeze(-1)
+        for i in done.flatten().nonzero().flatten().tolist():
+            idx = np.unravel_index(i, tuple(self.env.batch_size)) if done.ndim else ()
+            self.episode_returns.append(float(self._running_return[idx]))
+            self.episode_lengths.append(int(self._running_length[idx]))
+        self._running_return = torch.where(done, 0.0, self._running_return)
+        self._running_length = torch.where(done, 0, self._running_length)
+
+    def rollout(self) -> TensorDict:
+        """Collect one batch ``[*B, T]``."""
+        if self._root is None:
+            self._root = self.env.reset()
+        steps = []
+        with torch.no_grad(), set_interaction_type(self.interaction_type):
+            for _ in range(self.steps_per_batch):
+                td = self._act(self._root.clone())
+                td, self._root = self.env.step_and_maybe_reset(td)
+                self._record_episodes(td["next"])
+                steps.append(td)
+        self.frames += self.frames_per_batch
+        return torch.stack(steps, dim=-1).contiguous()
+
+    def __iter__(self) -> Iterator[TensorDict]:
+        while self.total_frames == -1 or self.frames < self.total_frames:
+            yield self.rollout()
+
+    def __len__(self) -> int:
+        if self.total_frames == -1:
+            raise TypeError("Collector with total_frames=-1 is endless and has no length.")
+        return -(-self.total_frames // self.frames_per_batch)
+
+
+def evaluate_returns(
+    policy: Policy,
+    env: str | GymEnv,
+    episodes: int = 10,
+    seed: int = 0,
+    deterministic: bool = True,
+    max_steps: int | None = None,
+) -> list[float]:
+    """Returns of ``episodes`` full episodes; episode k starts from ``reset(seed=seed + k)``.
+
+    Each episode runs until termination or truncation (the environment's time limit, or
+    ``max_steps`` when given). The policy acts under ``torch.no_grad()`` and
+    ``InteractionType.DETERMINISTIC`` (argmax / squash(loc) / mean) unless
+    ``deterministic=False``, in which case it samples.
+    """
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"evaluate: episodes must be a positive integer, got {episodes!r}.")
+    if isinstance(env, str):
+        env = GymEnv(env)
+    elif not isinstance(env, GymEnv):
+        raise TypeError(
+            f"evaluate needs a Gymnasium id or a rlteach GymEnv, got {type(env).__name__}."
+        )
+    mode = InteractionType.DETERMINISTIC if deterministic else InteractionType.RANDOM
+    returns = []
+    with torch.no_grad(), set_interaction_type(mode):
+        for k in range(episodes):
+            td = env.reset(seed=seed + k)
+            total, steps = 0.0, 0
+            while True:
+                td = policy(td)
+                td = env.step(td)
+                total += float(td["next", "reward"])
+                steps += 1
+                if bool(td["next", "done"]) or (max_steps is not None and steps >= max_steps):
+                    break
+                td = env._root(td["next", "observation"])
+            returns.append(total)
+    return returns
+
+
+def evaluate(
+    policy: Policy,
+    env: str | GymEnv,
+    episodes: int = 10,
+    seed: int = 0,
+    deterministic: bool = True,
+    max_steps: int | None = None,
+) -> float:
+    """Mean return of ``episodes`` evaluation episodes (see :func:`evaluate_returns`)."""
+    returns = evaluate_returns(policy, env, episodes, seed, deterministic, max_steps)
+    return float(np.mean(returns))
