@@ -1,0 +1,160 @@
+"""A uniform experience-replay buffer on a preallocated TensorDict (Lin, 1992; Mnih et al., 2015).
+
+Transitions are written round-robin into a ring of ``capacity`` slots, the oldest overwritten
+first, and minibatches are drawn uniformly with replacement. This is the behaviour of TorchRL's
+``ReplayBuffer(storage=LazyTensorStorage(capacity))`` with its default round-robin writer and
+random sampler: the same slots are written in the same order, and with the same generator state
+the same indices are drawn.
+
+============  ================  ==========================================================
+symbol        shape             meaning
+============  ================  ==========================================================
+``td``        [*B]              transitions to add; all batch dims are flattened: N = prod(B)
+storage       [capacity]        TensorDict created on the first ``extend``, same keys as td
+``cursor``    int               the slot the next transition goes to
+sample        [batch_size]      rows storage[i] with i ~ Uniform{0, …, len − 1}
+============  ================  ==========================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+from rlteach._checks import key_str
+
+__all__ = ["ReplayBuffer"]
+
+
+def _check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"ReplayBuffer: {name} must be an integer >= 1, got {value!r}.")
+
+
+class ReplayBuffer:
+    """A fixed-capacity ring of transitions with uniform sampling with replacement.
+
+    ``seed`` seeds a private ``torch.Generator`` (or pass your own ``generator``); without
+    either, sampling uses a generator seeded from torch's global RNG, so ``torch.manual_seed``
+    still makes a run reproducible.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        _check_positive_int("capacity", capacity)
+        if seed is not None and generator is not None:
+            raise ValueError("ReplayBuffer: pass either seed or generator, not both.")
+        self.capacity = capacity
+        if generator is None:
+            generator = torch.Generator()
+            if seed is None:
+                seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+            generator.manual_seed(seed)
+        self.generator = generator
+        self._storage: TensorDict | None = None
+        self._cursor = 0
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def storage(self) -> TensorDict | None:
+        """The [capacity] TensorDict (``None`` before the first ``extend``); slots ≥ len unused."""
+        return self._storage
+
+    def _check_layout(self, flat: TensorDictBase) -> None:
+        """The new transitions must carry the same keys, feature shapes and dtypes as storage."""
+        keys_new = set(flat.keys(include_nested=True, leaves_only=True))
+        keys_old = set(self._storage.keys(include_nested=True, leaves_only=True))
+        if keys_new != keys_old:
+            missing = ", ".join(sorted(key_str(k) for k in keys_old - keys_new)) or "none"
+            extra = ", ".join(sorted(key_str(k) for k in keys_new - keys_old)) or "none"
+            raise KeyError(
+                f"ReplayBuffer.extend: the data's keys differ from the stored ones (missing: "
+                f"{missing}; unexpected: {extra}). Every extend must carry the same keys; "
+                f"select or exclude keys first, e.g. td.exclude(...)."
+            )
+        for key in keys_old:
+            new, old = flat.get(key), self._storage.get(key)
+            if new.shape[1:] != old.shape[1:] or new.dtype != old.dtype:
+                raise ValueError(
+                    f"ReplayBuffer.extend: {key_str(key)} has per-transition shape "
+                    f"{list(new.shape[1:])} and dtype {new.dtype}, but the buffer stores "
+                    f"{list(old.shape[1:])} and {old.dtype}."
+                )
+
+    def extend(self, td: TensorDictBase) -> torch.Tensor:
+        """Add every transition of ``td`` (batch dims flattened); returns the slots written."""
+        if not isinstance(td, TensorDictBase):
+            raise TypeError(f"ReplayBuffer.extend takes a TensorDict, got {type(td).__name__}.")
+        flat = td.reshape(-1) if td.batch_dims != 1 else td
+        n = flat.shape[0]
+        if n == 0:
+            return torch.empty(0, dtype=torch.int64)
+        if self._storage is None:
+            # storage is allocated lazily: its layout is that of the first data it sees
+            self._storage = flat[0].expand(self.capacity).clone().zero_()
+        else:
+            self._check_layout(flat)
+        # Round-robin: transition j goes to slot (cursor + j) mod capacity. When one call brings
+        # more than capacity transitions, only the last `capacity` survive, as if written one
+        # by one.
+        if n > self.capacity:
+            flat = flat[n - self.capacity :]
+            self._cursor = (self._cursor + n - self.capacity) % self.capacity
+            n = self.capacity
+        slots = (self._cursor + torch.arange(n)) % self.capacity
+        self._storage[slots] = flat.detach().to_tensordict()
+        self._cursor = (self._cursor + n) % self.capacity
+        self._size = min(self._size + n, self.capacity)
+        return slots
+
+    def sample(self, batch_size: int) -> TensorDict:
+        """Draw ``batch_size`` transitions uniformly, with replacement: a [batch_size] TensorDict."""
+        _check_positive_int("batch_size", batch_size)
+        if self._size == 0:
+            raise RuntimeError(
+                "ReplayBuffer.sample: the buffer is empty; extend it with transitions first "
+                "(e.g. collect some random-policy steps before training)."
+            )
+        index = torch.randint(0, self._size, (batch_size,), generator=self.generator)
+        return self._storage[index]
+
+    def empty(self) -> None:
+        """Forget every transition (the storage keeps its layout)."""
+        self._cursor = 0
+        self._size = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: stored transitions, cursor, size and generator state."""
+        return {
+            "capacity": self.capacity,
+            "storage": None if self._storage is None else self._storage[: self._size].clone(),
+            "cursor": self._cursor,
+            "size": self._size,
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["capacity"] != self.capacity:
+            raise ValueError(
+                f"ReplayBuffer.load_state_dict: the checkpoint has capacity {state['capacity']}, "
+                f"this buffer {self.capacity}. Create the buffer with the same capacity."
+            )
+        stored = state["storage"]
+        if stored is None:
+            self._storage = None
+        else:
+            self._storage = stored[0].expand(self.capacity).clone().zero_()
+            self._storage[: state["size"]] = stored
+        self._cursor = state["cursor"]
+        self._size = state["size"]
+        self.generator.set_state(state["generator"])
