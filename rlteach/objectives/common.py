@@ -118,16 +118,10 @@ def default_value_kwargs(value_type) -> dict:
 
 
 def _is_nested_key(key) -> bool:
-    """A TensorDict key is a string or a non-empty tuple of strings (possibly nested)."""
+    """A TensorDict key is a string or a non-empty tuple of keys: "reward", ("next", "reward")."""
     if isinstance(key, str):
         return True
-    if not isinstance(key, tuple) or not key:
-        return False
-    try:
-        flat = unravel_key(key)
-    except Exception:
-        return False
-    return isinstance(flat, str) or all(isinstance(part, str) for part in flat)
+    return isinstance(key, tuple) and len(key) > 0 and all(_is_nested_key(k) for k in key)
 
 
 def _next(key: NestedKey) -> NestedKey:
@@ -287,9 +281,12 @@ class LossModule(nn.Module):
         """
         keys: list[NestedKey] = []
         for name in self._network_names():
-            for key in getattr(getattr(self, name), "in_keys", []):
-                if key not in keys:
-                    keys.append(key)
+            network = getattr(self, name)
+            members = network if isinstance(network, nn.ModuleList) else [network]  # ensembles
+            for member in members:
+                for key in getattr(member, "in_keys", []):
+                    if key not in keys:
+                        keys.append(key)
         return keys
 
     # ------------------------------------------------------- networks and targets
