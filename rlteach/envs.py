@@ -292,6 +292,10 @@ class Collector:
     ``set_interaction_type(interaction_type)`` (random sampling by default). Finished episodes
     are recorded in ``episode_returns`` / ``episode_lengths`` (in order of ending); ``frames``
     counts the transitions collected so far.
+
+    Reproducibility: the environment's ``seed`` fixes the environment (and random actions when
+    ``policy`` is ``None``); a stochastic policy samples from torch's global RNG, so call
+    ``torch.manual_seed`` as well.
     """
 
     def __init__(

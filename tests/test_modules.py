@@ -1,6 +1,8 @@
 """Tests for rlteach.modules: TanhNormal against TorchRL and torch, and the network builders."""
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -331,3 +333,12 @@ def test_builders_plug_into_torchrl_sac_loss():
     out["loss_actor"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in actor.parameters())
     assert math.isfinite(out["entropy"].item())
+
+
+def test_rlteach_never_imports_torchrl_at_run_time():
+    code = (
+        "import sys, rlteach.modules, rlteach.envs, rlteach.buffers; "
+        "print(any(m == 'torchrl' or m.startswith('torchrl.') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
