@@ -135,7 +135,8 @@ def _frozen_copy(module: nn.Module) -> nn.Module:
     Parameters shared between sub-modules stay shared in the copy, so weight tying survives.
     """
     target = copy.deepcopy(module)
-    frozen: dict[int, torch.Tensor] = {}  # id(copied parameter) -> its buffer
+    # id(copied parameter) -> (that parameter, kept alive so its id stays unique; its buffer)
+    frozen: dict[int, tuple[nn.Parameter, torch.Tensor]] = {}
     for sub in target.modules():
         for name, param in list(sub.named_parameters(recurse=False)):
             if isinstance(param, nn.parameter.UninitializedParameter):
@@ -145,9 +146,9 @@ def _frozen_copy(module: nn.Module) -> nn.Module:
                     f"handing it to the loss."
                 )
             if id(param) not in frozen:
-                frozen[id(param)] = param.detach()
+                frozen[id(param)] = (param, param.detach())
             delattr(sub, name)
-            sub.register_buffer(name, frozen[id(param)])
+            sub.register_buffer(name, frozen[id(param)][1])
     return target
 
 
