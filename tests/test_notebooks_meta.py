@@ -1,0 +1,138 @@
+"""Every chapter notebook is in the book, stored executed, error-free, and honours RLTEACH_QUICK.
+
+The notebooks are discovered from ``notebooks/`` at collection time, so a new chapter is checked
+as soon as its file exists: nothing here names a particular chapter.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(p for p in NOTEBOOK_DIR.glob("*.ipynb") if not p.name.startswith("."))
+
+
+def toc_files(node) -> list[str]:
+    """All ``file:`` entries of a Jupyter Book ``_toc.yml`` tree (root included), in order."""
+    found = []
+    if isinstance(node, dict):
+        for key in ("root", "file"):
+            if key in node:
+                found.append(str(node[key]))
+        for value in node.values():
+            if isinstance(value, (dict, list)):
+                found.extend(toc_files(value))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(toc_files(item))
+    return found
+
+
+def load_toc() -> list[str]:
+    with open(ROOT / "_toc.yml") as f:
+        return toc_files(yaml.safe_load(f))
+
+
+def load_notebook(path: Path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def code_cells(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+
+
+def test_toc_parses_and_lists_each_page_once():
+    files = load_toc()
+    assert files, "_toc.yml lists no pages"
+    duplicates = {f for f in files if files.count(f) > 1}
+    assert not duplicates, f"pages listed twice in _toc.yml: {sorted(duplicates)}"
+
+
+def test_every_toc_entry_exists():
+    missing = []
+    for entry in load_toc():
+        stem = ROOT / entry
+        candidates = [stem] if stem.suffix else [stem.with_suffix(s) for s in (".md", ".ipynb")]
+        if not any(c.is_file() for c in candidates):
+            missing.append(entry)
+    assert not missing, f"_toc.yml names pages that do not exist: {missing}"
+
+
+def test_notebooks_and_toc_agree():
+    in_toc = {
+        (ROOT / e).with_suffix("").relative_to(ROOT).as_posix()
+        for e in load_toc()
+        if e.startswith("notebooks/")
+    }
+    on_disk = {p.with_suffix("").relative_to(ROOT).as_posix() for p in NOTEBOOKS}
+    assert on_disk - in_toc == set(), f"notebooks missing from _toc.yml: {sorted(on_disk - in_toc)}"
+    assert in_toc - on_disk == set(), f"_toc.yml entries with no notebook: {sorted(in_toc - on_disk)}"
+
+
+def test_there_is_at_least_one_chapter():
+    assert NOTEBOOKS, "notebooks/ holds no chapter"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_numbered_chapter(path):
+    prefix = path.stem.split("_", 1)[0]
+    assert prefix.isdigit() and len(prefix) == 2, (
+        f"{path.name}: chapter notebooks are named NN_topic.ipynb (two-digit reading order)"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_has_stored_outputs_and_no_errors(path):
+    nb = load_notebook(path)
+    cells = code_cells(nb)
+    assert cells, f"{path.name} has no code cells"
+    unexecuted = [i for i, c in enumerate(cells) if c.get("execution_count") is None]
+    assert not unexecuted, (
+        f"{path.name}: code cells {unexecuted} were never executed; store the notebook executed "
+        "at full budget with `make execute`"
+    )
+    assert any(c.get("outputs") for c in cells), f"{path.name} stores no outputs"
+    errors = [
+        (i, out.get("ename"))
+        for i, c in enumerate(cells)
+        for out in c.get("outputs", [])
+        if out.get("output_type") == "error"
+    ]
+    assert not errors, f"{path.name}: stored error outputs in code cells {errors}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_reads_quick_mode(path):
+    source = "\n".join("".join(c["source"]) for c in code_cells(load_notebook(path)))
+    assert "quick_mode" in source and "import" in source, (
+        f"{path.name} must read RLTEACH_QUICK through `from rlteach import quick_mode`"
+    )
+    assert "quick_mode()" in source, f"{path.name} imports quick_mode but never calls it"
+    assert "os.environ" not in source or "RLTEACH_QUICK" not in source, (
+        f"{path.name} reads RLTEACH_QUICK directly; use rlteach.quick_mode() instead"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_kernel_is_python3(path):
+    kernelspec = load_notebook(path).get("metadata", {}).get("kernelspec", {})
+    assert kernelspec.get("name") == "python3", (
+        f"{path.name}: kernelspec name is {kernelspec.get('name')!r}; use 'python3' so that "
+        "nbval and jupyter-book find the kernel on any machine"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_starts_with_a_title(path):
+    first = load_notebook(path)["cells"][0]
+    text = "".join(first["source"]).lstrip()
+    assert first["cell_type"] == "markdown" and text.startswith("# "), (
+        f"{path.name}: the first cell must be a Markdown cell starting with a '# ' title, "
+        "which becomes the chapter title in the book"
+    )
