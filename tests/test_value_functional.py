@@ -587,3 +587,31 @@ def test_inputs_untouched_by_a_failed_call():
     with pytest.raises(ValueError):
         F.reward2go(r, done, 2.0)
     assert torch.equal(r, before)
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing helper and the no-torchrl-at-run-time rule.
+# ---------------------------------------------------------------------------------------------
+
+
+def test_time_estimators_rows():
+    from rlteach.value._timing import time_estimators
+
+    rows = time_estimators(T=32, B=2, repeats=1)
+    names = [row["name"] for row in rows]
+    assert names[:2] == ["rlteach loop GAE", "rlteach scan GAE (vectorised)"]
+    assert "torchrl vectorised GAE" in names
+    assert all(row["seconds"] > 0 for row in rows)
+    reference = next(row for row in rows if row["name"] == "torchrl vectorised GAE")
+    assert reference["ratio_vs_torchrl"] == 1.0
+
+
+def test_rlteach_value_does_not_import_torchrl():
+    import subprocess
+    import sys
+
+    code = "import sys, rlteach.value; print('torchrl' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
