@@ -355,6 +355,13 @@ def test_bad_hyper_parameters():
 def test_nan_reward_is_refused_before_writing():
     td = make_batch((2,))
     td["next", "reward"][0, 2] = math.nan
-    with pytest.raises(ValueError, match=r"reward contains NaN"):
-        V.GAE(gamma=0.9, lmbda=0.9, value_network=value_net())(td)
-    assert "advantage" not in td.keys()
+    before = set(td.keys(include_nested=True, leaves_only=True))
+    for est in (
+        V.GAE(gamma=0.9, lmbda=0.9, value_network=value_net()),
+        V.TDLambdaEstimator(gamma=0.9, lmbda=0.9, value_network=value_net(), average_rewards=True),
+    ):
+        with pytest.raises(ValueError, match=r"reward contains NaN"):
+            est(td)
+        # nothing was written: no state_value, no advantage, the reward is the caller's
+        assert set(td.keys(include_nested=True, leaves_only=True)) == before
+        assert math.isnan(td["next", "reward"][0, 2].item())

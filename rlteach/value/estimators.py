@@ -28,7 +28,10 @@ Two TorchRL behaviours kept on purpose (a reader meets them in production):
 * the value network is run with its parameters *held out* (``requires_grad`` switched off for the
   call), so even with ``differentiable=True`` no gradient reaches the value network's parameters
   through the estimator; ``differentiable`` only decides whether autograd records at all.
-* the value of the next state is detached before it enters the recursion.
+* V(s'_t) computed by the value network is detached before it enters the recursion (and is
+  stored detached); values read from the batch are used as given.
+* forward's outputs, and V(s), V(s') from the network, are written only after every input check
+  has passed, so a refused batch is left as it was.
 """
 
 from __future__ import annotations
@@ -222,19 +225,27 @@ class ValueEstimatorBase(torch.nn.Module):
         return gamma
 
     def _values(self, td: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
-        """V(s_t) and the detached V(s'_t): from the value network, or read from the batch."""
+        """V(s_t) and V(s'_t): from the value network (V(s'_t) detached), or read from the batch.
+
+        Nothing is written here: ``_store`` writes the values once every check has passed.
+        """
         key = self.tensor_keys.value
-        next_key = unravel_key(("next", key))
         net = self.value_network
         if net is None:
-            return self._get(td, "value"), self._get(td, "value", under_next=True).detach()
+            return self._get(td, "value"), self._get(td, "value", under_next=True)
         with _held_out(net):
             value = net(td.select(*net.in_keys, strict=False)).get(key)
             next_in = td.get("next").select(*net.in_keys, strict=False)
             next_value = net(next_in).get(key)
-        td.set(key, value)
-        td.set(next_key, next_value)
         return value, next_value.detach()
+
+    def _store(self, td: TensorDictBase, value, next_value, **outputs) -> None:
+        """Write the outputs (by key name) and, when a value network made them, V(s) and V(s')."""
+        if self.value_network is not None:
+            td.set(self.tensor_keys.value, value)
+            td.set(unravel_key(("next", self.tensor_keys.value)), next_value)
+        for name, tensor in outputs.items():
+            td.set(getattr(self.tensor_keys, name), tensor)
 
     def _next_value(self, td: TensorDictBase) -> torch.Tensor:
         """V(s'_t) alone, for ``value_estimate`` called without ``next_value``."""
@@ -246,12 +257,14 @@ class ValueEstimatorBase(torch.nn.Module):
             return net(next_in).get(self.tensor_keys.value)
 
     def _reward(self, td: TensorDictBase, *, average: bool = False, eps: float = 1e-5):
-        """r_t, standardised over the batch when ``average`` (then written back, as TorchRL does)."""
+        """r_t, standardised over the batch when ``average``."""
         reward = self._get(td, "reward", under_next=True)
-        if average:
-            reward = _standardize(reward, eps)
+        return _standardize(reward, eps) if average else reward
+
+    def _store_reward(self, td: TensorDictBase, reward: torch.Tensor) -> None:
+        """Write standardised rewards back, as TorchRL does, for whatever reads them next."""
+        if getattr(self, "average_rewards", False):
             td.set(unravel_key(("next", self.tensor_keys.reward)), reward)
-        return reward
 
     def _flags(self, td: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
         """(done, terminated); terminated defaults to done when the batch has no such entry."""
@@ -265,8 +278,9 @@ class ValueEstimatorBase(torch.nn.Module):
         with torch.set_grad_enabled(self.differentiable):
             value, next_value = self._values(tensordict)
             target = self.value_estimate(tensordict, next_value=next_value)
-            tensordict.set(self.tensor_keys.advantage, target - value)
-            tensordict.set(self.tensor_keys.value_target, target)
+            self._store(
+                tensordict, value, next_value, advantage=target - value, value_target=target
+            )
         return tensordict
 
     def value_estimate(self, tensordict: TensorDictBase, **kwargs) -> torch.Tensor:
@@ -309,7 +323,9 @@ class TD0Estimator(ValueEstimatorBase):
         if next_value is None:
             next_value = self._next_value(tensordict)
         _, terminated = self._flags(tensordict)
-        return td0_return_estimate(gamma, next_value, reward, terminated)
+        target = td0_return_estimate(gamma, next_value, reward, terminated)
+        self._store_reward(tensordict, reward)
+        return target
 
 
 class TD1Estimator(ValueEstimatorBase):
@@ -355,7 +371,9 @@ class TD1Estimator(ValueEstimatorBase):
             next_value = self._next_value(tensordict)
         done, terminated = self._flags(tensordict)
         time_dim = self._time_dim(tensordict, time_dim)
-        return td1_return_estimate(gamma, next_value, reward, done, terminated, time_dim=time_dim)
+        target = td1_return_estimate(gamma, next_value, reward, done, terminated, time_dim=time_dim)
+        self._store_reward(tensordict, reward)
+        return target
 
 
 class TDLambdaEstimator(ValueEstimatorBase):
@@ -408,7 +426,11 @@ class TDLambdaEstimator(ValueEstimatorBase):
         done, terminated = self._flags(tensordict)
         time_dim = self._time_dim(tensordict, time_dim)
         estimate = vec_td_lambda_return_estimate if self.vectorized else td_lambda_return_estimate
-        return estimate(gamma, self.lmbda, next_value, reward, done, terminated, time_dim=time_dim)
+        target = estimate(
+            gamma, self.lmbda, next_value, reward, done, terminated, time_dim=time_dim
+        )
+        self._store_reward(tensordict, reward)
+        return target
 
 
 class GAE(ValueEstimatorBase):
@@ -448,7 +470,7 @@ class GAE(ValueEstimatorBase):
         self.vectorized = vectorized
 
     def _advantage(self, td: TensorDictBase, time_dim: int | None):
-        """(advantage, value_target) before any standardisation."""
+        """(advantage, value_target, V(s), V(s')), the advantage not yet standardised."""
         reward = self._reward(td)
         gamma = self._gamma(td, reward)
         value, next_value = self._values(td)
@@ -458,7 +480,7 @@ class GAE(ValueEstimatorBase):
             if self.vectorized
             else generalized_advantage_estimate
         )
-        return estimate(
+        advantage, value_target = estimate(
             gamma,
             self.lmbda,
             value,
@@ -468,16 +490,18 @@ class GAE(ValueEstimatorBase):
             terminated,
             time_dim=self._time_dim(td, time_dim),
         )
+        return advantage, value_target, value, next_value
 
     def forward(self, tensordict: TensorDictBase, *, time_dim: int | None = None) -> TensorDictBase:
         """Write ``advantage`` (standardised if ``average_gae``) and ``value_target``."""
         self._check_batch(tensordict)
         with torch.set_grad_enabled(self.differentiable):
-            advantage, value_target = self._advantage(tensordict, time_dim)
+            advantage, value_target, value, next_value = self._advantage(tensordict, time_dim)
             if self.average_gae:
                 advantage = _standardize(advantage, 1e-4)
-            tensordict.set(self.tensor_keys.advantage, advantage)
-            tensordict.set(self.tensor_keys.value_target, value_target)
+            self._store(
+                tensordict, value, next_value, advantage=advantage, value_target=value_target
+            )
         return tensordict
 
     def value_estimate(
@@ -491,7 +515,9 @@ class GAE(ValueEstimatorBase):
         """The GAE value target :math:`\\hat A_t + V(s_t)`, i.e. the TD(λ) return."""
         self._check_batch(tensordict)
         with torch.set_grad_enabled(self.differentiable):
-            return self._advantage(tensordict, time_dim)[1]
+            _, value_target, value, next_value = self._advantage(tensordict, time_dim)
+            self._store(tensordict, value, next_value)
+            return value_target
 
 
 class VTrace(ValueEstimatorBase):
@@ -588,8 +614,9 @@ class VTrace(ValueEstimatorBase):
             )
             if self.average_adv:
                 advantage = _standardize(advantage, 1e-5)
-            tensordict.set(self.tensor_keys.advantage, advantage)
-            tensordict.set(self.tensor_keys.value_target, value_target)
+            self._store(
+                tensordict, value, next_value, advantage=advantage, value_target=value_target
+            )
         return tensordict
 
     def value_estimate(self, tensordict: TensorDictBase, time_dim: int | None = None, **kwargs):
