@@ -29,10 +29,7 @@ book: $(STAMP)
 
 # Re-run every chapter at its full training budget and store the outputs the book shows.
 execute: $(STAMP)
-	for nb in notebooks/[0-9]*.ipynb; do \
-	  RLTEACH_QUICK=0 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
-	    --ExecutePreprocessor.timeout=1800 "$$nb" || exit 1; \
-	done
+	$(PY) scripts/execute_notebooks.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks
