@@ -1,0 +1,385 @@
+"""ReinforceLoss: a hand-computed case, TorchRL parity (outputs and gradients), bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from tensordict import TensorDict
+from tensordict.nn import (
+    ProbabilisticTensorDictModule,
+    ProbabilisticTensorDictSequential,
+    TensorDictModule,
+    TensorDictSequential,
+)
+from torch import nn
+from torch.distributions import Categorical
+
+from rlteach.modules import make_categorical_actor, make_normal_actor, make_value_network
+from rlteach.objectives import ReinforceLoss
+from rlteach.value import ValueEstimators
+
+torchrl_objectives = pytest.importorskip("torchrl.objectives")
+TorchRLReinforce = torchrl_objectives.ReinforceLoss
+
+OBS, ACT = 3, 2
+TOL = 1e-5
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def make_nets(family: str, seed: int = 0):
+    """A small actor of the given family and a value network, with fixed weights."""
+    torch.manual_seed(seed)
+    if family == "categorical":
+        actor = make_categorical_actor(OBS, ACT, (8,))
+    else:
+        actor = make_normal_actor(OBS, ACT, (8,), tanh=family == "tanh_normal")
+    return actor, make_value_network(OBS, (8,))
+
+
+def make_shared_nets(seed: int = 0):
+    """Actor and critic on one shared trunk, for ``separate_losses``."""
+    torch.manual_seed(seed)
+    trunk = TensorDictModule(nn.Linear(OBS, 8), in_keys=["observation"], out_keys=["hidden"])
+    head = TensorDictModule(nn.Linear(8, ACT), in_keys=["hidden"], out_keys=["logits"])
+    dist = ProbabilisticTensorDictModule(
+        in_keys=["logits"], out_keys=["action"], distribution_class=Categorical,
+        return_log_prob=True,
+    )
+    actor = ProbabilisticTensorDictSequential(trunk, head, dist)
+    value_head = TensorDictModule(nn.Linear(8, 1), in_keys=["hidden"], out_keys=["state_value"])
+    return actor, TensorDictSequential(trunk, value_head)
+
+
+def make_batch(family: str, shape, *, precomputed: bool, seed: int = 1) -> TensorDict:
+    """A random batch; with ``precomputed`` it carries advantage, value_target, state_value."""
+    g = torch.Generator().manual_seed(seed)
+    shape = list(shape)
+    if family == "categorical":
+        action = torch.randint(ACT, shape, generator=g)
+    else:
+        action = torch.rand(shape + [ACT], generator=g) * 1.8 - 0.9
+    td = TensorDict(
+        {
+            "observation": torch.randn(shape + [OBS], generator=g),
+            "action": action,
+            "action_log_prob": torch.randn(shape, generator=g),
+            "next": {
+                "observation": torch.randn(shape + [OBS], generator=g),
+                "reward": torch.randn(shape + [1], generator=g),
+                "done": torch.rand(shape + [1], generator=g) < 0.2,
+                "terminated": torch.rand(shape + [1], generator=g) < 0.1,
+            },
+        },
+        batch_size=shape,
+    )
+    td["next", "done"] |= td["next", "terminated"]  # a terminated step is also done
+    if precomputed:
+        td["advantage"] = torch.randn(shape + [1], generator=g)
+        td["value_target"] = torch.randn(shape + [1], generator=g)
+        td["state_value"] = torch.randn(shape + [1], generator=g)
+    return td
+
+
+def grads(out: TensorDict, key: str, params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """d out[key] / d params (zeros for parameters the term does not reach)."""
+    value = out[key]
+    if not value.requires_grad:
+        return [torch.zeros_like(p) for p in params]
+    g = torch.autograd.grad(value.sum(), params, retain_graph=True, allow_unused=True)
+    return [torch.zeros_like(p) if gi is None else gi for gi, p in zip(g, params, strict=True)]
+
+
+def assert_parity(ours, theirs, td: TensorDict, actor, critic, *, seed: int = 0) -> TensorDict:
+    """Same output keys and values, same gradients wrt actor and critic, within TOL."""
+    torch.manual_seed(seed)
+    out = ours(td.clone())
+    torch.manual_seed(seed)
+    ref = theirs(td.clone())
+    assert set(out.keys()) == set(ref.keys())
+    params = list(actor.parameters()) + list(critic.parameters())
+    for key in ref.keys():
+        assert out[key].shape == ref[key].shape, key
+        torch.testing.assert_close(out[key], ref[key], atol=TOL, rtol=TOL, msg=key)
+        if key.startswith("loss_"):
+            for g_ours, g_ref in zip(
+                grads(out, key, params), grads(ref, key, params), strict=True
+            ):
+                torch.testing.assert_close(g_ours, g_ref, atol=TOL, rtol=TOL, msg=key)
+    return out
+
+
+# ----------------------------------------------------------------------------- hand computed
+
+
+class ConstantLogits(nn.Module):
+    """logits = theta for every observation: pi(a) = softmax(theta)."""
+
+    def __init__(self, theta):
+        super().__init__()
+        self.theta = nn.Parameter(torch.tensor(theta))
+
+    def forward(self, obs):
+        return self.theta.expand(*obs.shape[:-1], self.theta.shape[-1])
+
+
+class ConstantValue(nn.Module):
+    """V(s) = w for every observation."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor([w]))
+
+    def forward(self, obs):
+        return self.w.expand(*obs.shape[:-1], 1)
+
+
+def hand_nets():
+    actor = ProbabilisticTensorDictSequential(
+        TensorDictModule(ConstantLogits([0.0, math.log(3.0)]), ["observation"], ["logits"]),
+        ProbabilisticTensorDictModule(
+            in_keys=["logits"], out_keys=["action"], distribution_class=Categorical
+        ),
+    )
+    critic = TensorDictModule(ConstantValue(0.5), ["observation"], ["state_value"])
+    return actor, critic
+
+
+def hand_batch():
+    return TensorDict(
+        {
+            "observation": torch.zeros(2, 1),
+            "action": torch.tensor([0, 1]),
+            "advantage": torch.tensor([[2.0], [-1.0]]),
+            "value_target": torch.tensor([[1.0], [2.0]]),
+        },
+        batch_size=[2],
+    )
+
+
+def test_hand_computed_two_action_softmax():
+    # pi = softmax([0, ln 3]) = [1/4, 3/4]; actions (0, 1) with advantages (2, -1).
+    # loss_actor = -(1/2)(2 ln(1/4) - ln(3/4)) = (1/2)(ln 4 + ln 3) = ln(12)/2
+    # d log pi(a)/d theta = e_a - pi: a=0 -> (3/4, -3/4), a=1 -> (-1/4, 1/4)
+    # d loss_actor/d theta = -(1/2)(2 (3/4, -3/4) - (-1/4, 1/4)) = (-7/8, 7/8)
+    # critic V = w = 0.5, targets (1, 2), "l2": loss_value = (0.5^2 + 1.5^2)/2 = 1.25,
+    # d/dw = mean(-2 (G - w)) = -(1 + 3)/2 = -2
+    actor, critic = hand_nets()
+    loss = ReinforceLoss(actor, critic, loss_critic_type="l2")
+    out = loss(hand_batch())
+    assert out["loss_actor"].item() == pytest.approx(math.log(12.0) / 2, abs=1e-6)
+    assert out["loss_value"].item() == pytest.approx(1.25, abs=1e-6)
+    (g_theta,) = torch.autograd.grad(out["loss_actor"], [actor[0].module.theta])
+    torch.testing.assert_close(g_theta, torch.tensor([-7 / 8, 7 / 8]))
+    (g_w,) = torch.autograd.grad(out["loss_value"], [critic.module.w])
+    torch.testing.assert_close(g_w, torch.tensor([-2.0]))
+    # the policy loss does not reach the critic, the value loss does not reach the actor
+    assert out["loss_actor"].grad_fn is not None
+    (g_w_actor,) = torch.autograd.grad(
+        loss(hand_batch())["loss_actor"], [critic.module.w], allow_unused=True
+    )
+    assert g_w_actor is None
+
+
+def test_hand_computed_smooth_l1_and_sum():
+    # d = G - w = (0.5, 1.5): smooth_l1 = (0.5 * 0.25, 1.5 - 0.5) = (0.125, 1.0), sum 1.125;
+    # gradient wrt w: -(0.5) + -(1) = -1.5
+    actor, critic = hand_nets()
+    out = ReinforceLoss(actor, critic, reduction="sum")(hand_batch())
+    assert out["loss_value"].item() == pytest.approx(1.125, abs=1e-6)
+    assert out["loss_actor"].item() == pytest.approx(math.log(12.0), abs=1e-6)
+    (g_w,) = torch.autograd.grad(out["loss_value"], [critic.module.w])
+    torch.testing.assert_close(g_w, torch.tensor([-1.5]))
+
+
+# ----------------------------------------------------------------------------- TorchRL parity
+
+
+@pytest.mark.parametrize("family", ["categorical", "tanh_normal", "normal"])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("shape", [(6,), (3, 4)], ids=["B", "BT"])
+@pytest.mark.parametrize("precomputed", [True, False], ids=["adv", "no_adv"])
+def test_parity(family, reduction, shape, precomputed):
+    actor, critic = make_nets(family)
+    td = make_batch(family, shape, precomputed=precomputed)
+    out = assert_parity(
+        ReinforceLoss(actor, critic, reduction=reduction),
+        TorchRLReinforce(actor, critic, reduction=reduction),
+        td,
+        actor,
+        critic,
+    )
+    expected = list(shape) if reduction == "none" else []
+    assert list(out["loss_actor"].shape) == expected
+
+
+@pytest.mark.parametrize("loss_critic_type", ["l1", "l2", "smooth_l1"])
+@pytest.mark.parametrize("family", ["categorical", "tanh_normal"])
+def test_parity_loss_critic_type(loss_critic_type, family):
+    actor, critic = make_nets(family)
+    td = make_batch(family, (3, 4), precomputed=False)
+    td["next", "reward"] *= 4  # targets far from V, so smooth_l1's linear part is exercised
+    assert_parity(
+        ReinforceLoss(actor, critic, loss_critic_type=loss_critic_type),
+        TorchRLReinforce(actor, critic, loss_critic_type=loss_critic_type),
+        td,
+        actor,
+        critic,
+    )
+
+
+@pytest.mark.parametrize("precomputed", [True, False], ids=["adv", "no_adv"])
+def test_parity_clip_value(precomputed):
+    actor, critic = make_nets("categorical")
+    td = make_batch("categorical", (3, 4), precomputed=precomputed)
+    out = assert_parity(
+        ReinforceLoss(actor, critic, clip_value=0.1),
+        TorchRLReinforce(actor, critic, clip_value=0.1),
+        td,
+        actor,
+        critic,
+    )
+    # With random old values most predictions are clipped; with values just computed by the
+    # current critic nothing is.
+    assert (out["value_clip_fraction"] > 0.5) if precomputed else (out["value_clip_fraction"] == 0)
+
+
+@pytest.mark.parametrize("value_type", [ValueEstimators.TD0, ValueEstimators.TDLambda])
+def test_parity_other_estimators(value_type):
+    actor, critic = make_nets("categorical")
+    ours = ReinforceLoss(actor, critic)
+    ours.make_value_estimator(value_type, gamma=0.9)
+    theirs = TorchRLReinforce(actor, critic)
+    theirs.make_value_estimator(getattr(torchrl_objectives.ValueEstimators, value_type.name),
+                                gamma=0.9)
+    assert_parity(ours, theirs, make_batch("categorical", (3, 4), precomputed=False), actor, critic)
+
+
+@pytest.mark.parametrize("separate_losses", [False, True])
+def test_parity_separate_losses(separate_losses):
+    actor, critic = make_shared_nets()
+    td = make_batch("categorical", (3, 4), precomputed=False)
+    out = assert_parity(
+        ReinforceLoss(actor, critic, separate_losses=separate_losses),
+        TorchRLReinforce(actor, critic, separate_losses=separate_losses),
+        td,
+        actor,
+        critic,
+    )
+    trunk_weight = actor[0].module.weight
+    g = grads(out, "loss_value", [trunk_weight])[0]
+    assert (g.abs().sum() == 0) if separate_losses else (g.abs().sum() > 0)
+
+
+def test_keys_match_torchrl():
+    actor, critic = make_nets("categorical")
+    loss, ref = ReinforceLoss(actor, critic), TorchRLReinforce(actor, critic)
+    assert list(loss.out_keys) == list(ref.out_keys)
+    assert set(loss.in_keys) == set(ref.in_keys)
+    assert loss.tensor_keys.sample_log_prob == ref.tensor_keys.sample_log_prob
+
+
+def test_estimated_advantage_written_into_input_like_torchrl():
+    actor, critic = make_nets("categorical")
+    td, td_ref = (make_batch("categorical", (3, 4), precomputed=False) for _ in range(2))
+    ReinforceLoss(actor, critic)(td)
+    TorchRLReinforce(actor, critic)(td_ref)
+    for key in ("advantage", "value_target", "state_value"):
+        torch.testing.assert_close(td[key], td_ref[key], atol=TOL, rtol=TOL)
+        assert not td[key].requires_grad
+
+
+def test_set_keys_renames_inputs():
+    actor, critic = make_nets("categorical")
+    td = make_batch("categorical", (3, 4), precomputed=True)
+    ref = ReinforceLoss(actor, critic)(td.clone())
+    td.rename_key_("advantage", "adv")
+    td.rename_key_("value_target", "ret")
+    out = ReinforceLoss(actor, critic).set_keys(advantage="adv", value_target="ret")(td)
+    torch.testing.assert_close(out["loss_actor"], ref["loss_actor"])
+    torch.testing.assert_close(out["loss_value"], ref["loss_value"])
+
+
+def test_action_log_prob_is_not_read():
+    # Like TorchRL, the score is recomputed from the stored action: the behaviour policy's
+    # log-prob is neither needed nor used.
+    actor, critic = make_nets("categorical")
+    td = make_batch("categorical", (3, 4), precomputed=True)
+    ref = ReinforceLoss(actor, critic)(td.clone())
+    out = ReinforceLoss(actor, critic)(td.exclude("action_log_prob"))
+    torch.testing.assert_close(out["loss_actor"], ref["loss_actor"])
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _unchanged_after(loss, td, exc, match):
+    """The call raises, and neither the parameters nor the batch have changed."""
+    before = [p.detach().clone() for p in loss.parameters()]
+    snapshot = td.clone()
+    with pytest.raises(exc, match=match):
+        loss(td)
+    for p, b in zip(loss.parameters(), before, strict=True):
+        assert torch.equal(p, b) and p.grad is None
+    assert set(td.keys(True, True)) == set(snapshot.keys(True, True))
+    for key in snapshot.keys(True, True):
+        torch.testing.assert_close(td[key], snapshot[key], rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    ("drop", "match"),
+    [
+        ("action", r"'action'.*set_keys\(action="),
+        ("value_target", r"'value_target'.*set_keys\(value_target="),
+        (("next", "reward"), r"\('next', 'reward'\).*set_keys\(reward="),
+    ],
+)
+def test_missing_key_names_it_and_the_fix(drop, match):
+    actor, critic = make_nets("categorical")
+    td = make_batch("categorical", (3, 4), precomputed=drop != ("next", "reward"))
+    _unchanged_after(ReinforceLoss(actor, critic), td.exclude(drop), KeyError, match)
+
+
+def test_nan_advantage_refused_before_anything_changes():
+    actor, critic = make_nets("categorical")
+    td = make_batch("categorical", (3, 4), precomputed=True)
+    td["advantage"][0, 0] = float("nan")
+    _unchanged_after(ReinforceLoss(actor, critic), td, ValueError, r"advantage.*NaN")
+
+
+def test_nan_reward_refused_before_the_estimator_writes():
+    actor, critic = make_nets("categorical")
+    td = make_batch("categorical", (3, 4), precomputed=False)
+    td["next", "reward"][1, 2] = float("nan")
+    _unchanged_after(ReinforceLoss(actor, critic), td, ValueError, r"reward.*NaN")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"loss_critic_type": "l3"}, ValueError, r"Unknown loss_critic_type 'l3'.*'smooth_l1'"),
+        ({"reduction": "avg"}, ValueError, r"Unknown reduction 'avg'.*'mean'"),
+        ({"clip_value": -0.2}, ValueError, r"clip_value must satisfy 0.0 < clip_value"),
+        ({"gamma": 0.9}, TypeError, r"make_value_estimator"),
+        ({"delay_value": True}, NotImplementedError, r"delay_value"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, exc, match):
+    actor, critic = make_nets("categorical")
+    with pytest.raises(exc, match=match):
+        ReinforceLoss(actor, critic, **kwargs)
+
+
+def test_missing_network():
+    actor, _ = make_nets("categorical")
+    with pytest.raises(TypeError, match="critic_network"):
+        ReinforceLoss(actor)
+
+
+def test_unsupported_estimator():
+    actor, critic = make_nets("categorical")
+    with pytest.raises(ValueError, match="Unknown value estimator"):
+        ReinforceLoss(actor, critic).make_value_estimator("td2")
