@@ -152,8 +152,8 @@ def test_continuous_env_shapes_and_policy_outputs():
 
 
 def test_evaluate_equals_hand_stepped_returns():
-    def always_right(td):
-        td["action"] = torch.tensor(1)
+    def always_right(td):  # batch-agnostic, like every tensordict.nn policy
+        td["action"] = torch.ones(td.batch_size, dtype=torch.int64)
         return td
 
     expected = []
