@@ -24,7 +24,8 @@ from rlteach.modules import (
 )
 from rlteach.objectives import A2CLoss
 from rlteach.objectives.a2c import entropy, has_closed_form_entropy
-from rlteach.value import ValueEstimators
+from rlteach.objectives.reinforce import estimate_advantage
+from rlteach.value import ValueEstimators, VTrace
 
 torchrl_objectives = pytest.importorskip("torchrl.objectives")
 TorchRLA2C = torchrl_objectives.A2CLoss
@@ -412,3 +413,29 @@ def test_missing_network():
     _, critic = make_nets("categorical")
     with pytest.raises(TypeError, match="actor_network"):
         A2CLoss(critic_network=critic)
+
+
+def test_vtrace_policy_sample_matches_torchrl_and_default_uses_taken_action():
+    actor, critic = make_nets("tanh_normal")
+    td = make_batch("tanh_normal", (3, 4), precomputed=False)
+    theirs = TorchRLA2C(actor, critic)
+    theirs.make_value_estimator(torchrl_objectives.ValueEstimators.VTrace)
+    # TorchRL's behaviour on request: log pi at the policy's deterministic action
+    ours = A2CLoss(actor, critic).make_value_estimator("vtrace", log_pi_of="policy_sample")
+    assert_parity(ours, theirs, td, actor, critic)
+    # rlteach's default (the paper): log pi at the stored action, so the advantage differs
+    default = A2CLoss(actor, critic).make_value_estimator("vtrace")
+    x, y = td.clone(), td.clone()
+    estimate_advantage(default, x)
+    estimate_advantage(ours, y)
+    standalone = VTrace(gamma=0.99, value_network=critic, actor_network=actor)
+    ref = standalone(td.clone())
+    torch.testing.assert_close(x["advantage"], ref["advantage"])
+    assert not torch.allclose(x["advantage"], y["advantage"], atol=1e-3)
+
+
+def test_vtrace_missing_action_log_prob_names_it():
+    actor, critic = make_nets("tanh_normal")
+    td = make_batch("tanh_normal", (3, 4), precomputed=False).exclude("action_log_prob")
+    loss = A2CLoss(actor, critic).make_value_estimator("vtrace")
+    _unchanged_after(loss, td, KeyError, r"'action_log_prob'.*set_keys\(sample_log_prob=")

@@ -18,7 +18,8 @@ from torch.distributions import Categorical
 
 from rlteach.modules import make_categorical_actor, make_normal_actor, make_value_network
 from rlteach.objectives import ReinforceLoss
-from rlteach.value import ValueEstimators
+from rlteach.objectives.reinforce import estimate_advantage
+from rlteach.value import ValueEstimators, VTrace
 
 torchrl_objectives = pytest.importorskip("torchrl.objectives")
 TorchRLReinforce = torchrl_objectives.ReinforceLoss
@@ -383,3 +384,29 @@ def test_unsupported_estimator():
     actor, critic = make_nets("categorical")
     with pytest.raises(ValueError, match="Unknown value estimator"):
         ReinforceLoss(actor, critic).make_value_estimator("td2")
+
+
+def test_vtrace_policy_sample_matches_torchrl_and_default_uses_taken_action():
+    actor, critic = make_nets("categorical")
+    td = make_batch("categorical", (3, 4), precomputed=False)
+    theirs = TorchRLReinforce(actor, critic)
+    theirs.make_value_estimator(torchrl_objectives.ValueEstimators.VTrace)
+    # TorchRL's behaviour on request: log pi at the policy's deterministic action
+    ours = ReinforceLoss(actor, critic).make_value_estimator("vtrace", log_pi_of="policy_sample")
+    assert_parity(ours, theirs, td, actor, critic)
+    # rlteach's default (the paper): log pi at the stored action, so the advantage differs
+    default = ReinforceLoss(actor, critic).make_value_estimator("vtrace")
+    x, y = td.clone(), td.clone()
+    estimate_advantage(default, x)
+    estimate_advantage(ours, y)
+    standalone = VTrace(gamma=0.99, value_network=critic, actor_network=actor)
+    ref = standalone(td.clone())
+    torch.testing.assert_close(x["advantage"], ref["advantage"])
+    assert not torch.allclose(x["advantage"], y["advantage"], atol=1e-3)
+
+
+def test_vtrace_missing_action_log_prob_names_it():
+    actor, critic = make_nets("categorical")
+    td = make_batch("categorical", (3, 4), precomputed=False).exclude("action_log_prob")
+    loss = ReinforceLoss(actor, critic).make_value_estimator("vtrace")
+    _unchanged_after(loss, td, KeyError, r"'action_log_prob'.*set_keys\(sample_log_prob=")

@@ -109,6 +109,12 @@ class A2CLoss(LossModule):
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
         clip_value: clip the value prediction to within this distance of ``"state_value"``.
 
+    One departure from TorchRL, on purpose: with the V-trace estimator TorchRL evaluates
+    log pi at the *deterministic action of the current policy* (the loss runs in deterministic
+    sampling mode and its V-trace re-samples the action), not at the stored action. rlteach's
+    V-trace uses the stored action by default, as in Espeholt et al. (2018);
+    ``make_value_estimator("vtrace", log_pi_of="policy_sample")`` reproduces TorchRL.
+
     TorchRL behaviours matched here, which a learner may not expect:
 
     * The policy term is called ``loss_objective`` (not ``loss_actor`` as in ReinforceLoss), and

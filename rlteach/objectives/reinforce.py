@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDict, TensorDictBase, unravel_key
+from tensordict.nn import InteractionType, set_interaction_type
 from tensordict.utils import NestedKey
 from torch import nn
 from torch.func import functional_call
@@ -86,7 +87,10 @@ def estimate_advantage(loss: LossModule, td: TensorDictBase) -> None:
     keys = loss.tensor_keys
     # The estimator needs these; read them now so a missing one is named with its set_keys fix.
     loss._read_inputs(td, next_names=("reward", "done"))
-    loss.value_estimator(td)
+    # TorchRL runs a loss's forward in "deterministic sampling mode": an actor called inside the
+    # estimator (V-trace with log_pi_of="policy_sample") takes its deterministic action.
+    with set_interaction_type(InteractionType.DETERMINISTIC):
+        loss.value_estimator(td)
     for key in (keys.advantage, keys.value_target, keys.value, unravel_key(("next", keys.value))):
         if td.get(key, None) is not None:
             td.set(key, td.get(key).detach())
@@ -175,6 +179,12 @@ class ReinforceLoss(LossModule):
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
         clip_value: clip the value prediction to within this distance of the batch's
             ``"state_value"`` (VALUE-2).
+
+    One departure from TorchRL, on purpose: with the V-trace estimator TorchRL evaluates
+    log pi at the *deterministic action of the current policy* (the loss runs in deterministic
+    sampling mode and its V-trace re-samples the action), not at the stored action. rlteach's
+    V-trace uses the stored action by default, as in Espeholt et al. (2018);
+    ``make_value_estimator("vtrace", log_pi_of="policy_sample")`` reproduces TorchRL.
 
     TorchRL behaviours matched here, which a learner may not expect:
 
