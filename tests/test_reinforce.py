@@ -358,6 +358,13 @@ def test_nan_reward_refused_before_the_estimator_writes():
     _unchanged_after(ReinforceLoss(actor, critic), td, ValueError, r"reward.*NaN")
 
 
+def test_nan_observation_refused_before_the_estimator_writes():
+    actor, critic = make_nets("categorical")
+    td = make_batch("categorical", (3, 4), precomputed=False)
+    td["next", "observation"][0, 3, 1] = float("nan")
+    _unchanged_after(ReinforceLoss(actor, critic), td, ValueError, r"observation.*NaN")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [

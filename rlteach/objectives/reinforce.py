@@ -37,7 +37,7 @@ from tensordict.utils import NestedKey
 from torch import nn
 from torch.func import functional_call
 
-from rlteach._checks import check_choice, check_range
+from rlteach._checks import check_choice, check_finite, check_range
 from rlteach.objectives.common import LossModule
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
 from rlteach.value import ValueEstimators
@@ -85,8 +85,13 @@ def estimate_advantage(loss: LossModule, td: TensorDictBase) -> None:
     estimator you plug in yourself cannot leak a gradient into the critic's regression target.
     """
     keys = loss.tensor_keys
-    # The estimator needs these; read them now so a missing one is named with its set_keys fix.
+    # The estimator needs these; read them now so a missing one is named with its set_keys fix,
+    # and refuse NaN in the critic's inputs before the estimator writes into td.
     loss._read_inputs(td, next_names=("reward", "done"))
+    critic = loss.value_estimator.value_network
+    for key in getattr(critic, "in_keys", []):
+        for where in (key, unravel_key(("next", key))):
+            check_finite(type(loss).__name__, **{f"the critic input {where!r}": td.get(where, None)})
     # TorchRL runs a loss's forward in "deterministic sampling mode": an actor called inside the
     # estimator (V-trace with log_pi_of="policy_sample") takes its deterministic action.
     with set_interaction_type(InteractionType.DETERMINISTIC):
