@@ -615,3 +615,18 @@ def test_rlteach_value_does_not_import_torchrl():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [F.td1_return_estimate, lambda *a: F.td_lambda_return_estimate(0.9, *a)],
+    ids=["td1", "td_lambda"],
+)
+def test_terminated_without_done_is_refused(fn):
+    # TorchRL silently gives different TD(1) numbers from its loop and its TD(λ=1) on such data;
+    # an episode that terminates is over, so rlteach refuses the inconsistency instead.
+    next_value, reward = torch.zeros(3, 1), torch.ones(3, 1)
+    done = torch.tensor([[False], [False], [True]])
+    terminated = torch.tensor([[False], [True], [True]])
+    with pytest.raises(ValueError, match=r"terminated but not done \(first at index \[1, 0\]\)"):
+        fn(0.5, next_value, reward, done, terminated)

@@ -81,6 +81,13 @@ def _check_inputs(owner: str, *, gamma=None, lmbda=None, **tensors) -> None:
                 f"{owner}: {name} must be a torch.bool tensor, got dtype {flag.dtype}. "
                 f"Convert it with {name}.bool()."
             )
+    done, terminated = tensors.get("done"), tensors.get("terminated")
+    if done is not None and terminated is not None and (terminated & ~done).any():
+        where = (terminated & ~done).nonzero()[0].tolist()
+        raise ValueError(
+            f"{owner}: a step is terminated but not done (first at index {where}). An episode that "
+            f"terminates is over, so done must be terminated | truncated; build it that way."
+        )
     if gamma is not None:
         check_gamma(gamma)
     if lmbda is not None:
