@@ -110,3 +110,51 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+class Evaluator:
+    """Evaluate every ``every`` frames with the clock paused; log the curve; say when solved.
+
+    The plumbing every recipe shares, kept out of the training loops::
+
+        evaluator = Evaluator(result, actor, env_id, every=2048, threshold=475.0)
+        for batch in collector:
+            ...  # learn
+            if evaluator.after_batch(collector.frames, last=...):
+                break  # solved (and stop_on_solve)
+    """
+
+    def __init__(
+        self,
+        result: RunResult,
+        policy,
+        env_id: str,
+        every: int,
+        threshold: float,
+        episodes: int = 10,
+        stop_on_solve: bool = True,
+        bar=None,
+        seed: int = 10_000,
+    ) -> None:
+        self.result, self.policy, self.env_id = result, policy, env_id
+        self.every, self.threshold, self.episodes = every, threshold, episodes
+        self.stop_on_solve, self.bar, self.seed = stop_on_solve, bar, seed
+        self.clock = Stopwatch()
+        self._next = every
+
+    def after_batch(self, frames: int, last: bool = False) -> bool:
+        """Evaluate if due (or if ``last``); True when the run should stop because it solved."""
+        from rlteach.envs import evaluate  # here, so that base.py stays free of gymnasium
+
+        if self.bar is not None:
+            self.bar.update(frames - self.bar.n)
+        if frames < self._next and not last:
+            return False
+        while self._next <= frames:
+            self._next += self.every
+        with self.clock.paused():
+            mean_return = evaluate(self.policy, self.env_id, self.episodes, seed=self.seed)
+        self.result.curve.append(EvalPoint(frames, self.clock.seconds, mean_return))
+        if self.bar is not None:
+            self.bar.set_postfix(eval_return=f"{mean_return:.1f}")
+        return self.stop_on_solve and mean_return >= self.threshold
