@@ -6,14 +6,18 @@ helpers. Later chapters add their losses to this list.
 
 from rlteach.objectives.a2c import A2CLoss
 from rlteach.objectives.common import LossModule, default_value_kwargs, resolve_value_type
+from rlteach.objectives.ppo import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 from rlteach.objectives.reinforce import ReinforceLoss
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
 
 __all__ = [
     "A2CLoss",
+    "ClipPPOLoss",
+    "KLPENPPOLoss",
     "LOSS_FUNCTIONS",
     "REDUCTIONS",
     "LossModule",
+    "PPOLoss",
     "ReinforceLoss",
     "default_value_kwargs",
     "distance_loss",

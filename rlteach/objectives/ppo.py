@@ -1,0 +1,597 @@
+r"""Proximal policy optimisation: the plain, clipped and KL-penalised surrogate losses.
+
+Schulman, Wolski, Dhariwal, Radford & Klimov (2017), *Proximal Policy Optimization Algorithms*,
+arXiv:1707.06347. The equations below carry the tags used in the code.
+
+.. math::
+
+    r_t(\theta) = \frac{\pi_\theta(a_t|s_t)}{\pi_{\theta_\text{old}}(a_t|s_t)}
+        = \exp\big(\log\pi_\theta(a_t|s_t) - \log\pi_{\theta_\text{old}}(a_t|s_t)\big)
+        \qquad \text{(PPO-1) importance ratio}
+
+    L^\text{CPI}_t = r_t \hat A_t \qquad \text{(PPO-2) conservative policy iteration surrogate}
+
+    L^\text{CLIP}_t = \min\big(r_t \hat A_t,\ \text{clip}(r_t, 1-\epsilon, 1+\epsilon)\hat A_t\big)
+        \qquad \text{(PPO-3) clipped surrogate}
+
+    L^\text{KLPEN}_t = r_t \hat A_t - \beta\,\text{KL}[\pi_{\theta_\text{old}}(\cdot|s_t),
+        \pi_\theta(\cdot|s_t)] \qquad \text{(PPO-4) KL-penalised surrogate}
+
+    \beta \leftarrow \beta \cdot \text{increment} \text{ if } d > 1.5\,d_\text{targ}, \quad
+    \beta \leftarrow \beta \cdot \text{decrement} \text{ if } d < d_\text{targ}/1.5
+        \qquad \text{(PPO-5) adaptive KL coefficient}
+
+    L^\text{VF}_t = \ell\big(V_\phi(s_t), V^\text{targ}_t\big) \qquad \text{(PPO-6) critic loss}
+
+    \text{loss} = -L_t + c_1 L^\text{VF}_t - c_2 S[\pi_\theta](s_t)
+        \qquad \text{(PPO-7) the three returned terms}
+
+The three terms are returned separately (``loss_objective``, ``loss_critic``, ``loss_entropy``)
+as TorchRL 0.14 does: sum them before calling ``backward``.
+
+Where rlteach follows TorchRL 0.14.1 to the number (and the tests prove it)
+----------------------------------------------------------------------------
+* The ratio is clipped in log space: ``log r`` is clamped to ``[log(1-eps), log(1+eps)]`` and
+  ``clip_fraction`` is the fraction of samples whose **log**-ratio was moved by the clamp.
+* ``kl_approx`` is the mean of ``log pi_old - log pi_theta`` (the "k1" estimator: it can be
+  negative), detached. ``ESS`` is ``(sum w)^2 / sum w^2 / B`` with ``w = r`` over the **first**
+  batch dim only (a ``[B, T]`` batch gives one ESS per time step), detached.
+* Logging entries (``entropy``, ``kl_approx``, ``clip_fraction``, ``ESS``, ...) are means over
+  the batch; only ``loss_*`` entries follow ``reduction``. ``KLPENPPOLoss``'s ``kl`` is the
+  detached per-sample KL of shape ``[*B, 1]``, not reduced.
+* ``loss_entropy = -entropy_coeff * H``: the minus sign sits in the loss, so adding it to the
+  total loss *rewards* entropy. Entropy is analytic when the distribution has a closed form
+  (Categorical, Normal), else a Monte-Carlo estimate ``-mean_k log pi(a_k)`` over
+  ``samples_mc_entropy`` reparameterised draws (the tanh-Gaussian).
+* ``normalize_advantage`` standardises with the unbiased std floored at 1e-6, and only when the
+  advantage has more than one element.
+* ``loss_critic`` is already multiplied by ``critic_coeff``; ``critic_coeff=None`` with a
+  critic means 1.0, and ``critic_coeff=0`` drops the critic loss. ``explained_variance``
+  (``1 - Var[y - V] / Var[y]``, population variances over the first batch dim) is logged next
+  to it. ``clip_value`` keeps the larger of the unclipped and clipped value losses.
+* KLPEN's β is a buffer updated **in place** at the end of each ``forward`` (PPO-5), after the
+  loss was formed. TorchRL does this with ``beta.data *= ...``, which autograd does not see: the
+  backward pass of ``beta * KL`` then uses the *new* β while the loss value used the old one.
+  rlteach follows the paper by default (value and gradient both use the β of this step);
+  ``beta_update_in_graph=True`` reproduces TorchRL's gradient.
+
+Not mirrored (TorchRL extras outside the PPO paper): composite (multi-head) action
+distributions and per-head entropy coefficients, ``advantage_norm``, ``delay_actor``,
+``max_importance_ratio``, ``normalize_advantage_exclude_dims``, ``functional=False``, padding
+masks read from the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import ProbabilisticTensorDictModule
+from tensordict.utils import NestedKey
+from torch import distributions as D
+from torch import nn
+
+from rlteach._checks import check_choice, check_range
+from rlteach.objectives.common import LossModule
+from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
+from rlteach.value import ValueEstimators
+
+# The std floor of the advantage standardisation: float32's resolution, as in TorchRL.
+_ADVANTAGE_STD_FLOOR = torch.finfo(torch.float).resolution
+
+
+def _has_analytic_entropy(dist: D.Distribution) -> bool:
+    """True when the distribution's class implements a closed-form entropy."""
+    if isinstance(dist, D.Independent):
+        return _has_analytic_entropy(dist.base_dist)
+    return type(dist).entropy is not D.Distribution.entropy
+
+
+def _has_analytic_kl(p: D.Distribution, q: D.Distribution) -> bool:
+    """True when torch has a closed-form KL(p || q) for these two distributions."""
+    if isinstance(p, D.Independent) and isinstance(q, D.Independent):
+        return p.reinterpreted_batch_ndims == q.reinterpreted_batch_ndims and _has_analytic_kl(
+            p.base_dist, q.base_dist
+        )
+    return any(
+        issubclass(type(p), sp) and issubclass(type(q), sq)
+        for sp, sq in D.kl._KL_REGISTRY
+        if D.Independent not in (sp, sq) and D.TransformedDistribution not in (sp, sq)
+    )
+
+
+class PPOLoss(LossModule):
+    r"""The unclipped PPO loss (PPO-2), and the pieces every PPO variant shares.
+
+    Schulman et al. (2017), *Proximal Policy Optimization Algorithms*. The subclasses
+    :class:`ClipPPOLoss` (PPO-3) and :class:`KLPENPPOLoss` (PPO-4, PPO-5) replace the surrogate;
+    the log-ratio, entropy bonus and critic loss live here.
+
+    ==================  ============  ===========================================================
+    Symbol / key        Shape         Meaning
+    ==================  ============  ===========================================================
+    ``action``          ``[*B, ...]`` the action taken
+    ``action_log_prob`` ``[*B]``      log π_old(a|s), written by the acting policy
+    ``advantage``       ``[*B, 1]``   Â; computed with the value estimator (GAE) when absent
+    ``value_target``    ``[*B, 1]``   V^targ, regression target of the critic
+    ``state_value``     ``[*B, 1]``   V(s) at collection time (read by ``clip_value``)
+    ``loss_objective``  ``[]``        −surrogate, reduced (``[*B]`` with ``reduction="none"``)
+    ``loss_entropy``    ``[]``        −c₂·H, reduced
+    ``loss_critic``     ``[]``        c₁·ℓ(V, V^targ), reduced
+    ``entropy``         ``[]``        mean entropy, detached (logging)
+    ``kl_approx``       ``[]``        mean of log π_old − log π_θ, detached (logging)
+    ==================  ============  ===========================================================
+
+    Args:
+        actor_network: a ``ProbabilisticTensorDictSequential`` writing the action distribution.
+        critic_network: a ``TensorDictModule`` writing ``"state_value"`` (may be ``None`` when
+            the advantage and no critic loss are wanted: ``critic_coeff`` must then be None/0).
+        entropy_bonus: add ``loss_entropy``. samples_mc_entropy: draws for a Monte-Carlo entropy.
+        entropy_coeff: c₂ (default 0.01). critic_coeff: c₁ (None -> 1.0 with a critic; 0 -> no
+            critic loss). loss_critic_type: ``"l1"``, ``"l2"`` or ``"smooth_l1"``.
+        log_explained_variance: also return ``explained_variance``.
+        normalize_advantage: standardise Â over the batch before using it.
+        separate_losses: the critic loss sends no gradient to parameters the actor shares.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        clip_value: if a float δ, clip V(s) to V_old(s) ± δ in the critic loss (PPO2-style).
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        """Every TensorDict key a PPO loss reads; rename with ``set_keys``."""
+
+        advantage: NestedKey = "advantage"
+        value_target: NestedKey = "value_target"
+        value: NestedKey = "state_value"
+        sample_log_prob: NestedKey = "action_log_prob"
+        action: NestedKey = "action"
+        reward: NestedKey = "reward"
+        done: NestedKey = "done"
+        terminated: NestedKey = "terminated"
+
+    default_value_estimator = ValueEstimators.GAE
+    supported_value_estimators = (
+        ValueEstimators.TD0,
+        ValueEstimators.TD1,
+        ValueEstimators.TDLambda,
+        ValueEstimators.GAE,
+        ValueEstimators.VTrace,
+    )
+
+    def __init__(
+        self,
+        actor_network: nn.Module,
+        critic_network: nn.Module | None = None,
+        *,
+        entropy_bonus: bool = True,
+        samples_mc_entropy: int = 1,
+        entropy_coeff: float | None = None,
+        log_explained_variance: bool = True,
+        critic_coeff: float | None = None,
+        loss_critic_type: str = "smooth_l1",
+        normalize_advantage: bool = False,
+        gamma: float | None = None,
+        separate_losses: bool = False,
+        reduction: str | None = None,
+        clip_value: float | None = None,
+    ) -> None:
+        owner = type(self).__name__
+        # ---- every check first: a refused call changes nothing
+        if gamma is not None:
+            raise TypeError(
+                f"{owner} takes no gamma: set it on the value estimator with "
+                f"loss.make_value_estimator('gae', gamma={gamma}, lmbda=...)."
+            )
+        if actor_network is None:
+            raise TypeError(f"{owner} needs an actor_network.")
+        if critic_coeff is None and critic_network is not None:
+            critic_coeff = 1.0
+        elif critic_coeff == 0:
+            critic_coeff = None  # as TorchRL: a zero weight drops the critic loss entirely
+        if critic_network is None and critic_coeff is not None:
+            raise TypeError(
+                f"{owner}: critic_coeff={critic_coeff} needs a critic_network; pass one, or "
+                f"critic_coeff=None to train the actor alone on a given advantage."
+            )
+        check_choice("loss_critic_type", loss_critic_type, LOSS_FUNCTIONS)
+        reduction = "mean" if reduction is None else reduction
+        check_choice("reduction", reduction, REDUCTIONS)
+        entropy_coeff = 0.01 if entropy_coeff is None else entropy_coeff
+        check_range("entropy_coeff", entropy_coeff)
+        if critic_coeff is not None:
+            check_range("critic_coeff", critic_coeff, 0.0)
+        if isinstance(samples_mc_entropy, bool) or not isinstance(samples_mc_entropy, int):
+            raise ValueError(f"samples_mc_entropy must be an int >= 1, got {samples_mc_entropy!r}.")
+        check_range("samples_mc_entropy", samples_mc_entropy, 1)
+        if isinstance(clip_value, bool):
+            raise ValueError(
+                f"{owner}: clip_value must be a float or None, got {clip_value}. (Only "
+                f"ClipPPOLoss accepts clip_value=True, meaning 'use clip_epsilon'.)"
+            )
+        if clip_value is not None:
+            check_range("clip_value", clip_value, 0.0, low_open=True)
+
+        super().__init__()
+        self._register_network("actor_network", actor_network)
+        if critic_network is not None:
+            self._register_network("critic_network", critic_network)
+        else:
+            self.critic_network = None
+        self.entropy_bonus = entropy_bonus
+        self.samples_mc_entropy = samples_mc_entropy
+        self.log_explained_variance = log_explained_variance
+        self.loss_critic_type = loss_critic_type
+        self.normalize_advantage = normalize_advantage
+        self.separate_losses = separate_losses
+        self.reduction = reduction
+        # Coefficients are buffers, as in TorchRL, so a schedule can change them in place.
+        self.register_buffer("entropy_coeff", torch.tensor(float(entropy_coeff)))
+        self.register_buffer(
+            "critic_coeff", None if critic_coeff is None else torch.tensor(float(critic_coeff))
+        )
+        self.register_buffer(
+            "clip_value", None if clip_value is None else torch.tensor(float(clip_value))
+        )
+
+    @property
+    def out_keys(self) -> list[str]:
+        keys = ["loss_objective", "kl_approx"]
+        if self.entropy_bonus:
+            keys += ["entropy", "loss_entropy"]
+        if self.critic_coeff is not None:
+            keys.append("loss_critic")
+            if self.clip_value is not None:
+                keys.append("value_clip_fraction")
+            if self.log_explained_variance:
+                keys.append("explained_variance")
+        return keys
+
+    @property
+    def in_keys(self) -> list[NestedKey]:
+        keys = super().in_keys
+        for name in ("action", "sample_log_prob"):
+            keys.append(getattr(self.tensor_keys, name))
+        for name in ("reward", "done", "terminated"):
+            keys.append(("next", getattr(self.tensor_keys, name)))
+        return keys
+
+    # ------------------------------------------------------------ shared pieces
+
+    def _advantage(self, td: TensorDictBase) -> torch.Tensor:
+        """Â from the batch, or from the value estimator (which also writes the value target)."""
+        advantage = td.get(self.tensor_keys.advantage, None)
+        if advantage is None:
+            if self.critic_network is None:
+                raise RuntimeError(
+                    f"{type(self).__name__}: the batch has no {self.tensor_keys.advantage!r} "
+                    f"and the loss has no critic_network to estimate it. Pass a critic, or "
+                    f"compute the advantage beforehand (e.g. with rlteach.value.GAE)."
+                )
+            # The estimator runs the critic without gradient to its parameters.
+            self.value_estimator(td)
+            advantage = td.get(self.tensor_keys.advantage)
+        if self.normalize_advantage and advantage.numel() > 1:
+            # (Â - mean) / max(std, 1e-6), the std with Bessel's correction
+            advantage = (advantage - advantage.mean()) / advantage.std().clamp_min(
+                _ADVANTAGE_STD_FLOOR
+            )
+        return advantage
+
+    def _log_weight(self, td: TensorDictBase, old_log_prob: torch.Tensor):
+        """(log r [*B, 1], current distribution π_θ(·|s), kl_approx [*B, 1]) -- (PPO-1)."""
+        dist = self.actor_network.get_dist(td)
+        log_prob = dist.log_prob(td.get(self.tensor_keys.action))
+        log_weight = (log_prob - old_log_prob).unsqueeze(-1)  # (PPO-1) log r_t(θ)
+        kl_approx = (old_log_prob - log_prob).unsqueeze(-1)  # k1 estimate of KL(π_old || π_θ)
+        return log_weight, dist, kl_approx
+
+    def _entropy(self, dist: D.Distribution) -> torch.Tensor:
+        """H[π_θ(·|s)] as [*B, 1]: closed form if known, else -mean of log π over K draws."""
+        if _has_analytic_entropy(dist):
+            entropy = dist.entropy()
+            if torch.isfinite(entropy).all():
+                return entropy.unsqueeze(-1)
+        if dist.has_rsample and hasattr(dist, "rsample_and_log_prob"):
+            _, log_prob = dist.rsample_and_log_prob((self.samples_mc_entropy,))
+        else:
+            x = dist.rsample((self.samples_mc_entropy,)) if dist.has_rsample else dist.sample(
+                (self.samples_mc_entropy,)
+            )
+            log_prob = dist.log_prob(x)
+        return -log_prob.mean(0).unsqueeze(-1)
+
+    def _critic_values(self, td: TensorDictBase) -> torch.Tensor:
+        """V_φ(s) [*B, 1]; with ``separate_losses`` parameters shared with the actor are detached."""
+        if not self.separate_losses:
+            return self.critic_network(td).get(self.tensor_keys.value)
+        actor_params = {id(p) for p in self.actor_network.parameters()}
+        params = {
+            name: p.detach() if id(p) in actor_params else p
+            for name, p in self.critic_network.named_parameters()
+        }
+        out = torch.func.functional_call(self.critic_network, params, (td.detach(),))
+        return out.get(self.tensor_keys.value)
+
+    def _loss_critic(self, td: TensorDictBase):
+        """(c₁·ℓ(V, V^targ) [*B, 1], value clip fraction or None, explained variance or None)."""
+        target = td.get(self.tensor_keys.value_target, None)
+        if target is None:
+            raise KeyError(
+                f"{type(self).__name__}: the critic loss needs {self.tensor_keys.value_target!r}. "
+                f"Give the batch the value target (the estimators write it next to the "
+                f"advantage) or rename it with set_keys(value_target=<your key>)."
+            )
+        old_value = td.get(self.tensor_keys.value) if self.clip_value is not None else None
+        if self.separate_losses:
+            target = target.detach()
+        value = self._critic_values(td)
+        loss = distance_loss(target, value, self.loss_critic_type)  # (PPO-6)
+        clip_fraction = None
+        if self.clip_value is not None:
+            # V_clip = V_old + clip(V - V_old, -δ, δ); keep the more pessimistic (larger) loss
+            delta = value - old_value
+            delta_clipped = delta.clamp(-self.clip_value, self.clip_value)
+            loss_clipped = distance_loss(target, old_value + delta_clipped, self.loss_critic_type)
+            loss = torch.maximum(loss, loss_clipped)
+            clip_fraction = (delta != delta_clipped).to(value.dtype).mean().detach()
+        explained_variance = None
+        if self.log_explained_variance:
+            with torch.no_grad():
+                resid = torch.var(target - value, correction=0, dim=0)
+                total = torch.var(target, correction=0, dim=0)
+                explained_variance = 1.0 - resid / (total + torch.finfo(target.dtype).eps)
+        return self.critic_coeff * loss, clip_fraction, explained_variance
+
+    def _read_batch(self, tensordict: TensorDictBase) -> tuple[TensorDictBase, torch.Tensor]:
+        """A shallow copy of the batch (the estimator writes into it) and log π_old, checked."""
+        old_log_prob = self._read_inputs(tensordict, "sample_log_prob", "action")[
+            "sample_log_prob"
+        ]
+        if old_log_prob.requires_grad:
+            raise ValueError(
+                f"{type(self).__name__}: {self.tensor_keys.sample_log_prob!r} requires grad; it "
+                f"must be the behaviour policy's log-probability, stored without graph "
+                f"(collect data under torch.no_grad())."
+            )
+        return tensordict.clone(False), old_log_prob
+
+    def _finish(self, out: dict, dist: D.Distribution, td: TensorDictBase) -> TensorDict:
+        """Add the entropy bonus and critic loss (PPO-7), then reduce every ``loss_*`` entry."""
+        if self.entropy_bonus:
+            entropy = self._entropy(dist)
+            out["entropy"] = entropy.detach().mean()
+            out["loss_entropy"] = -self.entropy_coeff * entropy  # (PPO-7) -c₂ H
+        if self.critic_coeff is not None:
+            loss_critic, value_clip_fraction, explained_variance = self._loss_critic(td)
+            out["loss_critic"] = loss_critic  # (PPO-7) c₁ L^VF
+            if value_clip_fraction is not None:
+                out["value_clip_fraction"] = value_clip_fraction
+            if explained_variance is not None:
+                out["explained_variance"] = explained_variance
+        return TensorDict(
+            {
+                name: self._reduce_loss(v).squeeze(-1) if name.startswith("loss_") else v
+                for name, v in out.items()
+            }
+        )
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDict:
+        """The unclipped surrogate (PPO-2) plus entropy and critic terms; see the class doc."""
+        td, old_log_prob = self._read_batch(tensordict)
+        advantage = self._advantage(td)
+        log_weight, dist, kl_approx = self._log_weight(td, old_log_prob)  # (PPO-1)
+        surrogate = log_weight.exp() * advantage  # (PPO-2) r_t Â_t
+        out = {"loss_objective": -surrogate, "kl_approx": kl_approx.detach().mean()}
+        return self._finish(out, dist, td)
+
+
+class ClipPPOLoss(PPOLoss):
+    r"""PPO with the clipped surrogate objective (PPO-3), Schulman et al. (2017), eq. (7).
+
+    ``clip_epsilon`` is ε (default 0.2), or a pair ``(ε_low, ε_high)`` clipping the ratio to
+    ``[1 - ε_low, 1 + ε_high]`` (asymmetric "clip-higher", as in DAPO). ``clip_value=True``
+    clips the value function with the same ε. Extra outputs (all detached, see module doc):
+    ``clip_fraction``, ``ESS``, ``max_ratio``, ``mean_ratio``.
+
+    Where the ratio is clipped *and* the clip binds (r > 1+ε with Â > 0, or r < 1−ε with
+    Â < 0), the sample's surrogate is constant in θ: it carries no policy gradient.
+    """
+
+    def __init__(
+        self,
+        actor_network: nn.Module,
+        critic_network: nn.Module | None = None,
+        *,
+        clip_epsilon: float | tuple[float, float] = 0.2,
+        clip_value: bool | float | None = None,
+        **kwargs,
+    ) -> None:
+        eps_low, eps_high = self._check_clip_epsilon(clip_epsilon)
+        if isinstance(clip_value, bool):
+            if clip_value and isinstance(clip_epsilon, (tuple, list)):
+                raise ValueError(
+                    "clip_value=True takes the value-clip threshold from clip_epsilon, which "
+                    "is an asymmetric pair here; pass a float instead, e.g. clip_value=0.2."
+                )
+            clip_value = eps_high if clip_value else None
+        super().__init__(actor_network, critic_network, clip_value=clip_value, **kwargs)
+        self.register_buffer("clip_epsilon_low", torch.tensor(eps_low))
+        self.register_buffer("clip_epsilon_high", torch.tensor(eps_high))
+
+    @staticmethod
+    def _check_clip_epsilon(clip_epsilon) -> tuple[float, float]:
+        if isinstance(clip_epsilon, (tuple, list)):
+            if len(clip_epsilon) != 2:
+                raise ValueError(
+                    f"clip_epsilon must be a float or a pair (eps_low, eps_high), got "
+                    f"{clip_epsilon!r}."
+                )
+            eps_low, eps_high = clip_epsilon
+        else:
+            eps_low = eps_high = clip_epsilon
+        # Stricter than TorchRL, which accepts a symmetric eps <= 0 silently.
+        check_range("clip_epsilon (low)", eps_low, 0.0, 1.0, low_open=True, high_open=True)
+        check_range("clip_epsilon (high)", eps_high, 0.0, low_open=True)
+        return float(eps_low), float(eps_high)
+
+    @property
+    def out_keys(self) -> list[str]:
+        keys = super().out_keys
+        return keys[:1] + ["clip_fraction"] + keys[1:] + ["ESS", "max_ratio", "mean_ratio"]
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDict:
+        """The clipped surrogate (PPO-3) plus entropy and critic terms."""
+        td, old_log_prob = self._read_batch(tensordict)
+        advantage = self._advantage(td)
+        log_weight, dist, kl_approx = self._log_weight(td, old_log_prob)  # (PPO-1)
+
+        surrogate = log_weight.exp() * advantage  # (PPO-2) r_t Â_t
+        # (PPO-3) clip(r, 1-ε, 1+ε), done on log r: log(1-ε) <= log r <= log(1+ε)
+        low, high = torch.log1p(-self.clip_epsilon_low), torch.log1p(self.clip_epsilon_high)
+        log_weight_clipped = log_weight.clamp(low, high)
+        surrogate_clipped = log_weight_clipped.exp() * advantage
+        clipped_surrogate = torch.minimum(surrogate, surrogate_clipped)  # (PPO-3) pessimistic min
+
+        with torch.no_grad():
+            clip_fraction = (log_weight_clipped != log_weight).to(log_weight.dtype).mean()
+            # effective sample size of the importance weights, over the first batch dim
+            lw = log_weight.squeeze(-1)
+            ess = (2 * lw.logsumexp(0) - (2 * lw).logsumexp(0)).exp() / log_weight.shape[0]
+            ratio = log_weight.exp()
+        out = {
+            "loss_objective": -clipped_surrogate,
+            "clip_fraction": clip_fraction,
+            "kl_approx": kl_approx.detach().mean(),
+        }
+        result = self._finish(out, dist, td)
+        result["ESS"] = ess
+        result["max_ratio"] = ratio.max()
+        result["mean_ratio"] = ratio.mean()
+        return result
+
+
+class KLPENPPOLoss(PPOLoss):
+    r"""PPO with an adaptive KL penalty (PPO-4, PPO-5), Schulman et al. (2017), section 4.
+
+    The batch must hold the old policy's distribution parameters (``"logits"``, or ``"loc"``
+    and ``"scale"``: whatever the actor's ``ProbabilisticTensorDictModule`` reads), because
+    KL[π_old ‖ π_θ] is computed from the two distributions: in closed form when torch knows it,
+    else by Monte Carlo with ``samples_mc_kl`` draws from π_old.
+
+    After the loss is formed, β (a buffer, ``loss.beta``) is updated in place from the batch-mean
+    KL d: ×``increment`` if d > 1.5·``dtarg``, ×``decrement`` if d < ``dtarg``/1.5 (PPO-5).
+    ``reset()`` restores the initial β. Extra output: ``kl``, the detached per-sample KL
+    ``[*B, 1]`` (not reduced, as in TorchRL).
+
+    ``beta_update_in_graph``: TorchRL updates β with ``beta.data *= ...`` after it entered the
+    graph, so its *gradient* of ``beta * KL`` uses the updated β while the loss *value* used the
+    old one. ``False`` (default) follows the paper (both use the current β); ``True`` reproduces
+    TorchRL's gradient.
+    """
+
+    def __init__(
+        self,
+        actor_network: nn.Module,
+        critic_network: nn.Module | None = None,
+        *,
+        dtarg: float = 0.01,
+        beta: float = 1.0,
+        increment: float = 2,
+        decrement: float = 0.5,
+        samples_mc_kl: int = 1,
+        beta_update_in_graph: bool = False,
+        **kwargs,
+    ) -> None:
+        check_range("dtarg", dtarg, 0.0, low_open=True)
+        check_range("beta", beta, 0.0)
+        if not isinstance(increment, (int, float)) or increment < 1.0:
+            raise ValueError(
+                f"KLPENPPOLoss: increment must be >= 1 (it multiplies beta when the KL is too "
+                f"large), got {increment!r}."
+            )
+        if not isinstance(decrement, (int, float)) or decrement > 1.0:
+            raise ValueError(
+                f"KLPENPPOLoss: decrement must be <= 1 (it multiplies beta when the KL is too "
+                f"small), got {decrement!r}."
+            )
+        check_range("decrement", decrement, 0.0, low_open=True)
+        if isinstance(samples_mc_kl, bool) or not isinstance(samples_mc_kl, int):
+            raise ValueError(f"samples_mc_kl must be an int >= 1, got {samples_mc_kl!r}.")
+        check_range("samples_mc_kl", samples_mc_kl, 1)
+        super().__init__(actor_network, critic_network, **kwargs)
+        self._dist_module = self._find_dist_module(actor_network)
+        self.dtarg = dtarg
+        self._beta_init = float(beta)
+        self.register_buffer("beta", torch.tensor(float(beta)))
+        self.increment = increment
+        self.decrement = decrement
+        self.samples_mc_kl = samples_mc_kl
+        self.beta_update_in_graph = beta_update_in_graph
+
+    @staticmethod
+    def _find_dist_module(actor: nn.Module) -> ProbabilisticTensorDictModule:
+        heads = [m for m in actor.modules() if isinstance(m, ProbabilisticTensorDictModule)]
+        if len(heads) != 1:
+            raise ValueError(
+                f"KLPENPPOLoss needs an actor with exactly one ProbabilisticTensorDictModule "
+                f"(to rebuild π_old from the stored distribution parameters), found {len(heads)}."
+            )
+        return heads[0]
+
+    @property
+    def out_keys(self) -> list[str]:
+        keys = super().out_keys
+        return keys[:1] + ["kl"] + keys[1:]
+
+    @property
+    def in_keys(self) -> list[NestedKey]:
+        return super().in_keys + list(self._dist_module.in_keys)
+
+    def _kl(self, old_dist: D.Distribution, dist: D.Distribution) -> torch.Tensor:
+        """KL[π_old(·|s) ‖ π_θ(·|s)] as [*B]: closed form, or mean_k log π_old(x_k) − log π_θ(x_k)."""
+        if _has_analytic_kl(old_dist, dist):
+            return D.kl_divergence(old_dist, dist)
+        x = old_dist.sample((self.samples_mc_kl,))
+        return (old_dist.log_prob(x) - dist.log_prob(x)).mean(0)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDict:
+        """The KL-penalised surrogate (PPO-4), then the β update (PPO-5)."""
+        td, old_log_prob = self._read_batch(tensordict)
+        missing = [k for k in self._dist_module.in_keys if td.get(k, None) is None]
+        if missing:
+            raise KeyError(
+                f"KLPENPPOLoss needs the old policy's distribution parameters {missing} in the "
+                f"batch (store the actor's output when collecting) to compute KL[π_old ‖ π_θ]."
+            )
+        old_dist = self._dist_module.get_dist(td)  # π_old from the stored parameters
+        advantage = self._advantage(td)
+        log_weight, dist, kl_approx = self._log_weight(td, old_log_prob)  # (PPO-1)
+        surrogate = log_weight.exp() * advantage  # (PPO-2) r_t Â_t
+
+        kl = self._kl(old_dist, dist).unsqueeze(-1)
+        with torch.no_grad():
+            d = kl.mean()
+            factor = 1.0
+            if d > 1.5 * self.dtarg:  # (PPO-5) policy moved too far: stronger penalty
+                factor = self.increment
+            elif d < self.dtarg / 1.5:  # (PPO-5) policy barely moved: weaker penalty
+                factor = self.decrement
+        beta = self.beta.clone()
+        penalty = beta * kl
+        if self.beta_update_in_graph:
+            # TorchRL's quirk: the value uses the old β, the gradient the updated one.
+            penalty = beta * kl.detach() + (beta * factor) * (kl - kl.detach())
+        penalised = surrogate - penalty  # (PPO-4)
+        self.beta.mul_(factor)  # (PPO-5) in place, after the loss was formed
+
+        out = {
+            "loss_objective": -penalised,
+            "kl": kl.detach(),
+            "kl_approx": kl_approx.detach().mean(),
+        }
+        return self._finish(out, dist, td)
+
+    def reset(self) -> None:
+        """Restore β to its initial value (TorchRL's reset assigns a float to the buffer)."""
+        self.beta.fill_(self._beta_init)
