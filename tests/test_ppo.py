@@ -12,6 +12,7 @@ from tensordict.nn import (
     ProbabilisticTensorDictModule,
     ProbabilisticTensorDictSequential,
     TensorDictModule,
+    TensorDictSequential,
 )
 from torch import distributions as D
 from torch import nn
@@ -340,3 +341,50 @@ def test_out_keys_match_forward():
     for loss in (PPOLoss(actor, critic, clip_value=0.1), ClipPPOLoss(actor, critic),
                  KLPENPPOLoss(actor, critic, entropy_bonus=False)):
         assert set(loss.out_keys) == set(loss(td).keys())
+
+
+@pytest.mark.parametrize("separate_losses", [False, True])
+def test_shared_trunk_parity(separate_losses):
+    """A trunk shared by actor and critic: separate_losses stops the critic's gradient to it."""
+    torch.manual_seed(0)
+    trunk = TensorDictModule(nn.Sequential(nn.Linear(OBS, 8), nn.Tanh()),
+                             in_keys=["observation"], out_keys=["hidden"])
+    actor = ProbabilisticTensorDictSequential(
+        trunk,
+        TensorDictModule(nn.Linear(8, N_ACTIONS), in_keys=["hidden"], out_keys=["logits"]),
+        ProbabilisticTensorDictModule(in_keys=["logits"], out_keys=["action"],
+                                      distribution_class=D.Categorical, return_log_prob=True),
+    )
+    critic = TensorDictSequential(
+        trunk, TensorDictModule(nn.Linear(8, 1), in_keys=["hidden"], out_keys=["state_value"])
+    )
+    td = make_batch(actor, (12,), with_advantage=True)
+    grads = []
+    for cls in (ClipPPOLoss, torchrl_ppo.ClipPPOLoss):
+        a, c = copy.deepcopy((actor, critic))
+        loss = cls(a, c, separate_losses=separate_losses)
+        loss(td.clone())["loss_critic"].backward()
+        trunk_grad = a.module[0].module[0].weight.grad
+        grads.append(torch.zeros(8, OBS) if trunk_grad is None else trunk_grad)
+    torch.testing.assert_close(grads[0], grads[1], atol=TOL, rtol=TOL)
+    assert (grads[0].abs().sum() == 0) == separate_losses
+
+
+@pytest.mark.parametrize("n, advantage, expected", [
+    (1, [3.0], [3.0]),  # a single element is left as it is
+    (3, [2.0, 2.0, 2.0], [0.0, 0.0, 0.0]),  # std 0 floored at 1e-6: (A - mean) / 1e-6 = 0
+    (3, [1.0, 2.0, 6.0], [-0.7559289, -0.3779645, 1.1338934]),  # unbiased std = sqrt(7)
+])
+def test_normalize_advantage_by_hand(n, advantage, expected):
+    actor = tabular_actor(torch.zeros(2))
+    td = TensorDict(
+        {
+            "observation": torch.zeros(n, 1),
+            "action": torch.zeros(n, dtype=torch.long),
+            "action_log_prob": torch.full((n,), math.log(0.5)),  # ratio 1
+            "advantage": torch.tensor(advantage).unsqueeze(-1),
+        },
+        batch_size=[n],
+    )
+    loss = PPOLoss(actor, None, normalize_advantage=True, entropy_bonus=False, reduction="none")
+    torch.testing.assert_close(loss(td)["loss_objective"], -torch.tensor(expected))
