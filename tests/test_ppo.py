@@ -388,3 +388,12 @@ def test_normalize_advantage_by_hand(n, advantage, expected):
     )
     loss = PPOLoss(actor, None, normalize_advantage=True, entropy_bonus=False, reduction="none")
     torch.testing.assert_close(loss(td)["loss_objective"], -torch.tensor(expected))
+
+
+def test_in_keys_match_torchrl():
+    actor, critic = make_nets("normal")
+    for ours, theirs in ((ClipPPOLoss, torchrl_ppo.ClipPPOLoss),
+                         (KLPENPPOLoss, torchrl_ppo.KLPENPPOLoss)):
+        keys = ours(actor, critic).in_keys
+        assert len(keys) == len(set(keys))
+        assert set(keys) == set(theirs(actor, critic).in_keys)

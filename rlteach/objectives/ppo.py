@@ -66,7 +66,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDict, TensorDictBase, unravel_key
 from tensordict.nn import ProbabilisticTensorDictModule
 from tensordict.utils import NestedKey
 from torch import distributions as D
@@ -249,12 +249,12 @@ class PPOLoss(LossModule):
 
     @property
     def in_keys(self) -> list[NestedKey]:
-        keys = super().in_keys
-        for name in ("action", "sample_log_prob"):
-            keys.append(getattr(self.tensor_keys, name))
+        keys = super().in_keys  # the actor's and critic's inputs
+        keys += [unravel_key(("next", key)) for key in self.actor_network.in_keys]
+        keys += [self.tensor_keys.action, self.tensor_keys.sample_log_prob]
         for name in ("reward", "done", "terminated"):
-            keys.append(("next", getattr(self.tensor_keys, name)))
-        return keys
+            keys.append(unravel_key(("next", getattr(self.tensor_keys, name))))
+        return list(dict.fromkeys(keys))  # drop repeats, keep the order
 
     # ------------------------------------------------------------ shared pieces
 
@@ -436,6 +436,13 @@ class ClipPPOLoss(PPOLoss):
         return float(eps_low), float(eps_high)
 
     @property
+    def clip_epsilon(self) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """ε as given: one tensor when symmetric, else the pair (ε_low, ε_high) of buffers."""
+        if torch.equal(self.clip_epsilon_low, self.clip_epsilon_high):
+            return self.clip_epsilon_high
+        return self.clip_epsilon_low, self.clip_epsilon_high
+
+    @property
     def out_keys(self) -> list[str]:
         keys = super().out_keys
         return keys[:1] + ["clip_fraction"] + keys[1:] + ["ESS", "max_ratio", "mean_ratio"]
@@ -546,7 +553,7 @@ class KLPENPPOLoss(PPOLoss):
 
     @property
     def in_keys(self) -> list[NestedKey]:
-        return super().in_keys + list(self._dist_module.in_keys)
+        return list(dict.fromkeys(super().in_keys + list(self._dist_module.in_keys)))
 
     def _kl(self, old_dist: D.Distribution, dist: D.Distribution) -> torch.Tensor:
         """KL[π_old(·|s) ‖ π_θ(·|s)] as [*B]: closed form, or mean_k log π_old(x_k) − log π_θ(x_k)."""
@@ -593,5 +600,5 @@ class KLPENPPOLoss(PPOLoss):
         return self._finish(out, dist, td)
 
     def reset(self) -> None:
-        """Restore β to its initial value (TorchRL's reset assigns a float to the buffer)."""
+        """Restore β to its initial value (call it between training runs)."""
         self.beta.fill_(self._beta_init)
