@@ -397,3 +397,13 @@ def test_in_keys_match_torchrl():
         keys = ours(actor, critic).in_keys
         assert len(keys) == len(set(keys))
         assert set(keys) == set(theirs(actor, critic).in_keys)
+
+
+def test_flat_advantage_is_refused():
+    actor, critic = make_nets("categorical")
+    td = make_batch(actor, (8,), with_advantage=True)
+    td["advantage"] = td["advantage"].squeeze(-1)
+    loss = KLPENPPOLoss(actor, critic, dtarg=1e-8)
+    with pytest.raises(ValueError, match=r"unsqueeze\(-1\)"):
+        loss(td)
+    assert loss.beta.item() == 1.0

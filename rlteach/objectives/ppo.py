@@ -278,11 +278,17 @@ class PPOLoss(LossModule):
             )
         return advantage
 
-    def _log_weight(self, td: TensorDictBase, old_log_prob: torch.Tensor):
+    def _log_weight(self, td: TensorDictBase, old_log_prob: torch.Tensor, advantage):
         """(log r [*B, 1], current distribution π_θ(·|s), kl_approx [*B, 1]) -- (PPO-1)."""
         dist = self.actor_network.get_dist(td)
         log_prob = dist.log_prob(td.get(self.tensor_keys.action))
         log_weight = (log_prob - old_log_prob).unsqueeze(-1)  # (PPO-1) log r_t(θ)
+        if log_weight.shape != advantage.shape:  # a [B] advantage would broadcast to [B, B]
+            raise ValueError(
+                f"{type(self).__name__}: the advantage has shape {list(advantage.shape)} but "
+                f"the log-ratio has shape {list(log_weight.shape)}; the advantage needs the "
+                f"batch shape plus a trailing 1 (advantage.unsqueeze(-1))."
+            )
         kl_approx = (old_log_prob - log_prob).unsqueeze(-1)  # k1 estimate of KL(π_old || π_θ)
         return log_weight, dist, kl_approx
 
@@ -380,7 +386,7 @@ class PPOLoss(LossModule):
         """The unclipped surrogate (PPO-2) plus entropy and critic terms; see the class doc."""
         td, old_log_prob = self._read_batch(tensordict)
         advantage = self._advantage(td)
-        log_weight, dist, kl_approx = self._log_weight(td, old_log_prob)  # (PPO-1)
+        log_weight, dist, kl_approx = self._log_weight(td, old_log_prob, advantage)  # (PPO-1)
         surrogate = log_weight.exp() * advantage  # (PPO-2) r_t Â_t
         out = {"loss_objective": -surrogate, "kl_approx": kl_approx.detach().mean()}
         return self._finish(out, dist, td)
@@ -451,7 +457,7 @@ class ClipPPOLoss(PPOLoss):
         """The clipped surrogate (PPO-3) plus entropy and critic terms."""
         td, old_log_prob = self._read_batch(tensordict)
         advantage = self._advantage(td)
-        log_weight, dist, kl_approx = self._log_weight(td, old_log_prob)  # (PPO-1)
+        log_weight, dist, kl_approx = self._log_weight(td, old_log_prob, advantage)  # (PPO-1)
 
         surrogate = log_weight.exp() * advantage  # (PPO-2) r_t Â_t
         # (PPO-3) clip(r, 1-ε, 1+ε), done on log r: log(1-ε) <= log r <= log(1+ε)
@@ -573,7 +579,7 @@ class KLPENPPOLoss(PPOLoss):
             )
         old_dist = self._dist_module.get_dist(td)  # π_old from the stored parameters
         advantage = self._advantage(td)
-        log_weight, dist, kl_approx = self._log_weight(td, old_log_prob)  # (PPO-1)
+        log_weight, dist, kl_approx = self._log_weight(td, old_log_prob, advantage)  # (PPO-1)
         surrogate = log_weight.exp() * advantage  # (PPO-2) r_t Â_t
 
         kl = self._kl(old_dist, dist).unsqueeze(-1)
