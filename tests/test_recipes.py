@@ -9,7 +9,7 @@ ENTRIES = sorted(REGISTRY)
 
 
 def test_recipes_are_registered():
-    assert set(ENTRIES) >= {"reinforce-cartpole", "a2c-cartpole"}, ENTRIES
+    assert set(ENTRIES) >= {"reinforce-cartpole", "a2c-cartpole", "ppo-cartpole", "ppo-acrobot"}, ENTRIES
 
 
 @pytest.mark.parametrize("name", ENTRIES)

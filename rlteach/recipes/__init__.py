@@ -10,7 +10,7 @@ from importlib import import_module
 
 from rlteach.recipes.base import EvalPoint, RunResult, Stopwatch, seed_everything
 
-RECIPE_MODULES: tuple[str, ...] = ("reinforce", "a2c")
+RECIPE_MODULES: tuple[str, ...] = ("reinforce", "a2c", "ppo")
 
 for _name in RECIPE_MODULES:
     import_module(f"rlteach.recipes.{_name}")
