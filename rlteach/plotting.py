@@ -25,19 +25,21 @@ def curve_band(runs: Sequence[RunResult], num_points: int = 100):
     """Put several seeds' curves on one grid of environment steps.
 
     Each run's evaluation returns are interpolated (piecewise linear) at common step counts up to
-    the shortest run's last evaluation, so the band never extrapolates past what a seed measured.
+    the *longest* run's last evaluation. A run that ended earlier (recipes stop at the first
+    evaluation that reaches the solved threshold) is held at its last evaluated return from then
+    on; the plot's legend says so.
 
     Returns ``steps [P]``, ``mean [P]``, ``low [P]``, ``high [P]`` where low/high are the minimum
     and maximum over seeds.
     """
     if not runs or any(not r.curve for r in runs):
         raise ValueError("curve_band needs at least one run, each with at least one evaluation.")
-    end = min(r.curve[-1].env_steps for r in runs)
-    start = max(r.curve[0].env_steps for r in runs)
+    end = max(r.curve[-1].env_steps for r in runs)
+    start = min(r.curve[0].env_steps for r in runs)
     steps = np.linspace(start, end, num_points) if end > start else np.array([end], dtype=float)
     values = np.stack(
         [
-            np.interp(
+            np.interp(  # np.interp holds the first and last values outside a run's range
                 steps,
                 [p.env_steps for p in r.curve],
                 [p.mean_return for p in r.curve],
@@ -55,7 +57,8 @@ def plot_learning_curves(
     title: str = "",
     ax=None,
 ):
-    """Plot mean return against environment steps, one line per group, min–max band over seeds.
+    """Plot mean return against environment steps: per group a mean line, a min–max band over
+    seeds, and each seed's own curve as a thin line.
 
     ``groups`` maps a label (an algorithm, a hyper-parameter value) to that group's runs. A dashed
     line marks the solved ``threshold`` when given. Returns the matplotlib Axes.
@@ -65,13 +68,21 @@ def plot_learning_curves(
             _, ax = plt.subplots()
         for label, runs in groups.items():
             steps, mean, low, high = curve_band(runs)
-            (line,) = ax.plot(steps, mean, label=f"{label} ({len(runs)} seeds)")
-            ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+            (line,) = ax.plot(steps, mean, label=f"{label}: mean of {len(runs)} seeds, min–max band")
+            ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+            for run in runs:  # each seed as it was measured, ending where the run stopped
+                ax.plot(
+                    [p.env_steps for p in run.curve],
+                    [p.mean_return for p in run.curve],
+                    color=line.get_color(), alpha=0.35, linewidth=0.8,
+                )
+            if any(r.curve[-1].env_steps < steps[-1] for r in runs):
+                ax.plot([], [], " ", label="(a run that stopped when solved is held at its last return)")
         if threshold is not None:
             ax.axhline(threshold, color="0.3", linestyle="--", linewidth=1, label="solved")
         ax.set_xlabel("environment steps")
         ax.set_ylabel("evaluation return")
         if title:
             ax.set_title(title)
-        ax.legend(loc="lower right")
+        ax.legend(loc="best", fontsize=8)
     return ax
