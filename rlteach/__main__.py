@@ -43,9 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _list() -> int:
-    import rlteach.recipes  # noqa: F401  (registers the recipes)
     from rlteach.bench import REGISTRY
+    from rlteach.recipes import load_all
 
+    load_all()
     if not REGISTRY:
         print("No recipes are registered yet.")
         return 0
@@ -64,9 +65,10 @@ def _bench(args) -> int:
             print(f"{row['name']:40s} {row['seconds'] * 1e3:9.3f} ms{ratio}")
         return 0
 
-    import rlteach.recipes  # noqa: F401  (registers the recipes)
     from rlteach.bench import REGISTRY, run_bench
+    from rlteach.recipes import load_all
 
+    load_all()
     if not REGISTRY:
         print(
             "No recipes are registered yet: the algorithm chapters register theirs in "

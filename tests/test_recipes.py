@@ -2,9 +2,10 @@
 
 import pytest
 
-import rlteach.recipes  # noqa: F401  (registers every recipe)
 from rlteach.bench import REGISTRY
+from rlteach.recipes import load_all
 
+load_all()
 ENTRIES = sorted(REGISTRY)
 
 
