@@ -10,6 +10,7 @@ EPILOG = """examples:
   python -m rlteach bench                      every entry, 5 seeds, report in bench-results/
   python -m rlteach bench --algo NAME --seeds 3 --quick
   python -m rlteach bench --estimators         time rlteach's GAE (loop and vectorised) against TorchRL's
+  python -m rlteach bench --losses             time ClipPPOLoss forward+backward (batch 4096) against TorchRL's
 """
 
 
@@ -35,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="the small CI/classroom budgets")
     bench.add_argument("--out", default="bench-results", help="output folder (default bench-results)")
     bench.add_argument(
+        "--losses",
+        action="store_true",
+        help="instead of training, time ClipPPOLoss forward+backward against TorchRL's",
+    )
+    bench.add_argument(
         "--estimators",
         action="store_true",
         help="instead of training, time the value estimators against TorchRL's",
@@ -56,6 +62,15 @@ def _list() -> int:
 
 
 def _bench(args) -> int:
+    if args.losses:
+        from rlteach.objectives._timing import time_losses
+
+        for row in time_losses():
+            print(
+                f"{row['name']:48s} rlteach {row['rlteach_seconds'] * 1e3:7.2f} ms   TorchRL "
+                f"{row['torchrl_seconds'] * 1e3:7.2f} ms   ratio {row['ratio']:.2f}"
+            )
+        return 0
     if args.estimators:
         from rlteach.value._timing import time_estimators
 

@@ -84,5 +84,16 @@ def test_cli_help_lists_commands():
     out = subprocess.run(
         [sys.executable, "-m", "rlteach", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    for word in ("bench", "list", "--estimators", "examples:"):
+    for word in ("bench", "list", "--estimators", "--losses", "examples:"):
         assert word in out
+
+
+def test_loss_timing_compares_the_same_work():
+    pytest.importorskip("torchrl")
+    from rlteach.objectives._timing import time_losses
+
+    rows = time_losses(batch_size=64, repeats=2)
+    assert [r["name"].split(",")[1].strip() for r in rows] == ["categorical actor", "TanhNormal actor"]
+    for row in rows:
+        assert row["rlteach_seconds"] > 0 and row["torchrl_seconds"] > 0
+        assert row["ratio"] == pytest.approx(row["rlteach_seconds"] / row["torchrl_seconds"])
