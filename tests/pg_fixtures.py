@@ -5,6 +5,8 @@ Imported by tests/test_reinforce.py and tests/test_a2c.py (pytest puts tests/ on
 
 from __future__ import annotations
 
+import math
+
 import torch
 from tensordict import TensorDict
 from tensordict.nn import (
@@ -111,3 +113,39 @@ def assert_parity(ours, theirs, td: TensorDict, actor, critic, *, seed: int = 0)
             ):
                 torch.testing.assert_close(g_ours, g_ref, atol=TOL, rtol=TOL, msg=key)
     return out
+
+
+# Hand-computed cases: pi = softmax(theta) and V = w whatever the observation.
+
+
+class ConstantLogits(nn.Module):
+    """logits = theta for every observation: pi(a) = softmax(theta)."""
+
+    def __init__(self, theta):
+        super().__init__()
+        self.theta = nn.Parameter(torch.tensor(theta))
+
+    def forward(self, obs):
+        return self.theta.expand(*obs.shape[:-1], self.theta.shape[-1])
+
+
+class ConstantValue(nn.Module):
+    """V(s) = w for every observation."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor([w]))
+
+    def forward(self, obs):
+        return self.w.expand(*obs.shape[:-1], 1)
+
+
+def hand_nets():
+    actor = ProbabilisticTensorDictSequential(
+        TensorDictModule(ConstantLogits([0.0, math.log(3.0)]), ["observation"], ["logits"]),
+        ProbabilisticTensorDictModule(
+            in_keys=["logits"], out_keys=["action"], distribution_class=Categorical
+        ),
+    )
+    critic = TensorDictModule(ConstantValue(0.5), ["observation"], ["state_value"])
+    return actor, critic

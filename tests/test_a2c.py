@@ -6,7 +6,17 @@ import math
 
 import pytest
 import torch
-from pg_fixtures import ACT, OBS, TOL, assert_parity, grads, make_batch, make_nets, make_shared_nets
+from pg_fixtures import (
+    ACT,
+    OBS,
+    TOL,
+    assert_parity,
+    grads,
+    hand_nets,
+    make_batch,
+    make_nets,
+    make_shared_nets,
+)
 from tensordict import TensorDict
 from tensordict.nn import (
     ProbabilisticTensorDictModule,
@@ -32,28 +42,6 @@ TorchRLA2C = torchrl_objectives.A2CLoss
 # ----------------------------------------------------------------------------- hand computed
 
 
-class ConstantLogits(nn.Module):
-    """logits = theta for every observation: pi(a) = softmax(theta)."""
-
-    def __init__(self, theta):
-        super().__init__()
-        self.theta = nn.Parameter(torch.tensor(theta))
-
-    def forward(self, obs):
-        return self.theta.expand(*obs.shape[:-1], self.theta.shape[-1])
-
-
-class ConstantValue(nn.Module):
-    """V(s) = w for every observation."""
-
-    def __init__(self, w):
-        super().__init__()
-        self.w = nn.Parameter(torch.tensor([w]))
-
-    def forward(self, obs):
-        return self.w.expand(*obs.shape[:-1], 1)
-
-
 def test_hand_computed_two_action_softmax():
     # pi = softmax([0, ln 3]) = [1/4, 3/4]; actions (0, 1), advantages (2, -1).
     # loss_objective = -(1/2)(2 ln(1/4) - ln(3/4)) = ln(12)/2, gradient (-7/8, 7/8)
@@ -61,13 +49,7 @@ def test_hand_computed_two_action_softmax():
     # dH/dtheta_1 = -dH/dtheta_0 = -p0 p1 (ln p1 - ln p0) = -(3/16) ln 3
     # critic V = w = 0.5, targets (1, 2), l2, critic_coeff 0.5:
     # loss_critic = 0.5 (0.25 + 2.25)/2 = 0.625, d/dw = 0.5 * mean(-2 (G - w)) = -1
-    actor = ProbabilisticTensorDictSequential(
-        TensorDictModule(ConstantLogits([0.0, math.log(3.0)]), ["observation"], ["logits"]),
-        ProbabilisticTensorDictModule(
-            in_keys=["logits"], out_keys=["action"], distribution_class=Categorical
-        ),
-    )
-    critic = TensorDictModule(ConstantValue(0.5), ["observation"], ["state_value"])
+    actor, critic = hand_nets()  # pi = softmax([0, ln 3]), V = 0.5
     td = TensorDict(
         {
             "observation": torch.zeros(2, 1),

@@ -6,15 +6,16 @@ import math
 
 import pytest
 import torch
-from pg_fixtures import TOL, assert_parity, grads, make_batch, make_nets, make_shared_nets
-from tensordict import TensorDict
-from tensordict.nn import (
-    ProbabilisticTensorDictModule,
-    ProbabilisticTensorDictSequential,
-    TensorDictModule,
+from pg_fixtures import (
+    TOL,
+    assert_parity,
+    grads,
+    hand_nets,
+    make_batch,
+    make_nets,
+    make_shared_nets,
 )
-from torch import nn
-from torch.distributions import Categorical
+from tensordict import TensorDict
 
 from rlteach.objectives import ReinforceLoss
 from rlteach.objectives.reinforce import estimate_advantage
@@ -25,39 +26,6 @@ TorchRLReinforce = torchrl_objectives.ReinforceLoss
 
 
 # ----------------------------------------------------------------------------- hand computed
-
-
-class ConstantLogits(nn.Module):
-    """logits = theta for every observation: pi(a) = softmax(theta)."""
-
-    def __init__(self, theta):
-        super().__init__()
-        self.theta = nn.Parameter(torch.tensor(theta))
-
-    def forward(self, obs):
-        return self.theta.expand(*obs.shape[:-1], self.theta.shape[-1])
-
-
-class ConstantValue(nn.Module):
-    """V(s) = w for every observation."""
-
-    def __init__(self, w):
-        super().__init__()
-        self.w = nn.Parameter(torch.tensor([w]))
-
-    def forward(self, obs):
-        return self.w.expand(*obs.shape[:-1], 1)
-
-
-def hand_nets():
-    actor = ProbabilisticTensorDictSequential(
-        TensorDictModule(ConstantLogits([0.0, math.log(3.0)]), ["observation"], ["logits"]),
-        ProbabilisticTensorDictModule(
-            in_keys=["logits"], out_keys=["action"], distribution_class=Categorical
-        ),
-    )
-    critic = TensorDictModule(ConstantValue(0.5), ["observation"], ["state_value"])
-    return actor, critic
 
 
 def hand_batch():
