@@ -1,0 +1,38 @@
+"""Networks and distributions, one file per family.
+
+- :mod:`rlteach.modules.core`: the MLP, the tanh-squashed Gaussian and the actor / critic
+  builders shared by every chapter (its docstring tables the keys each builder reads and writes).
+
+Each algorithm family adds a file here and re-exports its public names below, so that user code
+keeps writing ``from rlteach.modules import ...``.
+"""
+
+from rlteach.modules.core import (
+    MLP,
+    ConcatMLP,
+    GreedyAction,
+    IndependentNormal,
+    LocScaleHead,
+    TanhNormal,
+    make_categorical_actor,
+    make_normal_actor,
+    make_qvalue_actor,
+    make_qvalue_network,
+    make_state_action_value_network,
+    make_value_network,
+)
+
+__all__ = [
+    "MLP",
+    "TanhNormal",
+    "IndependentNormal",
+    "LocScaleHead",
+    "GreedyAction",
+    "ConcatMLP",
+    "make_categorical_actor",
+    "make_normal_actor",
+    "make_value_network",
+    "make_qvalue_network",
+    "make_qvalue_actor",
+    "make_state_action_value_network",
+]
