@@ -2,11 +2,13 @@
 
 - :mod:`rlteach.modules.core`: the MLP, the tanh-squashed Gaussian and the actor / critic
   builders shared by every chapter (its docstring tables the keys each builder reads and writes).
+- :mod:`rlteach.modules.batchrenorm`: batch renormalisation (Ioffe, 2017), CrossQ's critic layer.
 
 Each algorithm family adds a file here and re-exports its public names below, so that user code
 keeps writing ``from rlteach.modules import ...``.
 """
 
+from rlteach.modules.batchrenorm import BatchRenorm1d
 from rlteach.modules.core import (
     MLP,
     ConcatMLP,
@@ -23,6 +25,7 @@ from rlteach.modules.core import (
 )
 
 __all__ = [
+    "BatchRenorm1d",
     "MLP",
     "TanhNormal",
     "IndependentNormal",
