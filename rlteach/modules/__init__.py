@@ -2,6 +2,7 @@
 
 - :mod:`rlteach.modules.core`: the MLP, the tanh-squashed Gaussian and the actor / critic
   builders shared by every chapter (its docstring tables the keys each builder reads and writes).
+- :mod:`rlteach.modules.multiagent`: the per-agent MLP and the VDN / QMIX mixers.
 - :mod:`rlteach.modules.batchrenorm`: batch renormalisation (Ioffe, 2017), CrossQ's critic layer.
 
 Each algorithm family adds a file here and re-exports its public names below, so that user code
@@ -23,6 +24,7 @@ from rlteach.modules.core import (
     make_state_action_value_network,
     make_value_network,
 )
+from rlteach.modules.multiagent import Mixer, MultiAgentMLP, QMixer, VDNMixer
 
 __all__ = [
     "BatchRenorm1d",
@@ -38,4 +40,8 @@ __all__ = [
     "make_qvalue_network",
     "make_qvalue_actor",
     "make_state_action_value_network",
+    "MultiAgentMLP",
+    "Mixer",
+    "VDNMixer",
+    "QMixer",
 ]

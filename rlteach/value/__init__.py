@@ -29,6 +29,7 @@ from rlteach.value.functional import (
     vec_td_lambda_return_estimate,
     vtrace_advantage_estimate,
 )
+from rlteach.value.multiagent import MultiAgentGAE, broadcast_to_agents
 
 __all__ = [
     "ValueEstimators",
@@ -38,6 +39,8 @@ __all__ = [
     "TDLambdaEstimator",
     "GAE",
     "VTrace",
+    "MultiAgentGAE",
+    "broadcast_to_agents",
     "generalized_advantage_estimate",
     "vec_generalized_advantage_estimate",
     "td0_return_estimate",
