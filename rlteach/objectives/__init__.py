@@ -7,6 +7,7 @@ helpers. Later chapters add their losses to this list.
 from rlteach.objectives.a2c import A2CLoss
 from rlteach.objectives.common import LossModule, default_value_kwargs, resolve_value_type
 from rlteach.objectives.ppo import ClipPPOLoss, KLPENPPOLoss, PPOLoss
+from rlteach.objectives.qmixer import QMixerLoss
 from rlteach.objectives.reinforce import ReinforceLoss
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
 
@@ -18,6 +19,7 @@ __all__ = [
     "REDUCTIONS",
     "LossModule",
     "PPOLoss",
+    "QMixerLoss",
     "ReinforceLoss",
     "default_value_kwargs",
     "distance_loss",
