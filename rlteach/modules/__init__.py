@@ -3,6 +3,8 @@
 - :mod:`rlteach.modules.core`: the MLP, the tanh-squashed Gaussian and the actor / critic
   builders shared by every chapter (its docstring tables the keys each builder reads and writes).
 - :mod:`rlteach.modules.multiagent`: the per-agent MLP and the VDN / QMIX mixers.
+- :mod:`rlteach.modules.ensemble`: Q-value ensembles (independent members, stacked weights) for
+  TD3, SAC and REDQ.
 - :mod:`rlteach.modules.batchrenorm`: batch renormalisation (Ioffe, 2017), CrossQ's critic layer.
 
 Each algorithm family adds a file here and re-exports its public names below, so that user code
@@ -24,6 +26,12 @@ from rlteach.modules.core import (
     make_state_action_value_network,
     make_value_network,
 )
+from rlteach.modules.ensemble import (
+    EnsembleLinear,
+    EnsembleMLP,
+    QValueEnsemble,
+    make_qvalue_ensemble,
+)
 from rlteach.modules.multiagent import Mixer, MultiAgentMLP, QMixer, VDNMixer
 
 __all__ = [
@@ -44,4 +52,8 @@ __all__ = [
     "Mixer",
     "VDNMixer",
     "QMixer",
+    "EnsembleLinear",
+    "EnsembleMLP",
+    "QValueEnsemble",
+    "make_qvalue_ensemble",
 ]

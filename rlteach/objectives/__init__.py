@@ -9,6 +9,7 @@ from rlteach.objectives.common import LossModule, default_value_kwargs, resolve_
 from rlteach.objectives.ppo import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 from rlteach.objectives.qmixer import QMixerLoss
 from rlteach.objectives.reinforce import ReinforceLoss
+from rlteach.objectives.sac import SACLoss, Temperature
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
 
 __all__ = [
@@ -21,6 +22,8 @@ __all__ = [
     "PPOLoss",
     "QMixerLoss",
     "ReinforceLoss",
+    "SACLoss",
+    "Temperature",
     "default_value_kwargs",
     "distance_loss",
     "resolve_value_type",
