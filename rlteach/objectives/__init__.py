@@ -8,6 +8,7 @@ from rlteach.objectives.a2c import A2CLoss
 from rlteach.objectives.common import LossModule, default_value_kwargs, resolve_value_type
 from rlteach.objectives.ppo import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 from rlteach.objectives.qmixer import QMixerLoss
+from rlteach.objectives.redq import REDQLoss
 from rlteach.objectives.reinforce import ReinforceLoss
 from rlteach.objectives.sac import SACLoss, Temperature
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
@@ -21,6 +22,7 @@ __all__ = [
     "LossModule",
     "PPOLoss",
     "QMixerLoss",
+    "REDQLoss",
     "ReinforceLoss",
     "SACLoss",
     "Temperature",

@@ -1,0 +1,248 @@
+"""REDQLoss: agreement with TorchRL 0.14 (outputs and gradients), the split losses, bad input.
+
+Randomness. REDQ draws twice per forward: the critic subset (``torch.randperm``) and the actions
+at s and s' (one Gaussian draw of shape [2, B, A]). rlteach draws the same numbers in the same
+order, and both losses are handed the *same* actor object (whose distribution is rlteach's
+TanhNormal), so seeding torch's global generator before each call makes the comparison exact by
+construction (same seed, same order of draws). The split-loss test uses a test double for the
+sampler instead, because ``qvalue_loss``/``actor_loss`` draw different shapes than ``forward``.
+"""
+
+import pytest
+import torch
+from tensordict import TensorDict
+
+from rlteach.modules import make_normal_actor, make_state_action_value_network
+from rlteach.objectives import REDQLoss
+
+pytestmark = pytest.mark.filterwarnings("ignore:No target network updater")
+
+torchrl_objectives = pytest.importorskip("torchrl.objectives")
+torchrl_data = pytest.importorskip("torchrl.data")
+
+A, D, B, N = 2, 3, 6, 4
+TOL = {"atol": 1e-5, "rtol": 1e-5}
+
+
+def _batch(seed=0, terminated_rows=(1,)):
+    g = torch.Generator().manual_seed(seed)
+    terminated = torch.zeros(B, 1, dtype=torch.bool)
+    terminated[list(terminated_rows)] = True
+    return TensorDict(
+        {
+            "observation": torch.randn(B, D, generator=g),
+            "action": torch.rand(B, A, generator=g) * 4 - 2,
+            ("next", "observation"): torch.randn(B, D, generator=g),
+            ("next", "reward"): torch.randn(B, 1, generator=g),
+            ("next", "done"): terminated.clone(),
+            ("next", "terminated"): terminated,
+        },
+        [B],
+    )
+
+
+def _spec():
+    return torchrl_data.Bounded(-2 * torch.ones(A), 2 * torch.ones(A), (A,))
+
+
+def _theirs_key(i, name):
+    """TorchRL's stacked parameters of Linear i (the MLP interleaves activations: 0, 2, 4)."""
+    return ("module", "layers", str(2 * i), name)
+
+
+def _pair(**kwargs):
+    torch.manual_seed(0)
+    actor = make_normal_actor(D, A, (16,), low=-2.0, high=2.0)
+    critics = [make_state_action_value_network(D, A, (16, 16)) for _ in range(N)]
+    kwargs = {"num_qvalue_nets": N, "action_spec": _spec(), **kwargs}
+    theirs = torchrl_objectives.REDQLoss(actor, critics, **kwargs)
+    ours = REDQLoss(actor, critics, **kwargs)
+    layers = ours.qvalue_network.fused.layers
+    # move the online critics away from the targets (identically in both), so that a loss
+    # reading the wrong copy would show
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            for name in ("weight", "bias"):
+                noise = 0.1 * torch.randn(getattr(layer, name).shape, generator=g)
+                getattr(layer, name).add_(noise)
+                theirs.qvalue_network_params[_theirs_key(i, name)].data.add_(noise)
+    return actor, ours, theirs
+
+
+def _grads(actor, ours, theirs, out_ours, out_theirs):
+    """Gradients of the summed losses, ours then theirs, for actor, critics and log alpha."""
+    grads = {}
+    for name, out, loss in (("ours", out_ours, ours), ("theirs", out_theirs, theirs)):
+        actor.zero_grad()
+        loss.zero_grad()
+        total = sum(v.sum() for k, v in out.items() if k.startswith("loss_"))
+        total.backward()
+        g = {f"actor.{n}": p.grad.clone() for n, p in actor.named_parameters()}
+        if loss.log_alpha.requires_grad:
+            g["log_alpha"] = loss.log_alpha.grad.clone()
+        for i in range(3):
+            for pname in ("weight", "bias"):
+                if name == "ours":
+                    p = getattr(ours.qvalue_network.fused.layers[i], pname)
+                else:
+                    p = theirs.qvalue_network_params[_theirs_key(i, pname)]
+                g[f"q{i}.{pname}"] = p.grad.clone()
+        grads[name] = g
+    return grads["ours"], grads["theirs"]
+
+
+CASES = [
+    {},
+    {"sub_sample_len": 3},
+    {"delay_qvalue": False},
+    {"fixed_alpha": True, "alpha_init": 0.5},
+    {"loss_function": "l2", "target_entropy": -0.5},
+    {"reduction": "sum"},
+    {"alpha_init": 20.0},  # above max_alpha: clamped value, straight-through gradient
+    {"alpha_init": 0.3, "min_alpha": 0.01, "max_alpha": 2.0, "loss_function": "l1"},
+]
+
+
+@pytest.mark.parametrize("kwargs", CASES, ids=[str(c) for c in CASES])
+def test_matches_torchrl_outputs_and_gradients(kwargs):
+    actor, ours, theirs = _pair(**kwargs)
+    td_ours, td_theirs = _batch(), _batch()
+    torch.manual_seed(7)  # same seed, same order of draws: subset, then one [2, B, A] sample
+    out_theirs = theirs(td_theirs)
+    torch.manual_seed(7)
+    out_ours = ours(td_ours)
+    assert set(out_ours.keys()) == set(out_theirs.keys()) == set(REDQLoss.out_keys)
+    for key in out_theirs.keys():
+        torch.testing.assert_close(out_ours[key], out_theirs[key], **TOL, msg=key)
+    torch.testing.assert_close(td_ours["td_error"], td_theirs["td_error"], **TOL)
+    g_ours, g_theirs = _grads(actor, ours, theirs, out_ours, out_theirs)
+    assert g_ours.keys() == g_theirs.keys()
+    for key in g_theirs:
+        torch.testing.assert_close(g_ours[key], g_theirs[key], **TOL, msg=key)
+
+
+def test_matches_torchrl_with_reduction_none():
+    actor, ours, theirs = _pair(reduction="none", scalar_output_mode="exclude")
+    torch.manual_seed(3)
+    out_theirs = theirs(_batch())
+    torch.manual_seed(3)
+    out_ours = ours(_batch())
+    assert set(out_ours.keys()) == set(out_theirs.keys())
+    assert out_ours["loss_qvalue"].shape == (N, B) and out_ours["loss_alpha"].shape == (2, B)
+    for key in out_theirs.keys():
+        torch.testing.assert_close(out_ours[key], out_theirs[key], **TOL, msg=key)
+
+
+def test_in_keys_match_torchrl():
+    _, ours, theirs = _pair()
+    assert set(ours.in_keys) == set(theirs.in_keys)
+
+
+def test_subset_draw_order_matters():
+    """A different seed draws another subset or other actions: the comparison above can fail."""
+    _, ours, theirs = _pair()
+    torch.manual_seed(7)
+    a = theirs(_batch())["target_value"]
+    torch.manual_seed(8)
+    b = ours(_batch())["target_value"]
+    assert (a - b).abs().max() > 1e-3
+
+
+class _FixedSampler:
+    """Test double for the policy sample: a deterministic action and log-prob per observation.
+
+    The action still depends on the actor's loc (so the actor gets a gradient); no random
+    number is drawn, so forward and the split losses see identical actions.
+    """
+
+    def __init__(self, loss):
+        self.loss = loss
+
+    def __call__(self, actor_td):
+        dist = self.loss.actor_network.get_dist(actor_td)
+        action = dist.deterministic_sample
+        log_prob = -actor_td["observation"].pow(2).sum(-1) + dist.loc.sum(-1)
+        return action, log_prob
+
+
+def test_split_losses_equal_forward_with_a_fixed_sampler():
+    actor, ours, _ = _pair()
+    ours._policy_sample = _FixedSampler(ours)
+    td = _batch()
+    torch.manual_seed(5)
+    out = ours(td)
+    torch.manual_seed(5)  # the subset is the first draw in both
+    loss_q, meta = ours.qvalue_loss(td)
+    loss_actor, loss_alpha, meta_actor = ours.actor_loss(td)
+    torch.testing.assert_close(loss_q, out["loss_qvalue"])
+    torch.testing.assert_close(meta["target_value"], out["target_value"])
+    torch.testing.assert_close(loss_actor, out["loss_actor"])
+    torch.testing.assert_close(meta_actor["log_prob"], out["action_log_prob_actor"])
+    # the split temperature loss averages the current states only (the paper), forward both
+    expected = -ours.alpha * (meta_actor["log_prob"] + ours.target_entropy)
+    torch.testing.assert_close(loss_alpha, expected.mean())
+
+
+def test_temperature_moves_towards_the_target_entropy():
+    """(REDQ-5): log pi + target_entropy > 0 (entropy too low) makes the gradient step raise alpha."""
+    _, ours, _ = _pair(target_entropy=10.0)  # far above any reachable entropy of 2 dims
+    _, _, meta = ours.actor_loss(_batch())
+    loss = ours._alpha_loss(meta["log_prob"]).mean()
+    loss.backward()
+    assert ours.log_alpha.grad < 0  # descent increases log alpha
+    torch.testing.assert_close(ours.log_alpha.grad, -(meta["log_prob"] + 10.0).mean() * ours.alpha)
+
+
+def test_target_entropy_auto_is_minus_action_dim():
+    _, ours, _ = _pair()
+    assert ours.target_entropy.item() == -A
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (
+            {"sub_sample_len": N + 1},
+            ValueError,
+            "sub_sample_len=5 is larger than num_qvalue_nets=4",
+        ),
+        ({"sub_sample_len": 0}, ValueError, "sub_sample_len must be an integer >= 1"),
+        ({"num_qvalue_nets": 1, "sub_sample_len": 1}, ValueError, "num_qvalue_nets must be"),
+        ({"gamma": 0.9}, TypeError, "make_value_estimator"),
+        ({"loss_function": "huber"}, ValueError, "loss_function"),
+        ({"min_alpha": 2.0, "max_alpha": 1.0}, ValueError, "max_alpha"),
+        ({"target_entropy": "max"}, ValueError, "target_entropy"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    actor = make_normal_actor(D, A, (8,))
+    critic = make_state_action_value_network(D, A, (8,))
+    kwargs = {"num_qvalue_nets": N, "action_spec": A, **kwargs}
+    with pytest.raises(error, match=match):
+        REDQLoss(actor, critic, **kwargs)
+
+
+def test_target_entropy_auto_needs_the_action_dim():
+    actor = make_normal_actor(D, A, (8,))
+    with pytest.raises(ValueError, match="action dimension is unknown"):
+        REDQLoss(actor, make_state_action_value_network(D, A, (8,)), num_qvalue_nets=N)
+
+
+def test_bad_batches_are_refused_before_any_change():
+    _, ours, _ = _pair()
+    before = {k: v.clone() for k, v in ours.state_dict().items()}
+    td = _batch()
+    td["action"][2, 1] = 2.5  # outside the spec's [-2, 2]
+    with pytest.raises(ValueError, match="outside the action spec"):
+        ours(td)
+    assert "td_error" not in td.keys()
+    td = _batch().exclude(("next", "reward"))
+    with pytest.raises(KeyError, match="set_keys"):
+        ours(td)
+    td = _batch()
+    td["next", "observation"][0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        ours(td)
+    for k, v in ours.state_dict().items():
+        torch.testing.assert_close(v, before[k])
