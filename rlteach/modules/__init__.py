@@ -3,6 +3,7 @@
 - :mod:`rlteach.modules.core`: the MLP, the tanh-squashed Gaussian and the actor / critic
   builders shared by every chapter (its docstring tables the keys each builder reads and writes).
 - :mod:`rlteach.modules.multiagent`: the per-agent MLP and the VDN / QMIX mixers.
+- :mod:`rlteach.modules.deterministic`: the deterministic tanh actor of DDPG and TD3.
 - :mod:`rlteach.modules.ensemble`: Q-value ensembles (independent members, stacked weights) for
   TD3, SAC and REDQ.
 - :mod:`rlteach.modules.batchrenorm`: batch renormalisation (Ioffe, 2017), CrossQ's critic layer.
@@ -26,6 +27,7 @@ from rlteach.modules.core import (
     make_state_action_value_network,
     make_value_network,
 )
+from rlteach.modules.deterministic import TanhScale, make_deterministic_actor
 from rlteach.modules.ensemble import (
     EnsembleLinear,
     EnsembleMLP,
@@ -56,4 +58,6 @@ __all__ = [
     "EnsembleMLP",
     "QValueEnsemble",
     "make_qvalue_ensemble",
+    "TanhScale",
+    "make_deterministic_actor",
 ]

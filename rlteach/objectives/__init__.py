@@ -6,16 +6,19 @@ helpers. Later chapters add their losses to this list.
 
 from rlteach.objectives.a2c import A2CLoss
 from rlteach.objectives.common import LossModule, default_value_kwargs, resolve_value_type
+from rlteach.objectives.ddpg import DDPGLoss
 from rlteach.objectives.ppo import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 from rlteach.objectives.qmixer import QMixerLoss
 from rlteach.objectives.redq import REDQLoss
 from rlteach.objectives.reinforce import ReinforceLoss
 from rlteach.objectives.sac import SACLoss, Temperature
+from rlteach.objectives.td3 import TD3Loss
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
 
 __all__ = [
     "A2CLoss",
     "ClipPPOLoss",
+    "DDPGLoss",
     "KLPENPPOLoss",
     "LOSS_FUNCTIONS",
     "REDUCTIONS",
@@ -25,6 +28,7 @@ __all__ = [
     "REDQLoss",
     "ReinforceLoss",
     "SACLoss",
+    "TD3Loss",
     "Temperature",
     "default_value_kwargs",
     "distance_loss",
