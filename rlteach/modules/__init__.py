@@ -7,6 +7,8 @@
 - :mod:`rlteach.modules.ensemble`: Q-value ensembles (independent members, stacked weights) for
   TD3, SAC and REDQ.
 - :mod:`rlteach.modules.batchrenorm`: batch renormalisation (Ioffe, 2017), CrossQ's critic layer.
+- :mod:`rlteach.modules.qvalue`: the distributional (C51) Q actor and epsilon-greedy
+  exploration.
 
 Each algorithm family adds a file here and re-exports its public names below, so that user code
 keeps writing ``from rlteach.modules import ...``.
@@ -35,8 +37,16 @@ from rlteach.modules.ensemble import (
     make_qvalue_ensemble,
 )
 from rlteach.modules.multiagent import Mixer, MultiAgentMLP, QMixer, VDNMixer
+from rlteach.modules.qvalue import (
+    DistributionalQValueActor,
+    EGreedyModule,
+    make_distributional_qvalue_network,
+)
 
 __all__ = [
+    "DistributionalQValueActor",
+    "EGreedyModule",
+    "make_distributional_qvalue_network",
     "BatchRenorm1d",
     "MLP",
     "TanhNormal",

@@ -326,12 +326,28 @@ class _StateIndependentScale(nn.Module):
 
 
 class GreedyAction(nn.Module):
-    """a = argmax_a Q(s, a) and its value: action_value [*B, n] → action [*B], chosen [*B, 1]."""
+    """a = argmax_a Q(s, a) and its value: action_value [*B, n] → action, chosen [*B, 1].
+
+    ``action_space="categorical"`` (default) writes the action as an int64 index [*B];
+    ``"one-hot"`` writes it as an int64 one-hot vector [*B, n] (TorchRL's two layouts).
+    """
+
+    def __init__(self, action_space: str = "categorical") -> None:
+        super().__init__()
+        action_space = action_space.replace("_", "-")
+        if action_space not in ("categorical", "one-hot"):
+            raise ValueError(
+                f"GreedyAction: action_space must be 'categorical' or 'one-hot', got "
+                f"{action_space!r}."
+            )
+        self.action_space = action_space
 
     def forward(self, action_value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        action = action_value.argmax(dim=-1)
-        chosen = action_value.gather(-1, action.unsqueeze(-1))
-        return action, chosen
+        index = action_value.argmax(dim=-1)
+        chosen = action_value.gather(-1, index.unsqueeze(-1))
+        if self.action_space == "one-hot":
+            return nn.functional.one_hot(index, action_value.shape[-1]), chosen
+        return index, chosen
 
 
 # ----------------------------------------------------------------------------------------------
@@ -443,17 +459,25 @@ def make_qvalue_network(
     )
 
 
-def make_qvalue_actor(qvalue_network: TensorDictModule) -> TensorDictSequential:
+def make_qvalue_actor(
+    qvalue_network: TensorDictModule, action_space: str = "categorical"
+) -> TensorDictSequential:
     """The greedy policy of a Q-network, in TorchRL's ``QValueActor`` layout.
 
-    Runs ``qvalue_network`` then writes ``"action"`` = argmax Q (int64, [*B]) and
-    ``"chosen_action_value"`` = max Q ([*B, 1]). The Q-network's parameters are shared, not
-    copied.
+    Runs ``qvalue_network`` then writes ``"action"`` = argmax Q (int64 index [*B], or a one-hot
+    [*B, n] with ``action_space="one-hot"``) and ``"chosen_action_value"`` = max Q ([*B, 1]).
+    The Q-network's parameters are shared, not copied. The returned module carries an
+    ``action_space`` attribute, which ``rlteach.objectives.DQNLoss`` reads when it is not told
+    the action space.
     """
     greedy = TensorDictModule(
-        GreedyAction(), in_keys=["action_value"], out_keys=["action", "chosen_action_value"]
+        GreedyAction(action_space),
+        in_keys=["action_value"],
+        out_keys=["action", "chosen_action_value"],
     )
-    return TensorDictSequential(qvalue_network, greedy)
+    actor = TensorDictSequential(qvalue_network, greedy)
+    actor.action_space = greedy.module.action_space
+    return actor
 
 
 def make_state_action_value_network(

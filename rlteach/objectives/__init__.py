@@ -7,6 +7,7 @@ helpers. Later chapters add their losses to this list.
 from rlteach.objectives.a2c import A2CLoss
 from rlteach.objectives.common import LossModule, default_value_kwargs, resolve_value_type
 from rlteach.objectives.ddpg import DDPGLoss
+from rlteach.objectives.dqn import DistributionalDQNLoss, DQNLoss, project_distribution
 from rlteach.objectives.ppo import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 from rlteach.objectives.qmixer import QMixerLoss
 from rlteach.objectives.redq import REDQLoss
@@ -16,6 +17,9 @@ from rlteach.objectives.td3 import TD3Loss
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
 
 __all__ = [
+    "DQNLoss",
+    "DistributionalDQNLoss",
+    "project_distribution",
     "A2CLoss",
     "ClipPPOLoss",
     "DDPGLoss",
