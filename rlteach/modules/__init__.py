@@ -14,7 +14,7 @@ Each algorithm family adds a file here and re-exports its public names below, so
 keeps writing ``from rlteach.modules import ...``.
 """
 
-from rlteach.modules.batchrenorm import BatchRenorm1d
+from rlteach.modules.batchrenorm import BatchRenorm1d, BatchRenormMLP, make_crossq_qvalue_network
 from rlteach.modules.core import (
     MLP,
     ConcatMLP,
@@ -48,6 +48,8 @@ __all__ = [
     "EGreedyModule",
     "make_distributional_qvalue_network",
     "BatchRenorm1d",
+    "BatchRenormMLP",
+    "make_crossq_qvalue_network",
     "MLP",
     "TanhNormal",
     "IndependentNormal",

@@ -50,12 +50,15 @@ averaged over (``B·L`` for ``[B, F, L]``), where TorchRL uses ``B``; for ``[B, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+from tensordict.nn import TensorDictModule
 from torch import nn
 
 from rlteach._checks import check_range
 
-__all__ = ["BatchRenorm1d"]
+__all__ = ["BatchRenorm1d", "BatchRenormMLP", "make_crossq_qvalue_network"]
 
 
 class BatchRenorm1d(nn.Module):
@@ -175,3 +178,56 @@ class BatchRenorm1d(nn.Module):
             f"{self.num_features}, momentum={self.momentum}, eps={self.eps}, max_r={self.max_r}, "
             f"max_d={self.max_d}, warmup_steps={self.warmup_steps}, smooth={self.smooth}"
         )
+
+
+class BatchRenormMLP(nn.Module):
+    """An MLP with batch renormalisation on its input and after every hidden activation.
+
+    The layout of CrossQ's critic (Bhatt et al., 2024, appendix; the authors' code):
+    ``BRN → Linear → act → BRN → … → Linear → act → BRN → Linear``. Several inputs are
+    concatenated on their last dim first, so Q(s, a) = BatchRenormMLP(s, a).
+    ``renorm_kwargs`` go to every :class:`BatchRenorm1d` (momentum, warmup_steps, ...).
+    Input ``[B, in_features]`` → output ``[B, out_features]``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        num_cells: Sequence[int] = (256, 256),
+        activation: type[nn.Module] = nn.ReLU,
+        **renorm_kwargs,
+    ) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        layers: list[nn.Module] = [BatchRenorm1d(in_features, **renorm_kwargs)]
+        width = in_features
+        for cells in num_cells:
+            layers += [nn.Linear(width, cells), activation(), BatchRenorm1d(cells, **renorm_kwargs)]
+            width = cells
+        layers.append(nn.Linear(width, out_features))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        x = torch.cat(inputs, dim=-1) if len(inputs) > 1 else inputs[0]
+        return self.layers(x)
+
+
+def make_crossq_qvalue_network(
+    obs_dim: int,
+    action_dim: int,
+    num_cells: Sequence[int] = (256, 256),
+    activation: type[nn.Module] = nn.ReLU,
+    **renorm_kwargs,
+) -> TensorDictModule:
+    """CrossQ's critic Q(s, a) = BatchRenormMLP([s, a]): writes ``"state_action_value"`` [B, 1].
+
+    Reads ``"observation"`` and ``"action"``. In training mode it normalises with the statistics
+    of the batch it is given, which is why :class:`~rlteach.objectives.CrossQLoss` feeds it the
+    current and next pairs as one batch; in eval mode it uses its running statistics.
+    """
+    return TensorDictModule(
+        BatchRenormMLP(obs_dim + action_dim, 1, num_cells, activation, **renorm_kwargs),
+        in_keys=["observation", "action"],
+        out_keys=["state_action_value"],
+    )

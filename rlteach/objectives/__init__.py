@@ -6,6 +6,7 @@ helpers. Later chapters add their losses to this list.
 
 from rlteach.objectives.a2c import A2CLoss
 from rlteach.objectives.common import LossModule, default_value_kwargs, resolve_value_type
+from rlteach.objectives.crossq import CrossQLoss
 from rlteach.objectives.ddpg import DDPGLoss
 from rlteach.objectives.dqn import DistributionalDQNLoss, DQNLoss, project_distribution
 from rlteach.objectives.ppo import ClipPPOLoss, KLPENPPOLoss, PPOLoss
@@ -22,6 +23,7 @@ __all__ = [
     "project_distribution",
     "A2CLoss",
     "ClipPPOLoss",
+    "CrossQLoss",
     "DDPGLoss",
     "KLPENPPOLoss",
     "LOSS_FUNCTIONS",
