@@ -9,6 +9,7 @@ from rlteach.objectives.common import LossModule, default_value_kwargs, resolve_
 from rlteach.objectives.crossq import CrossQLoss
 from rlteach.objectives.ddpg import DDPGLoss
 from rlteach.objectives.dqn import DistributionalDQNLoss, DQNLoss, project_distribution
+from rlteach.objectives.mappo import IPPOLoss, MAPPOLoss
 from rlteach.objectives.ppo import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 from rlteach.objectives.qmixer import QMixerLoss
 from rlteach.objectives.redq import REDQLoss
@@ -31,6 +32,8 @@ __all__ = [
     "LossModule",
     "PPOLoss",
     "QMixerLoss",
+    "MAPPOLoss",
+    "IPPOLoss",
     "REDQLoss",
     "ReinforceLoss",
     "SACLoss",
