@@ -55,11 +55,15 @@ def render(results_dir: Path, page: Path) -> str:
     parts.append(f"- Command: `{report['command']}`\n")
     parts.append("## Results\n")
     parts.append(table.strip() + "\n")
-    rel = Path("..") / results_dir.resolve().relative_to(ROOT) if results_dir.resolve().is_relative_to(
-        ROOT
-    ) else results_dir.resolve()
+    rel = (
+        Path("..") / results_dir.resolve().relative_to(ROOT)
+        if results_dir.resolve().is_relative_to(ROOT)
+        else results_dir.resolve()
+    )
     rows = {row["name"]: row for row in report["rows"]}
-    curves = [results_dir / f"{name}.png" for name in rows if (results_dir / f"{name}.png").is_file()]
+    curves = [
+        results_dir / f"{name}.png" for name in rows if (results_dir / f"{name}.png").is_file()
+    ]
     if curves:
         parts.append("## Learning curves\n")
         parts.append(

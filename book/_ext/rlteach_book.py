@@ -23,7 +23,6 @@ from pathlib import Path
 
 import docutils.core
 import yaml
-
 from docutils import nodes
 from docutils.parsers.rst import directives
 from docutils.statemachine import StringList
@@ -77,7 +76,12 @@ def tidy_docstring(lines: list[str]) -> list[str]:
     return tidy
 
 
-_SPHINX_ONLY = ("Unknown interpreted text role", "Unknown directive type", "No role entry", "No directive entry")
+_SPHINX_ONLY = (
+    "Unknown interpreted text role",
+    "Unknown directive type",
+    "No role entry",
+    "No directive entry",
+)
 
 
 def docutils_problems(lines: list[str]) -> list[str]:

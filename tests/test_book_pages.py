@@ -1,0 +1,129 @@
+"""The book's generated pages and settings, checked without building the book (seconds).
+
+- The index of algorithms (``book/algorithms.yml``, rendered by ``book/_ext/rlteach_book.py``)
+  names every registered recipe and every loss that ``rlteach.objectives`` exports.
+- The benchmarks page is what ``scripts/benchmarks_page.py`` makes of the committed bench run.
+- Maths is served from the build (no CDN) and every chapter gets launch and download buttons.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import benchmarks_page  # noqa: E402
+
+
+def algorithms() -> dict:
+    with open(ROOT / "book" / "algorithms.yml") as f:
+        return yaml.safe_load(f)
+
+
+def all_rows() -> list[dict]:
+    data = algorithms()
+    return [row for section in ("losses", "estimators", "updaters") for row in data[section]]
+
+
+def config() -> dict:
+    with open(ROOT / "_config.yml") as f:
+        return yaml.safe_load(f)
+
+
+def test_every_registered_recipe_is_in_the_index_of_algorithms():
+    from rlteach.bench import REGISTRY
+    from rlteach.recipes import load_all
+
+    load_all()
+    listed = {name for row in algorithms()["losses"] for name in row.get("recipes", [])}
+    missing = sorted(set(REGISTRY) - listed)
+    assert not missing, (
+        f"recipes registered with the bench but absent from book/algorithms.yml: {missing}; add "
+        "each to the `recipes:` list of its algorithm's row (the index of algorithms page)"
+    )
+
+
+def test_every_exported_loss_is_in_the_index_of_algorithms():
+    objectives = importlib.import_module("rlteach.objectives")
+    from rlteach.objectives.common import LossModule
+
+    exported = {
+        name
+        for name in getattr(objectives, "__all__", dir(objectives))
+        if isinstance(getattr(objectives, name, None), type)
+        and issubclass(getattr(objectives, name), LossModule)
+        and getattr(objectives, name) is not LossModule
+    }
+    assert exported, "rlteach.objectives exports no LossModule subclass"
+    listed = {c.rsplit(".", 1)[-1] for row in all_rows() for c in row["classes"]}
+    missing = sorted(exported - listed)
+    assert not missing, (
+        f"losses exported by rlteach.objectives but absent from book/algorithms.yml: {missing}; "
+        "add a row (algorithm, chapter, classes, recipes, cite) for each"
+    )
+
+
+def test_index_of_algorithms_rows_are_well_formed():
+    bib = (ROOT / "book" / "references.bib").read_text()
+    keys = set(re.findall(r"^@\w+\{([^,]+),", bib, flags=re.M))
+    for row in all_rows():
+        assert re.fullmatch(r"notebooks/\d\d_\w+", row["chapter"]), row
+        assert row["classes"] and all(c.startswith("rlteach.") for c in row["classes"]), row
+        unknown = set(row.get("cite", [])) - keys
+        assert not unknown, f"{row['algorithm']}: cite keys not in book/references.bib: {unknown}"
+
+
+def test_index_of_algorithms_covers_the_books_algorithms():
+    names = " ".join(row["algorithm"] for row in all_rows())
+    for algo in [
+        "REINFORCE", "A2C", "clipping", "KL", "DQN", "Double DQN", "C51", "DDPG", "TD3", "SAC",
+        "REDQ", "CrossQ", "MAPPO", "IPPO", "QMIX", "VDN", "TD(0)", "TD(1)", "TD(λ)", "GAE",
+        "V-trace", "Multi-agent GAE", "Hard target", "Soft (Polyak)",
+    ]:  # fmt: skip
+        assert algo in names, f"no row for {algo} in book/algorithms.yml"
+
+
+def test_benchmarks_page_matches_the_committed_bench_run():
+    page = ROOT / "book" / "benchmarks.md"
+    expected = benchmarks_page.render(ROOT / "benchmarks", page)
+    assert page.read_text() == expected, (
+        "book/benchmarks.md is not what the committed bench run in benchmarks/ gives: run "
+        "`python scripts/benchmarks_page.py` (or `make benchmarks` to measure again)"
+    )
+
+
+def test_committed_bench_run_has_machine_command_rows_and_curves():
+    report = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    assert report["machine"] and report["command"].startswith("python -m rlteach bench")
+    assert report["rows"], "benchmarks/results.json has no rows"
+    for row in report["rows"]:
+        png = ROOT / "benchmarks" / f"{row['name']}.png"
+        assert png.is_file() and png.stat().st_size > 1000, f"no learning curve {png}"
+        assert len(report["runs"][row["name"]]) == row["seeds"]
+
+
+def test_benchmarks_page_refuses_a_missing_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="rlteach bench"):
+        benchmarks_page.render(tmp_path, tmp_path / "page.md")
+
+
+def test_maths_is_served_from_the_build_not_a_cdn():
+    cfg = config()["sphinx"]
+    assert "sphinx-mathjax-offline" in cfg["extra_extensions"]
+    path = cfg["config"]["mathjax_path"]
+    assert "://" not in path and not path.startswith("//"), f"mathjax_path {path} is remote"
+
+
+def test_launch_buttons_come_from_one_repository_url():
+    cfg = config()
+    url = cfg["repository"]["url"]
+    assert url.startswith("https://github.com/")
+    buttons = cfg["launch_buttons"]
+    assert buttons["binderhub_url"] and buttons["colab_url"]
