@@ -7,12 +7,16 @@ as soon as its file exists: nothing here names a particular chapter.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import execute_notebooks  # noqa: E402  (the results stamp is defined once, where it is written)
+
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(p for p in NOTEBOOK_DIR.glob("*.ipynb") if not p.name.startswith("."))
 
@@ -135,4 +139,40 @@ def test_notebook_starts_with_a_title(path):
     assert first["cell_type"] == "markdown" and text.startswith("# "), (
         f"{path.name}: the first cell must be a Markdown cell starting with a '# ' title, "
         "which becomes the chapter title in the book"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_stored_results_come_from_the_current_code(path):
+    """The outputs were produced at full budget by these code cells and these recipe modules."""
+    nb = load_notebook(path)
+    refresh = (
+        f"refresh them with `nice -n 10 python scripts/execute_notebooks.py notebooks/{path.name}` "
+        "(or `make execute` for every chapter)"
+    )
+    stored = nb.get("metadata", {}).get("rlteach", {}).get(execute_notebooks.STAMP_KEY)
+    assert stored, (
+        f"{path.name} records no results stamp, so nothing says which code produced its "
+        f"outputs: {refresh}"
+    )
+    current = execute_notebooks.results_stamp(nb, ROOT)
+    assert stored.get("RLTEACH_QUICK") == "0", (
+        f"{path.name}: stored outputs come from quick mode, not the full budget; {refresh}"
+    )
+    stale = []
+    if stored.get("code_cells_sha256") != current["code_cells_sha256"]:
+        stale.append("its code cells changed")
+    old, new = stored.get("recipe_modules_sha256", {}), current["recipe_modules_sha256"]
+    for module in sorted(set(old) | set(new)):
+        if module not in new:
+            stale.append(f"it no longer imports {module}")
+        elif module not in old:
+            stale.append(f"it now imports {module}")
+        elif old[module] != new[module]:
+            stale.append(f"{module} changed")
+    assert not stale, (
+        f"{path.name}: the stored outputs no longer come from the current code "
+        f"({'; '.join(stale)}): {refresh}. If the change cannot alter the results (a progress "
+        "bar, a checkpoint hook), check that, then record it with `python "
+        f"scripts/execute_notebooks.py --stamp-only notebooks/{path.name}`."
     )
