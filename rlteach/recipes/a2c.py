@@ -17,7 +17,14 @@ from rlteach.bench import SOLVED_THRESHOLDS, register
 from rlteach.envs import Collector, VecGymEnv
 from rlteach.modules import make_categorical_actor, make_value_network
 from rlteach.objectives import A2CLoss
-from rlteach.recipes.base import Evaluator, RunResult, seed_everything
+from rlteach.recipes.base import (
+    Checkpointer,
+    Evaluator,
+    RunResult,
+    as_checkpointer,
+    register_trainable,
+    seed_everything,
+)
 from rlteach.value import ValueEstimators
 
 
@@ -46,9 +53,14 @@ class A2CConfig:
 
 
 def train(
-    seed: int = 0, quick: bool = False, progress: bool = True, cfg: A2CConfig | None = None
+    seed: int = 0, quick: bool = False, progress: bool = True, cfg: A2CConfig | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> RunResult:
-    """Train A2C; return the evaluation curve (seconds exclude evaluation)."""
+    """Train A2C; return the evaluation curve (seconds exclude evaluation).
+
+    With a :class:`~rlteach.checkpoint.Checkpointer`, the run saves its full state at batch
+    boundaries and, if the checkpointer resumes, continues from the saved one bit-identically.
+    """
     cfg = cfg or A2CConfig()
     if quick:
         cfg = replace(
@@ -77,8 +89,12 @@ def train(
     result = RunResult(algo="a2c", env_id=cfg.env_id, seed=seed)  # PLUMBING
     bar = tqdm(total=cfg.total_frames, desc=f"A2C {cfg.env_id}", disable=not progress, unit="frame")
     evaluator = Evaluator(
-        result, actor, cfg.env_id, cfg.eval_every, SOLVED_THRESHOLDS[cfg.env_id],
+        result, actor, cfg.env_id, cfg.eval_every, SOLVED_THRESHOLDS.get(cfg.env_id, float("inf")),
         cfg.eval_episodes, cfg.stop_on_solve, bar,
+    )
+    checkpoint = as_checkpointer(checkpoint)  # PLUMBING: save / resume everything below
+    checkpoint.track(
+        policy=actor, loss=loss, optimizer=optimizer, collector=collector, evaluator=evaluator
     )
     for batch in collector:
         with torch.no_grad():  # ALGO: advantages with the critic that saw the data (GAE-2)
@@ -89,11 +105,15 @@ def train(
         total.backward()
         torch.nn.utils.clip_grad_norm_(loss.parameters(), cfg.max_grad_norm)
         optimizer.step()
-        if evaluator.after_batch(collector.frames, last=collector.frames >= cfg.total_frames):
-            break  # PLUMBING: solved
+        last = collector.frames >= cfg.total_frames  # PLUMBING
+        solved = evaluator.after_batch(collector.frames, last=last)
+        checkpoint.after_batch(collector.frames, finished=solved or last)
+        if solved:
+            break
     bar.close()
     env.close()
     return result
 
 
 register("a2c-cartpole", "a2c", "CartPole-v1", train)
+register_trainable("a2c", train, {"CartPole-v1": A2CConfig()}, resumable=True)

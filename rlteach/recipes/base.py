@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+
+from rlteach.checkpoint import Checkpointer, as_checkpointer  # noqa: F401  (for recipes)
 
 
 @dataclass(frozen=True)
@@ -158,3 +161,72 @@ class Evaluator:
         if self.bar is not None:
             self.bar.set_postfix(eval_return=f"{mean_return:.1f}")
         return self.stop_on_solve and mean_return >= self.threshold
+
+
+# ------------------------------------------------------------------ command-line training
+# ``python -m rlteach train ALGO`` trains any recipe registered here. A recipe opts in with one
+# call at the bottom of its module; it becomes resumable (``--resume``) once its ``train``
+# accepts ``checkpoint=`` and tracks its state (see rlteach/checkpoint.py for the few lines).
+
+
+@dataclass(frozen=True)
+class TrainableRecipe:
+    """A recipe the command line can train on a chosen task with a chosen budget.
+
+    ============== ===========================================================================
+    algo           the name on the command line, e.g. ``"ppo"``
+    train          ``train(seed, quick, progress, cfg, [checkpoint])`` returning a RunResult
+    configs        task id → the recipe's config for that task; the first is the default task.
+                   Another task runs the default config with ``env_id`` replaced.
+    action_spaces  which Gymnasium action spaces the recipe's networks handle:
+                   ``"discrete"`` and/or ``"continuous"``
+    resumable      ``train`` accepts ``checkpoint=`` (a :class:`Checkpointer`) and saves and
+                   restores its full state with it
+    ============== ===========================================================================
+
+    Every config must be a dataclass with the fields ``env_id``, ``total_frames``,
+    ``eval_every``, ``eval_episodes`` and ``stop_on_solve`` (the command line sets them).
+    """
+
+    algo: str
+    train: Callable[..., RunResult]
+    configs: dict
+    action_spaces: tuple[str, ...] = ("discrete",)
+    resumable: bool = False
+
+    @property
+    def default_env(self) -> str:
+        return next(iter(self.configs))
+
+
+TRAINABLE: dict[str, TrainableRecipe] = {}
+
+
+def register_trainable(
+    algo: str,
+    train: Callable[..., RunResult],
+    configs: dict,
+    *,
+    action_spaces: tuple[str, ...] = ("discrete",),
+    resumable: bool = False,
+) -> TrainableRecipe:
+    """Make ``python -m rlteach train ALGO`` run this recipe (see :class:`TrainableRecipe`)."""
+    if algo in TRAINABLE:
+        raise ValueError(f"a trainable recipe {algo!r} is already registered.")
+    if not configs:
+        raise ValueError(f"register_trainable({algo!r}): give at least one task config.")
+    bad = set(action_spaces) - {"discrete", "continuous"}
+    if bad:
+        raise ValueError(f"action_spaces must be 'discrete' and/or 'continuous', got {sorted(bad)}.")
+    needed = ("env_id", "total_frames", "eval_every", "eval_episodes", "stop_on_solve")
+    for env_id, cfg in configs.items():
+        missing = [f for f in needed if not hasattr(cfg, f)]
+        if missing or cfg.env_id != env_id:
+            raise ValueError(
+                f"register_trainable({algo!r}): the config for {env_id!r} must be a dataclass "
+                f"with env_id={env_id!r} and the fields {', '.join(needed)} (missing: {missing})."
+            )
+    recipe = TrainableRecipe(algo, train, dict(configs), tuple(action_spaces), resumable)
+    TRAINABLE[algo] = recipe
+    return recipe
+

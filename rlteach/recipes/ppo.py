@@ -21,7 +21,14 @@ from rlteach.bench import SOLVED_THRESHOLDS, register
 from rlteach.envs import Collector, VecGymEnv
 from rlteach.modules import make_categorical_actor, make_normal_actor, make_value_network
 from rlteach.objectives import ClipPPOLoss
-from rlteach.recipes.base import Evaluator, RunResult, seed_everything
+from rlteach.recipes.base import (
+    Checkpointer,
+    Evaluator,
+    RunResult,
+    as_checkpointer,
+    register_trainable,
+    seed_everything,
+)
 from rlteach.value import ValueEstimators
 
 
@@ -106,8 +113,13 @@ def train(
     quick: bool = False,
     progress: bool = True,
     cfg: PPOConfig | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> RunResult:
-    """Train PPO; return the evaluation curve (seconds exclude evaluation)."""
+    """Train PPO; return the evaluation curve (seconds exclude evaluation).
+
+    With a :class:`~rlteach.checkpoint.Checkpointer`, the run saves its full state at batch
+    boundaries and, if the checkpointer resumes, continues from the saved one bit-identically.
+    """
     cfg = cfg or PPOConfig()
     if quick:
         cfg = replace(
@@ -128,6 +140,11 @@ def train(
         result, actor, cfg.env_id, cfg.eval_every, threshold, cfg.eval_episodes,
         cfg.stop_on_solve, bar,
     )
+    checkpoint = as_checkpointer(checkpoint)  # PLUMBING: save / resume everything below
+    checkpoint.track(
+        policy=actor, loss=loss, optimizer=optimizer, collector=collector,
+        evaluator=evaluator, generator=generator,
+    )
     for batch in collector:
         # ALGO: advantages and value targets once per batch, before any update (GAE-2, GAE-3)
         with torch.no_grad():
@@ -146,8 +163,11 @@ def train(
                 total.backward()
                 torch.nn.utils.clip_grad_norm_(loss.parameters(), cfg.max_grad_norm)
                 optimizer.step()
-        if evaluator.after_batch(collector.frames, last=collector.frames >= cfg.total_frames):
-            break  # PLUMBING: solved
+        last = collector.frames >= cfg.total_frames  # PLUMBING
+        solved = evaluator.after_batch(collector.frames, last=last)
+        checkpoint.after_batch(collector.frames, finished=solved or last)
+        if solved:
+            break
     bar.close()
     env.close()
     return result
@@ -159,3 +179,7 @@ def train_acrobot(seed: int = 0, quick: bool = False, progress: bool = True) -> 
 
 register("ppo-cartpole", "ppo", "CartPole-v1", train)
 register("ppo-acrobot", "ppo", "Acrobot-v1", train_acrobot)
+register_trainable(
+    "ppo", train, {"CartPole-v1": PPOConfig(), "Acrobot-v1": ACROBOT},
+    action_spaces=("discrete", "continuous"), resumable=True,
+)

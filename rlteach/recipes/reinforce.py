@@ -17,7 +17,14 @@ from rlteach.bench import SOLVED_THRESHOLDS, register
 from rlteach.envs import Collector, VecGymEnv
 from rlteach.modules import make_categorical_actor, make_value_network
 from rlteach.objectives import ReinforceLoss
-from rlteach.recipes.base import Evaluator, RunResult, seed_everything
+from rlteach.recipes.base import (
+    Checkpointer,
+    Evaluator,
+    RunResult,
+    as_checkpointer,
+    register_trainable,
+    seed_everything,
+)
 from rlteach.value import ValueEstimators
 
 
@@ -43,9 +50,14 @@ class ReinforceConfig:
 
 
 def train(
-    seed: int = 0, quick: bool = False, progress: bool = True, cfg: ReinforceConfig | None = None
+    seed: int = 0, quick: bool = False, progress: bool = True, cfg: ReinforceConfig | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> RunResult:
-    """Train REINFORCE with a baseline; return the evaluation curve (evaluation time excluded)."""
+    """Train REINFORCE with a baseline; return the evaluation curve (evaluation time excluded).
+
+    With a :class:`~rlteach.checkpoint.Checkpointer`, the run saves its full state at batch
+    boundaries and, if the checkpointer resumes, continues from the saved one bit-identically.
+    """
     cfg = cfg or ReinforceConfig()
     if quick:
         cfg = replace(
@@ -70,8 +82,12 @@ def train(
         total=cfg.total_frames, desc=f"REINFORCE {cfg.env_id}", disable=not progress, unit="frame"
     )
     evaluator = Evaluator(
-        result, actor, cfg.env_id, cfg.eval_every, SOLVED_THRESHOLDS[cfg.env_id],
+        result, actor, cfg.env_id, cfg.eval_every, SOLVED_THRESHOLDS.get(cfg.env_id, float("inf")),
         cfg.eval_episodes, cfg.stop_on_solve, bar,
+    )
+    checkpoint = as_checkpointer(checkpoint)  # PLUMBING: save / resume everything below
+    checkpoint.track(
+        policy=actor, loss=loss, optimizer=optimizer, collector=collector, evaluator=evaluator
     )
     for batch in collector:
         with torch.no_grad():  # ALGO: G_t − V(s_t), the return minus the baseline (TD1-1)
@@ -82,11 +98,15 @@ def train(
         total.backward()
         torch.nn.utils.clip_grad_norm_(loss.parameters(), cfg.max_grad_norm)
         optimizer.step()
-        if evaluator.after_batch(collector.frames, last=collector.frames >= cfg.total_frames):
-            break  # PLUMBING: solved
+        last = collector.frames >= cfg.total_frames  # PLUMBING
+        solved = evaluator.after_batch(collector.frames, last=last)
+        checkpoint.after_batch(collector.frames, finished=solved or last)
+        if solved:
+            break
     bar.close()
     env.close()
     return result
 
 
 register("reinforce-cartpole", "reinforce", "CartPole-v1", train)
+register_trainable("reinforce", train, {"CartPole-v1": ReinforceConfig()}, resumable=True)

@@ -1,0 +1,337 @@
+"""Checkpoints that resume a training run bit-identically.
+
+A run that is killed and resumed from its last checkpoint must end exactly where the same run
+would have ended without the interruption: same evaluation returns, same final parameters, to the
+last bit. That holds only if *everything* that influences the future is saved at the same
+instant, at a batch boundary:
+
+===================  ====================================================================
+what                 how it is saved
+===================  ====================================================================
+networks, losses,    ``state_dict()`` (target networks are part of the loss's state dict)
+optimisers, replay
+buffers, updaters
+``torch.Generator``  ``get_state()`` (e.g. the generator that shuffles PPO's minibatches)
+global RNGs          Python ``random``, NumPy's global RNG, torch's global CPU RNG (the
+                     policy samples its actions from it)
+environments         each Gymnasium environment pickled whole: its physical state, its own
+                     ``np_random`` and its time-limit counter; plus the action space's RNG
+collector            frames so far, the observation the next batch starts from, the returns
+                     and lengths of the episodes in progress and of those finished
+evaluator            the evaluation history, the next evaluation's frame count and the
+                     training seconds so far (so the clock continues, evaluation excluded)
+===================  ====================================================================
+
+Writes are atomic: the checkpoint goes to ``checkpoint.pt.tmp``, is flushed to disk, then renamed
+over ``checkpoint.pt``. A kill at any instant leaves either the previous checkpoint or the new
+one, never half a file.
+
+A recipe opts in with a few lines (see ``rlteach/recipes/ppo.py``)::
+
+    def train(seed=0, quick=False, progress=True, cfg=None, checkpoint=None):
+        ...  # build env, networks, loss, optimizer, collector, evaluator as before
+        checkpoint = as_checkpointer(checkpoint)                        # PLUMBING
+        checkpoint.track(policy=actor, loss=loss, optimizer=optimizer,  # PLUMBING
+                         collector=collector, evaluator=evaluator, generator=generator)
+        for batch in collector:
+            ...  # learn
+            stop = evaluator.after_batch(collector.frames, last=...)
+            checkpoint.after_batch(collector.frames, finished=stop or ...)  # PLUMBING
+            if stop:
+                break
+
+``track`` restores the saved state when the :class:`Checkpointer` was made with
+``resume=True``; without a checkpointer (``checkpoint=None``) the calls do nothing. An
+off-policy recipe also tracks its replay buffer and target updater (anything with
+``state_dict`` / ``load_state_dict``). Then register it with
+``rlteach.recipes.base.register_trainable(..., resumable=True)``.
+
+The ``policy`` is also stored whole (pickled), so that ``python -m rlteach evaluate`` can run it
+without knowing the recipe. Checkpoints are pickles: load only files you made yourself.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import pickle
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["Checkpointer", "as_checkpointer", "load_checkpoint", "write_csv", "CHECKPOINT_NAME"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+FORMAT_VERSION = 1
+
+
+# ----------------------------------------------------------------------------------- capture
+
+
+def _is_env(obj) -> bool:
+    return hasattr(obj, "_action_space") and hasattr(obj, "batch_size") and hasattr(obj, "env")
+
+
+def _is_collector(obj) -> bool:
+    return hasattr(obj, "frames") and hasattr(obj, "_root") and _is_env(getattr(obj, "env", None))
+
+
+def _is_evaluator(obj) -> bool:
+    return hasattr(obj, "after_batch") and hasattr(obj, "clock") and hasattr(obj, "result")
+
+
+def _env_state(env) -> dict:
+    """A rlteach GymEnv or VecGymEnv: its Gymnasium environments, pickled, and its own flags."""
+    inner = env.env.envs if hasattr(env.env, "envs") else env.env  # VecGymEnv | GymEnv
+    return {
+        "gym": pickle.dumps(inner),
+        "action_space": pickle.dumps(env._action_space),
+        "flags": {
+            k: getattr(env, k) for k in ("_seeded", "_needs_reset", "_obs") if hasattr(env, k)
+        },
+    }
+
+
+def _load_env_state(env, state: dict) -> None:
+    inner = pickle.loads(state["gym"])
+    if hasattr(env.env, "envs"):
+        if len(inner) != len(env.env.envs):
+            raise ValueError(
+                f"checkpoint: it holds {len(inner)} environment copies, this run has "
+                f"{len(env.env.envs)}; resume with the same num_envs."
+            )
+        env.env.envs = inner
+    else:
+        env.env = inner
+    env._action_space = pickle.loads(state["action_space"])
+    for key, value in state["flags"].items():
+        setattr(env, key, value)
+
+
+def _capture(name: str, obj) -> Any:
+    """The state of one tracked object (see the module docstring for the rules)."""
+    if isinstance(obj, torch.Generator):
+        return obj.get_state()
+    if _is_collector(obj):
+        return {
+            "frames": obj.frames,
+            "episode_returns": list(obj.episode_returns),
+            "episode_lengths": list(obj.episode_lengths),
+            "root": None if obj._root is None else obj._root.clone(),
+            "running_return": obj._running_return.clone(),
+            "running_length": obj._running_length.clone(),
+            "env": _env_state(obj.env),
+        }
+    if _is_env(obj):
+        return _env_state(obj)
+    if _is_evaluator(obj):
+        from dataclasses import asdict
+
+        return {
+            "next": obj._next,
+            "seconds": obj.clock.seconds,
+            "curve": [asdict(p) for p in obj.result.curve],
+        }
+    if hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict"):
+        return obj.state_dict()
+    raise TypeError(
+        f"Checkpointer: cannot save {name}={type(obj).__name__}: track torch modules, optimisers, "
+        f"generators, rlteach environments, collectors, evaluators, or objects with state_dict() "
+        f"and load_state_dict()."
+    )
+
+
+def _restore(name: str, obj, state) -> None:
+    if isinstance(obj, torch.Generator):
+        obj.set_state(state)
+    elif _is_collector(obj):
+        obj.frames = state["frames"]
+        obj.episode_returns[:] = state["episode_returns"]
+        obj.episode_lengths[:] = state["episode_lengths"]
+        obj._root = state["root"]
+        obj._running_return = state["running_return"]
+        obj._running_length = state["running_length"]
+        _load_env_state(obj.env, state["env"])
+    elif _is_env(obj):
+        _load_env_state(obj, state)
+    elif _is_evaluator(obj):
+        from rlteach.recipes.base import EvalPoint
+
+        obj._next = state["next"]
+        obj.clock._elapsed = state["seconds"]
+        obj.clock._started = time.perf_counter()
+        obj.result.curve[:] = [EvalPoint(**p) for p in state["curve"]]
+        if obj.bar is not None and obj.result.curve:
+            obj.bar.update(obj.result.curve[-1].env_steps - obj.bar.n)
+    else:
+        obj.load_state_dict(state)
+
+
+def _global_rngs() -> dict:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+
+
+def _set_global_rngs(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+# ------------------------------------------------------------------------------ checkpointer
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint file (a directory means its ``checkpoint.pt``), with a clear error."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No checkpoint at {path}. `python -m rlteach train ALGO --out DIR` writes "
+            f"DIR/{CHECKPOINT_NAME}."
+        )
+    data = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{path} is not an rlteach checkpoint (format {FORMAT_VERSION}).")
+    return data
+
+
+def write_csv(path: str | Path, curve) -> None:
+    """The evaluation log as CSV (``env_steps,seconds,mean_return``), written atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["env_steps", "seconds", "mean_return"])
+        for p in curve:
+            writer.writerow([p.env_steps, f"{p.seconds:.3f}", repr(float(p.mean_return))])
+    os.replace(tmp, path)
+
+
+class Checkpointer:
+    """Save the tracked objects every ``every_frames`` frames (at batch boundaries) into
+    ``directory/checkpoint.pt``; with ``resume=True``, :meth:`track` first restores them.
+
+    ``meta`` (a dict: algorithm, task, seed, budget, config) is stored alongside and returned by
+    :func:`load_checkpoint`; the command line uses it to refuse resuming with other settings.
+    When an evaluator is tracked, ``directory/log.csv`` is rewritten with its evaluation history
+    at each save, so the log on disk always matches the checkpoint.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        every_frames: int,
+        *,
+        resume: bool = False,
+        meta: dict | None = None,
+    ) -> None:
+        if isinstance(every_frames, bool) or not isinstance(every_frames, int) or every_frames < 1:
+            raise ValueError(
+                f"Checkpointer: every_frames must be a positive integer, got {every_frames!r}."
+            )
+        self.directory = Path(directory)
+        self.path = self.directory / CHECKPOINT_NAME
+        self.every_frames = every_frames
+        self.resume = resume
+        self.meta = dict(meta or {})
+        self.objects: dict[str, Any] = {}
+        self.policy = None
+        self.restored_frames: int | None = None
+        self.saves = 0
+        self._next = every_frames
+        if resume and not self.path.is_file():
+            raise FileNotFoundError(
+                f"--resume: no checkpoint at {self.path}; start the run without --resume first."
+            )
+
+    def track(self, policy=None, **objects) -> int | None:
+        """Register what a checkpoint holds; when resuming, restore it now.
+
+        Returns the frame count the run resumes from (None for a fresh run).
+        """
+        self.policy = policy
+        self.objects = objects
+        if not self.resume:
+            return None
+        data = load_checkpoint(self.path)
+        missing = sorted(set(objects) - set(data["objects"]))
+        extra = sorted(set(data["objects"]) - set(objects))
+        if missing or extra:
+            raise ValueError(
+                f"checkpoint {self.path} holds {sorted(data['objects'])}, the recipe tracks "
+                f"{sorted(objects)}: it was written by another version of the recipe."
+            )
+        for name, obj in objects.items():
+            _restore(name, obj, data["objects"][name])
+        _set_global_rngs(data["rng"])
+        self.restored_frames = data["frames"]
+        self._next = data["next_save"]
+        evaluators = [o for o in objects.values() if _is_evaluator(o)]
+        if evaluators:  # drop log rows written after the checkpoint: they will be redone
+            write_csv(self.directory / "log.csv", evaluators[0].result.curve)
+        return self.restored_frames
+
+    def after_batch(self, frames: int, *, finished: bool = False) -> bool:
+        """Save if ``frames`` passed the next multiple of ``every_frames`` or the run is
+        ``finished``; True if a checkpoint was written."""
+        if frames < self._next and not finished:
+            return False
+        while self._next <= frames:
+            self._next += self.every_frames
+        self.save(frames, finished=finished)
+        return True
+
+    def save(self, frames: int, finished: bool = False) -> None:
+        """Write the checkpoint atomically (tmp file, fsync, rename)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        data = {
+            "format": FORMAT_VERSION,
+            "meta": self.meta,
+            "frames": frames,
+            "finished": finished,
+            "next_save": self._next,
+            "objects": {name: _capture(name, obj) for name, obj in self.objects.items()},
+            "rng": _global_rngs(),
+            "policy": self.policy,
+        }
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            torch.save(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        evaluators = [o for o in self.objects.values() if _is_evaluator(o)]
+        if evaluators:
+            write_csv(self.directory / "log.csv", evaluators[0].result.curve)
+        os.replace(tmp, self.path)  # the checkpoint last: log.csv is never behind it
+        self.saves += 1
+
+
+class _NoCheckpoint:
+    """What a recipe holds when it was not given a checkpointer: every call does nothing."""
+
+    resume = False
+    restored_frames = None
+
+    def track(self, policy=None, **objects) -> None:
+        return None
+
+    def after_batch(self, frames: int, *, finished: bool = False) -> bool:
+        return False
+
+
+def as_checkpointer(checkpoint: Checkpointer | None) -> Checkpointer | _NoCheckpoint:
+    """``checkpoint`` itself, or a do-nothing stand-in for None (so recipes need no ``if``)."""
+    if checkpoint is None:
+        return _NoCheckpoint()
+    if not isinstance(checkpoint, Checkpointer):
+        raise TypeError(f"checkpoint must be a rlteach Checkpointer or None, got {checkpoint!r}.")
+    return checkpoint

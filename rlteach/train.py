@@ -1,0 +1,310 @@
+"""``python -m rlteach train`` and ``python -m rlteach evaluate``: one run, logged and resumable.
+
+``train ALGO`` looks the algorithm up among the recipes registered with
+:func:`rlteach.recipes.base.register_trainable`, picks the recipe's config for ``--env`` (or its
+default config with the task replaced, after checking the recipe's networks can act in that
+task's action space), and writes into ``--out``:
+
+================  ==========================================================================
+``log.csv``       one row per evaluation: ``env_steps, seconds, mean_return`` (seconds of
+                  training, evaluation excluded; deterministic policy, ``eval_episodes``
+                  episodes seeded 10000, 10001, ...)
+``curve.png``     the learning curve
+``checkpoint.pt`` the full state of the run at the last checkpoint (see rlteach/checkpoint.py)
+================  ==========================================================================
+
+``--resume`` restores ``checkpoint.pt`` and continues; the resumed run ends bit-identical to an
+uninterrupted one (the seconds column apart: that is wall-clock time).
+
+Recipes registered with the bench but not (yet) with ``register_trainable`` still train with
+their own task and budget, without checkpoints.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from rlteach.checkpoint import CHECKPOINT_NAME, Checkpointer, load_checkpoint, write_csv
+
+__all__ = ["TrainError", "describe_trainable", "train_run", "evaluate_checkpoint"]
+
+EVAL_SEED = 10_000
+"""Evaluation episodes are seeded EVAL_SEED, EVAL_SEED + 1, ... (as the recipes' Evaluator)."""
+
+
+class TrainError(ValueError):
+    """A command-line request that cannot run as given; the message says how to fix it."""
+
+
+def _registries():
+    from rlteach.bench import REGISTRY
+    from rlteach.recipes import load_all
+    from rlteach.recipes.base import TRAINABLE
+
+    load_all()
+    return TRAINABLE, REGISTRY
+
+
+def describe_trainable() -> str:
+    """One line per algorithm: its tasks and whether ``--resume`` works (for ``train --help``)."""
+    trainable, registry = _registries()
+    lines = []
+    for algo, recipe in sorted(trainable.items()):
+        tasks = ", ".join(recipe.configs)
+        spaces = "/".join(recipe.action_spaces)
+        resume = "resumable" if recipe.resumable else "no --resume"
+        lines.append(f"  {algo:10s} {resume:12s} tasks: {tasks} (any {spaces}-action task)")
+    bench_only = sorted({e.algo for e in registry.values()} - set(trainable))
+    for algo in bench_only:
+        tasks = ", ".join(e.env_id for e in registry.values() if e.algo == algo)
+        lines.append(f"  {algo:10s} {'no --resume':12s} tasks: {tasks} (own budget; no --steps)")
+    return "\n".join(lines) if lines else "  (no recipes registered)"
+
+
+def _unknown_algo(algo: str, known: list[str]) -> TrainError:
+    close = difflib.get_close_matches(algo, known, n=2)
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    return TrainError(
+        f"Unknown algorithm {algo!r}.{hint} Known: {', '.join(sorted(known)) or '(none)'}; "
+        f"`python -m rlteach train --help` lists them with their tasks."
+    )
+
+
+def _action_space_kind(env_id: str) -> str:
+    import gymnasium as gym
+
+    from rlteach.envs import _make_gym
+
+    env = _make_gym(env_id)
+    space = env.action_space
+    env.close()
+    if isinstance(space, gym.spaces.Discrete):
+        return "discrete"
+    if isinstance(space, gym.spaces.Box):
+        return "continuous"
+    return type(space).__name__
+
+
+def resolve_config(algo: str, env_id: str | None):
+    """The registered recipe for ``algo`` and its config for ``env_id`` (clear errors)."""
+    trainable, registry = _registries()
+    if algo not in trainable:
+        known = sorted(set(trainable) | {e.algo for e in registry.values()})
+        if algo not in known:
+            raise _unknown_algo(algo, known)
+        return None, None  # a bench-only recipe: handled by the caller
+    recipe = trainable[algo]
+    env_id = env_id or recipe.default_env
+    if env_id in recipe.configs:
+        return recipe, recipe.configs[env_id]
+    kind = _action_space_kind(env_id)  # raises a clear ValueError for an unknown id
+    if kind not in recipe.action_spaces:
+        others = sorted(a for a, r in trainable.items() if kind in r.action_spaces)
+        raise TrainError(
+            f"{algo} cannot act in {env_id}: its action space is {kind}, and the {algo} recipe's "
+            f"networks handle {' and '.join(recipe.action_spaces)} actions only. "
+            f"Recipes for {kind} actions: {', '.join(others) or '(none yet)'}."
+        )
+    return recipe, replace(recipe.configs[recipe.default_env], env_id=env_id)
+
+
+def _plot(curve_runs, threshold, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rlteach.plotting import plot_learning_curves
+
+    ax = plot_learning_curves(curve_runs, threshold, title=title)
+    ax.figure.tight_layout()
+    ax.figure.savefig(path)
+    plt.close(ax.figure)
+
+
+def _threshold(env_id: str) -> float | None:
+    from rlteach.bench import SOLVED_THRESHOLDS
+
+    return SOLVED_THRESHOLDS.get(env_id)
+
+
+def train_run(
+    algo: str,
+    *,
+    env_id: str | None = None,
+    seed: int | None = None,
+    steps: int | None = None,
+    out: str | Path = "runs/run",
+    resume: bool = False,
+    eval_every: int | None = None,
+    eval_episodes: int | None = None,
+    checkpoint_every: int | None = None,
+    stop_when_solved: bool | None = None,
+    progress: bool = True,
+    log=print,
+):
+    """Train ``algo`` once and write log.csv, curve.png and checkpoint.pt into ``out``.
+
+    Options left as None take the recipe's defaults, or, with ``resume``, the checkpoint's
+    values (giving a different value than the checkpoint's is an error: the resumed run would
+    not be the run that was interrupted).
+    """
+    out = Path(out)
+    asked = {
+        "algo": algo,
+        "env_id": env_id,
+        "seed": seed,
+        "steps": steps,
+        "eval_every": eval_every,
+        "eval_episodes": eval_episodes,
+        "checkpoint_every": checkpoint_every,
+        "stop_when_solved": stop_when_solved,
+    }
+    for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every"):
+        value = asked[name]
+        if value is not None and (isinstance(value, bool) or value < 1):
+            raise TrainError(f"--{name.replace('_', '-')} must be a positive integer, got {value}.")
+    if resume:
+        path = out / CHECKPOINT_NAME
+        if not path.is_file():
+            raise TrainError(
+                f"--resume: there is no checkpoint at {path}. Start the run without --resume "
+                f"(same --out), or point --out at the folder of the interrupted run."
+            )
+        meta = load_checkpoint(path)["meta"]
+        clash = [
+            f"--{k.replace('_', '-')} {v} (checkpoint: {meta[k]})"
+            for k, v in asked.items()
+            if v is not None and k in meta and v != meta[k]
+        ]
+        if clash:
+            raise TrainError(
+                f"--resume continues the run saved in {path}, which was made with other "
+                f"settings: {'; '.join(clash)}. Drop these options (the checkpoint's are used) "
+                f"or start a new run in another --out folder."
+            )
+        asked = {k: meta.get(k) for k in asked}
+    elif (out / CHECKPOINT_NAME).exists():
+        raise TrainError(
+            f"{out / CHECKPOINT_NAME} exists already: add --resume to continue that run, or "
+            f"choose another --out folder (nothing was overwritten)."
+        )
+
+    recipe, cfg = resolve_config(asked["algo"], asked["env_id"])
+    if recipe is None:
+        return _train_bench_only(asked, out, resume, progress, log)
+    if resume and not recipe.resumable:
+        raise TrainError(f"{algo} cannot --resume: its recipe does not save checkpoints yet.")
+
+    changes = {}
+    if asked["steps"] is not None:
+        changes["total_frames"] = asked["steps"]
+    total = changes.get("total_frames", cfg.total_frames)
+    changes["eval_every"] = asked["eval_every"] or min(cfg.eval_every, total)
+    if asked["eval_episodes"] is not None:
+        changes["eval_episodes"] = asked["eval_episodes"]
+    changes["stop_on_solve"] = bool(asked["stop_when_solved"])
+    cfg = replace(cfg, **changes)
+    meta = {
+        "algo": recipe.algo,
+        "env_id": cfg.env_id,
+        "seed": asked["seed"] if asked["seed"] is not None else 0,
+        "steps": cfg.total_frames,
+        "eval_every": cfg.eval_every,
+        "eval_episodes": cfg.eval_episodes,
+        "checkpoint_every": asked["checkpoint_every"] or cfg.eval_every,
+        "stop_when_solved": cfg.stop_on_solve,
+        "config": asdict(cfg),
+    }
+    if resume:
+        saved = load_checkpoint(out / CHECKPOINT_NAME)
+        if saved["meta"].get("config") != meta["config"]:
+            raise TrainError(
+                f"The {algo} recipe's configuration changed since {out / CHECKPOINT_NAME} was "
+                f"written (the code was edited?); the run cannot be resumed bit-identically."
+            )
+        if saved["finished"]:
+            log(
+                f"The run in {out} is already finished ({saved['frames']:,} frames); nothing to do."
+            )
+            from rlteach.recipes.base import EvalPoint, RunResult
+
+            curve = [EvalPoint(**p) for p in saved["objects"]["evaluator"]["curve"]]
+            return RunResult(recipe.algo, cfg.env_id, meta["seed"], curve)
+
+    out.mkdir(parents=True, exist_ok=True)
+    if recipe.resumable:
+        checkpointer = Checkpointer(out, meta["checkpoint_every"], resume=resume, meta=meta)
+        result = recipe.train(
+            seed=meta["seed"], quick=False, progress=progress, cfg=cfg, checkpoint=checkpointer
+        )
+        where = f"{out / CHECKPOINT_NAME} ({checkpointer.saves} saves)"
+    else:
+        result = recipe.train(seed=meta["seed"], quick=False, progress=progress, cfg=cfg)
+        where = "no checkpoint (the recipe is not resumable)"
+    _write_outputs(result, out)
+    last = result.curve[-1]
+    log(
+        f"{recipe.algo} on {cfg.env_id}, seed {meta['seed']}: {last.env_steps:,} frames, "
+        f"{last.seconds:.1f} s of training, last evaluation return {last.mean_return:.1f}.\n"
+        f"Written: {out / 'log.csv'}, {out / 'curve.png'}, {where}."
+    )
+    return result
+
+
+def _write_outputs(result, out: Path) -> None:
+    write_csv(out / "log.csv", result.curve)
+    title = f"{result.algo} on {result.env_id}, seed {result.seed}"
+    _plot({result.algo: [result]}, _threshold(result.env_id), out / "curve.png", title)
+
+
+def _train_bench_only(asked: dict, out: Path, resume: bool, progress: bool, log):
+    """A recipe registered only with the bench: its own task and budget, no checkpoints."""
+    _, registry = _registries()
+    algo = asked["algo"]
+    entries = [e for e in registry.values() if e.algo == algo]
+    tasks = [e.env_id for e in entries]
+    refused = [
+        f"--{k.replace('_', '-')}"
+        for k in ("steps", "eval_every", "eval_episodes", "checkpoint_every", "stop_when_solved")
+        if asked[k] is not None
+    ]
+    if resume:
+        refused.insert(0, "--resume")
+    if refused:
+        raise TrainError(
+            f"{algo} is not resumable and takes no {', '.join(refused)}: its recipe has not opted "
+            f"in with register_trainable(...) (see rlteach/checkpoint.py). It trains with its "
+            f"own budget on {', '.join(tasks)}: `python -m rlteach train {algo}`."
+        )
+    env_id = asked["env_id"] or tasks[0]
+    if env_id not in tasks:
+        raise TrainError(
+            f"{algo} trains on {', '.join(tasks)} only (its recipe has not opted in with "
+            f"register_trainable, which would let it take other tasks); got --env {env_id}."
+        )
+    entry = entries[tasks.index(env_id)]
+    out.mkdir(parents=True, exist_ok=True)
+    result = entry.run(asked["seed"] or 0, quick=False, progress=progress)
+    _write_outputs(result, out)
+    log(f"{entry.name}: written {out / 'log.csv'} and {out / 'curve.png'} (no checkpoint).")
+    return result
+
+
+def evaluate_checkpoint(path: str | Path, episodes: int = 10, seed: int = EVAL_SEED):
+    """Mean and standard deviation of the return of the checkpoint's deterministic policy over
+    ``episodes`` episodes seeded ``seed, seed + 1, ...``; also the checkpoint's meta."""
+    import numpy as np
+
+    from rlteach.envs import evaluate_returns
+
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise TrainError(f"--episodes must be a positive integer, got {episodes!r}.")
+    data = load_checkpoint(path)
+    policy, meta = data["policy"], data["meta"]
+    if policy is None:
+        raise TrainError(f"{path}: this checkpoint stores no policy to evaluate.")
+    returns = evaluate_returns(policy, meta["env_id"], episodes, seed=seed)
+    return float(np.mean(returns)), float(np.std(returns)), data

@@ -1,0 +1,157 @@
+"""``python -m rlteach train / evaluate``: a run killed mid-way and resumed ends bit-identical.
+
+The uninterrupted and the resumed runs run in this process; the interrupted run is a real
+subprocess killed with SIGKILL (no clean-up code runs) right after
+its first checkpoint appears; ``--resume`` must then reproduce the uninterrupted run's
+evaluation log and final parameters exactly.
+"""
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlteach.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[1]
+# PPO on CartPole: 256 frames per batch (20 epochs each); evaluations and checkpoints every 512.
+RUN = ["ppo", "--steps", "2048", "--eval-every", "512", "--eval-episodes", "3", "--no-progress"]
+
+
+def cli(*args) -> str:
+    """Run the command line in this process (no interpreter start-up); return its stdout."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(list(args))
+    assert code == 0, f"rlteach {' '.join(args)} failed:\n{out.getvalue()}\n{err.getvalue()}"
+    return out.getvalue()
+
+
+def read_log(folder: Path) -> list[tuple[int, float]]:
+    """(env_steps, mean_return) per row; the seconds column is wall-clock time and differs."""
+    with open(folder / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    return [(int(r["env_steps"]), float(r["mean_return"])) for r in rows]
+
+
+def final_parameters(folder: Path) -> dict[str, torch.Tensor]:
+    data = torch.load(folder / "checkpoint.pt", weights_only=False)
+    assert data["finished"]
+    return data["objects"]["loss"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli")
+    whole, broken = base / "whole", base / "broken"
+    cli("train", *RUN, "--out", str(whole))
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlteach", "train", *RUN, "--out", str(broken)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not (broken / "checkpoint.pt").exists():
+        assert proc.poll() is None, "the run ended before writing a checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = torch.load(broken / "checkpoint.pt", weights_only=False)
+    resumed = cli("train", "ppo", "--out", str(broken), "--resume")
+    return {"whole": whole, "broken": broken, "killed": killed, "resumed": resumed}
+
+
+def test_the_run_was_really_interrupted(runs):
+    killed = runs["killed"]
+    assert not killed["finished"]
+    assert 512 <= killed["frames"] < 2048
+    assert killed["meta"]["steps"] == 2048 and killed["meta"]["seed"] == 0
+
+
+def test_resumed_run_matches_the_uninterrupted_one(runs):
+    whole, broken = read_log(runs["whole"]), read_log(runs["broken"])
+    assert [s for s, _ in whole] == [512, 1024, 1536, 2048]
+    assert broken == whole  # same steps, same returns, bit for bit
+    a, b = final_parameters(runs["whole"]), final_parameters(runs["broken"])
+    assert a.keys() == b.keys() and len(a) > 0
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_outputs_written(runs):
+    for folder in (runs["whole"], runs["broken"]):
+        assert (folder / "curve.png").stat().st_size > 10_000
+        assert not (folder / "checkpoint.pt.tmp").exists()
+    assert "ppo on CartPole-v1, seed 0: 2,048 frames" in runs["resumed"]
+
+
+def test_resume_of_a_finished_run_does_nothing(runs):
+    assert "already finished" in cli("train", "ppo", "--out", str(runs["whole"]), "--resume")
+
+
+def test_evaluate_reports_the_last_logged_return(runs):
+    text = cli("evaluate", str(runs["whole"] / "checkpoint.pt"), "--episodes", "3")
+    last_return = read_log(runs["whole"])[-1][1]
+    assert f"mean return {last_return:.2f}" in text
+    assert "over 3 episodes" in text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "ppq"], "Unknown algorithm 'ppq'. Did you mean ppo?"),
+        (["train", "a2c", "--env", "Pendulum-v1"], "its action space is continuous"),
+        (["train", "ppo", "--env", "CartPole-v9"], "Unknown Gymnasium environment 'CartPole-v9'"),
+        (["train", "ppo", "--out", "/nonexistent/run", "--resume"], "no checkpoint at"),
+        (["train", "ppo", "--steps", "0"], "--steps must be a positive integer"),
+        (["evaluate", "/nonexistent/checkpoint.pt"], "No checkpoint at"),
+    ],
+)
+def test_bad_input_gives_a_clear_error(args, message, capsys):
+    assert main(args) == 2  # in-process: errors come before any training starts
+    assert message in capsys.readouterr().err
+
+
+def test_resume_refuses_other_settings(runs, capsys):
+    assert main(["train", "ppo", "--out", str(runs["whole"]), "--resume", "--seed", "1"]) == 2
+    assert "--seed 1 (checkpoint: 0)" in capsys.readouterr().err
+
+
+def test_a_fresh_run_does_not_overwrite_a_checkpoint(runs, capsys):
+    assert main(["train", *RUN, "--out", str(runs["whole"])]) == 2
+    assert "exists already" in capsys.readouterr().err
+
+
+def test_bench_only_recipes_refuse_resume(monkeypatch, capsys):
+    from rlteach.recipes.base import TRAINABLE
+
+    monkeypatch.delitem(TRAINABLE, "a2c")  # as a recipe that never called register_trainable
+    assert main(["train", "a2c", "--resume", "--out", "/nonexistent"]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err
+    assert main(["train", "a2c", "--steps", "100"]) == 2
+    assert "a2c is not resumable and takes no --steps" in capsys.readouterr().err
+
+
+def test_help_lists_every_command_with_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for command in ("list", "train", "evaluate", "bench"):
+        assert f"\n    {command} " in text
+    assert "python -m rlteach train ppo --out runs/acro --resume" in text
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "ppo        resumable" in capsys.readouterr().out
