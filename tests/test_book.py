@@ -1,14 +1,13 @@
 """The book builds with zero warnings and its chapter pages carry rendered maths and figures.
 
 One build (about a minute on two cores) into a temporary directory is shared by every test in
-this file, so the developer's own ``_build/`` is never touched.
+this file and tests/test_browser.py (the ``book_build`` fixture of conftest.py), so the
+developer's own ``_build/`` is never touched.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,33 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_notebooks_meta import toc_files  # noqa: E402
 
 
-def jupyter_book_command() -> list[str]:
-    exe = Path(sys.executable).with_name("jupyter-book")
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("jupyter-book")
-    if found is None:
-        pytest.skip("jupyter-book is not installed (pip install -e '.[dev]')")
-    return [found]
-
-
 @pytest.fixture(scope="module")
-def build(tmp_path_factory):
-    """Build the book once with --warningiserror --nitpick; return (html dir, build log)."""
-    out = tmp_path_factory.mktemp("book")
-    cmd = jupyter_book_command() + [
-        "build",
-        str(ROOT),
-        "--path-output",
-        str(out),
-        "--warningiserror",
-        "--nitpick",
-        "--keep-going",
-        "--all",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
-    log = proc.stdout + proc.stderr
-    return proc.returncode, out / "_build" / "html", log
+def build(book_build):
+    """The session's book build (conftest.py): (return code, html dir, build log)."""
+    return book_build
 
 
 def toc_entries() -> list[str]:
@@ -113,3 +89,77 @@ def test_citations_resolve_to_the_bibliography(build):
         assert 'href="../book/references.html#id' in text or "references.html#" in text, (
             f"{entry}: no {{cite}} link into the bibliography"
         )
+
+
+def test_pages_load_nothing_from_the_network(build):
+    """Offline classroom: every script, stylesheet, font, image and frame comes with the build."""
+    _, html, _ = build
+    remote = re.compile(
+        r"<(?:script|link|img|iframe|source|video|audio|embed)\b[^>]*?\b(?:src|href)=[\"'](?:https?:)?//",
+        re.I,
+    )
+    offenders = []
+    for path in sorted(html.rglob("*.html")):
+        for match in remote.finditer(path.read_text(encoding="utf-8", errors="replace")):
+            tag = match.group(0)
+            # <link rel="canonical"/"alternate"> and the like are hyperlinks, not resources.
+            if tag.lower().startswith("<link") and not re.search(
+                r"rel=[\"'](?:stylesheet|preload|modulepreload|icon|shortcut icon|manifest)",
+                tag,
+                re.I,
+            ):
+                continue
+            offenders.append(f"{path.relative_to(html)}: {tag[:120]}")
+    for path in sorted(html.rglob("*.css")):
+        for url in re.findall(
+            r"url\(\s*[\"']?((?:https?:)?//[^)\"']+)", path.read_text(errors="replace")
+        ):
+            offenders.append(f"{path.relative_to(html)}: url({url})")
+    assert not offenders, "pages load resources from the network:\n" + "\n".join(offenders[:20])
+
+
+def test_mathjax_is_served_from_the_build(build):
+    _, html, _ = build
+    mathjax = html / "_static" / "mathjax"
+    assert (mathjax / "tex-chtml.js").stat().st_size > 100_000
+    fonts = list((mathjax / "output" / "chtml" / "fonts" / "woff-v2").glob("*.woff"))
+    assert len(fonts) > 10, "MathJax's CHTML fonts are not in the build"
+    for entry in chapter_pages():
+        assert 'src="../_static/mathjax/tex-chtml.js"' in page(html, entry), entry
+
+
+def test_chapters_offer_download_and_launch_buttons(build):
+    _, html, _ = build
+    with open(ROOT / "_config.yml") as f:
+        repo = yaml.safe_load(f)["repository"]["url"].removeprefix("https://github.com/")
+    for entry in chapter_pages():
+        text = page(html, entry)
+        name = Path(entry).name
+        assert f'href="../_sources/{entry}.ipynb"' in text, f"{entry}: no .ipynb download"
+        assert (html / "_sources" / f"{entry}.ipynb").is_file(), f"{entry}: download target missing"
+        assert f"mybinder.org/v2/gh/{repo}/" in text and f"{name}.ipynb" in text, f"{entry}: Binder"
+        assert f"colab.research.google.com/github/{repo}/" in text, f"{entry}: no Colab button"
+
+
+def test_api_reference_documents_the_packages(build):
+    _, html, _ = build
+    text = page(html, "book/api")
+    for module in [
+        "rlteach.value", "rlteach.objectives", "rlteach.modules", "rlteach.updaters",
+        "rlteach.envs", "rlteach.buffers", "rlteach.recipes",
+    ]:  # fmt: skip
+        assert f'id="module-{module}"' in text, f"API reference lacks {module}"
+    for name in [
+        "rlteach.value.GAE",
+        "rlteach.objectives.ClipPPOLoss",
+        "rlteach.updaters.SoftUpdate",
+    ]:
+        assert f'id="{name}"' in text, f"API reference lacks {name}"
+
+
+def test_index_of_algorithms_links_chapters_classes_and_papers(build):
+    _, html, _ = build
+    text = page(html, "book/algorithms")
+    assert 'href="../notebooks/04_ppo_clip.html"' in text
+    assert 'href="api.html#rlteach.objectives.ClipPPOLoss"' in text
+    assert "references.html#id" in text

@@ -117,7 +117,8 @@ def check_after_napoleon(app, what, name, obj, options, lines) -> None:
             "rlteach-api: the docstring of %s is not valid reStructuredText (%s); shown as "
             "preformatted text",
             name,
-            problems[0],
+            # Said without docutils' level words, which the book's tests read as build warnings.
+            re.sub(r"^<string>:(\d+): \(\w+/\d\) ", r"docstring line \1: ", problems[0]),
         )
         lines[:] = ["::", ""] + ["    " + line for line in lines] + [""]
 
@@ -311,9 +312,9 @@ class RlteachAlgorithms(SphinxDirective):
         for key, title in ALGORITHM_SECTIONS.items():
             has_recipes = key == "losses"
             lines += [f".. rubric:: {title}", "", ".. list-table::", "   :header-rows: 1", ""]
-            header = ["Algorithm", "Chapter", "rlteach class"]
+            header = ["Algorithm (paper)", "Chapter", "rlteach class"]
             header += ["Recipe (bench entry)"] if has_recipes else []
-            header += ["Paper"]
+            lines[-1:-1] = [f"   :widths: {'34 26 22 18' if has_recipes else '40 32 28'}"]
             lines += ["   * - " + header[0]] + [f"     - {h}" for h in header[1:]]
             for row in data.get(key, []):
                 chapter = row["chapter"]
@@ -321,7 +322,10 @@ class RlteachAlgorithms(SphinxDirective):
                     chapter_cell = f":doc:`/{chapter}`"
                 else:
                     chapter_cell = f"``{Path(chapter).name}`` (in preparation)"
-                cells = [row["algorithm"], chapter_cell]
+                algorithm = row["algorithm"]
+                if row.get("cite"):
+                    algorithm += f" :cite:p:`{','.join(row['cite'])}`"
+                cells = [algorithm, chapter_cell]
                 cells.append(", ".join(class_role(c) for c in row["classes"]))
                 if has_recipes:
                     names = [
@@ -329,7 +333,6 @@ class RlteachAlgorithms(SphinxDirective):
                         for n in row.get("recipes", [])
                     ]
                     cells.append(", ".join(names) or "—")
-                cells.append(f":cite:p:`{','.join(row['cite'])}`" if row.get("cite") else "—")
                 lines += ["   * - " + cells[0]] + [f"     - {c}" for c in cells[1:]]
             lines.append("")
         content = StringList(lines, source=str(path))
@@ -338,7 +341,25 @@ class RlteachAlgorithms(SphinxDirective):
         return node.children
 
 
+def dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
+    """Drop repeated script tags (sphinx-thebe 0.3.1 adds its inline configuration twice, and
+    the second ``const THEBE_JS_URL`` is a JavaScript error on every page)."""
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen, unique = set(), []
+    for script in scripts:
+        attributes = getattr(script, "attributes", {}) or {}
+        key = (str(getattr(script, "filename", script) or ""), attributes.get("body"))
+        if key in seen:
+            continue
+        seen.add(key)
+        unique.append(script)
+    context["script_files"] = unique
+
+
 def setup(app):
+    app.connect("html-page-context", dedupe_scripts, priority=900)
     app.add_directive("rlteach-api", RlteachApi)
     app.add_directive("rlteach-algorithms", RlteachAlgorithms)
     # Before napoleon (priority 500) rewrites the docstring, and after it for properties.
