@@ -238,10 +238,17 @@ def test_page_in_chromium(entry, site, browser_context):
         assert response is not None and response.ok, f"{url}: HTTP {response and response.status}"
         source_has_math = 'class="math' in (html / rel).read_text(encoding="utf-8")
         if source_has_math:
-            page.wait_for_function(
-                "() => window.MathJax && MathJax.startup && MathJax.startup.promise",
-                timeout=PAGE_TIMEOUT_MS,
-            )
+            try:
+                page.wait_for_function(
+                    "() => window.MathJax && MathJax.startup && MathJax.startup.promise",
+                    timeout=PAGE_TIMEOUT_MS,
+                )
+            except Exception as exc:  # Playwright's TimeoutError
+                pytest.fail(
+                    f"{entry}: the page has maths but MathJax did not start within "
+                    f"{PAGE_TIMEOUT_MS / 1000:.0f} s ({type(exc).__name__}); is "
+                    "_static/mathjax/tex-chtml.js in the build and loaded by the page?"
+                )
         math = page.evaluate(MATH_STATE)
         images = page.evaluate(IMAGES)
         hrefs = page.eval_on_selector_all("a[href]", "els => els.map(a => a.getAttribute('href'))")
