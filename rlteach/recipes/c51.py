@@ -32,7 +32,7 @@ from rlteach.bench import register
 from rlteach.envs import VecGymEnv
 from rlteach.modules import DistributionalQValueActor, make_distributional_qvalue_network
 from rlteach.objectives import DistributionalDQNLoss, LossModule
-from rlteach.recipes.base import RunResult
+from rlteach.recipes.base import RunResult, register_trainable
 from rlteach.recipes.dqn import Agent, DQNConfig, run_off_policy
 
 
@@ -79,3 +79,4 @@ def train(
 
 
 register("c51-cartpole", "c51", "CartPole-v1", train)
+register_trainable("c51", train, {"CartPole-v1": C51Config()})

@@ -37,7 +37,7 @@ from rlteach.buffers import ReplayBuffer
 from rlteach.envs import Collector, VecGymEnv
 from rlteach.modules import EGreedyModule, make_qvalue_actor, make_qvalue_network
 from rlteach.objectives import DQNLoss, LossModule
-from rlteach.recipes.base import Evaluator, RunResult, seed_everything
+from rlteach.recipes.base import Evaluator, RunResult, register_trainable, seed_everything
 from rlteach.updaters import HardUpdate, SoftUpdate
 
 #: What a transition in the replay buffer keeps (not the policy's Q-values or greedy action).
@@ -259,3 +259,4 @@ def train_acrobot(seed: int = 0, quick: bool = False, progress: bool = True) -> 
 
 register("dqn-cartpole", "dqn", "CartPole-v1", train)
 register("dqn-acrobot", "dqn", "Acrobot-v1", train_acrobot)
+register_trainable("dqn", train, {"CartPole-v1": DQNConfig(), "Acrobot-v1": ACROBOT})
