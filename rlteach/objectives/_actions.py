@@ -16,7 +16,13 @@ import math
 
 import torch
 from tensordict import TensorDictBase
+from tensordict.nn import (
+    ProbabilisticTensorDictModule,
+    ProbabilisticTensorDictSequential,
+    TensorDictModule,
+)
 from tensordict.utils import NestedKey
+from torch import nn
 
 
 def read_action_spec(
@@ -92,6 +98,47 @@ def check_action_in_bounds(
         )
 
 
+def _is_simple_policy(actor) -> bool:
+    """A network then a distribution head, the layout ``make_normal_actor`` builds."""
+    modules = getattr(actor, "module", None)
+    return (
+        isinstance(actor, ProbabilisticTensorDictSequential)
+        and isinstance(modules, nn.ModuleList)
+        and len(modules) == 2
+        and type(modules[0]) is TensorDictModule
+        and type(modules[1]) is ProbabilisticTensorDictModule
+        and list(modules[0].out_keys) == list(modules[1].in_keys)
+    )
+
+
+def policy_distribution(actor, td) -> torch.distributions.Distribution:
+    """The policy's action distribution at ``td`` (a TensorDict, or a dict of tensors).
+
+    Equal to ``actor.get_dist(td)``. For the common layout -- a ``TensorDictModule`` computing
+    the distribution's parameters, then a ``ProbabilisticTensorDictModule`` -- the network is
+    called on plain tensors and the distribution built directly, which skips tensordict's
+    per-call bookkeeping (a few hundred microseconds per call on a CPU, the largest cost of a
+    small-network update). Anything else goes through ``get_dist``.
+    """
+    if not _is_simple_policy(actor):
+        return actor.get_dist(td)
+    net, head = actor.module
+    params = net.module(*(td.get(key) for key in net.in_keys))
+    if isinstance(params, torch.Tensor):
+        params = (params,)
+    names = [key[-1] if isinstance(key, tuple) else key for key in head.dist_keys]
+    return head.distribution_class(
+        **dict(zip(names, params, strict=True)), **head.distribution_kwargs
+    )
+
+
+def deterministic_action(actor, td, action_key: NestedKey = "action") -> torch.Tensor:
+    """mu(s) of a deterministic actor at ``td``; a plain ``TensorDictModule`` is called on tensors."""
+    if type(actor) is TensorDictModule and len(actor.out_keys) == 1:
+        return actor.module(*(td.get(key) for key in actor.in_keys))
+    return actor(td.select(*actor.in_keys)).get(action_key)
+
+
 def rsample_and_log_prob(actor, td: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw a reparameterised action from the policy at ``td`` and score the same draw.
 
@@ -99,7 +146,7 @@ def rsample_and_log_prob(actor, td: TensorDictBase) -> tuple[torch.Tensor, torch
     TanhNormal do), else ``rsample`` then ``log_prob``: one Gaussian draw of shape ``[*B, A]``
     either way, in the order TorchRL draws, so that a seeded comparison is exact.
     """
-    dist = actor.get_dist(td)
+    dist = policy_distribution(actor, td)
     if hasattr(dist, "rsample_and_log_prob"):
         return dist.rsample_and_log_prob()
     action = dist.rsample()

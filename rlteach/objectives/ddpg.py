@@ -33,6 +33,7 @@ from tensordict.utils import NestedKey
 from torch.func import functional_call
 
 from rlteach._checks import check_choice
+from rlteach.objectives._actions import deterministic_action
 from rlteach.objectives.common import LossModule, _next
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
 from rlteach.value import ValueEstimators
@@ -150,7 +151,7 @@ class DDPGLoss(LossModule):
         return critic.module(*inputs).squeeze(-1)
 
     def _act(self, actor: TensorDictModule, td: TensorDictBase) -> torch.Tensor:
-        return actor(td.select(*actor.in_keys)).get("action")
+        return deterministic_action(actor, td)
 
     def loss_value(self, td: TensorDictBase) -> tuple[torch.Tensor, dict]:
         pred = self._q(self.value_network, td)

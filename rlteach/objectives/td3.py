@@ -39,7 +39,11 @@ from tensordict.utils import NestedKey
 
 from rlteach._checks import check_choice, check_range
 from rlteach.modules.ensemble import QValueEnsemble, make_qvalue_ensemble
-from rlteach.objectives._actions import check_action_in_bounds, read_action_spec
+from rlteach.objectives._actions import (
+    check_action_in_bounds,
+    deterministic_action,
+    read_action_spec,
+)
 from rlteach.objectives.common import LossModule, _next
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
 from rlteach.value import ValueEstimators
@@ -188,15 +192,18 @@ class TD3Loss(LossModule):
         return [action if key == action_key else td.get(key) for key in self.qvalue_network.in_keys]
 
     def _act(self, actor: TensorDictModule, td: TensorDictBase) -> torch.Tensor:
-        return actor(td.select(*actor.in_keys)).get(self.tensor_keys.action)
+        return deterministic_action(actor, td, self.tensor_keys.action)
 
-    def actor_loss(self, td: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
-        # (TD3-4) -Q_1(s, mu(s)); every critic is evaluated (TorchRL logs them), none is trained
+    def actor_loss(self, td: TensorDictBase) -> tuple[torch.Tensor, dict]:
+        """(TD3-4) -Q_1(s, mu(s)); every critic is evaluated (TorchRL logs them), none trained."""
         action = self._act(self.actor_network, td)
         q = self.qvalue_network(*self._q_inputs(td, action), detach_params=True).squeeze(-1)
-        return self._reduce_loss(-q[0]), q.detach()
+        return self._reduce_loss(-q[0]), {"state_action_value_actor": q.detach()}
 
-    def value_loss(self, td: TensorDictBase, action: torch.Tensor):
+    def value_loss(self, td: TensorDictBase) -> tuple[torch.Tensor, dict]:
+        """(TD3-1)-(TD3-3); the metadata holds ``td_error``, ``next_state_value``,
+        ``pred_value`` and ``target_value``."""
+        action = td.get(self.tensor_keys.action)
         # (TD3-1) target policy smoothing: clipped Gaussian noise on the target action
         noise = (torch.randn_like(action) * self.policy_noise).clamp(
             -self.noise_clip, self.noise_clip
@@ -213,22 +220,21 @@ class TD3Loss(LossModule):
             target = target.squeeze(-1)
         pred = self.qvalue_network(*self._q_inputs(td, action)).squeeze(-1)  # [N, *B]
         loss = distance_loss(pred, target.expand_as(pred), self.loss_function).sum(0)  # (TD3-3)
-        td_error = (pred.detach() - target).pow(2).max(0).values
         metadata = {
+            "td_error": (pred.detach() - target).pow(2),
             "next_state_value": next_value,
             "pred_value": pred.detach(),
             "target_value": target,
         }
-        return self._reduce_loss(loss), td_error, metadata
+        return self._reduce_loss(loss), metadata
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         """The TD3 losses of a replay batch (actor first, then critics, as TorchRL)."""
         owner = type(self).__name__
         x = self._read_inputs(tensordict, "action", next_names=("reward", "done", "terminated"))
         check_action_in_bounds(owner, x["action"], self.min_action, self.max_action)
-        loss_actor, q_actor = self.actor_loss(tensordict)
-        loss_qvalue, td_error, metadata = self.value_loss(tensordict, x["action"])
-        tensordict.set(self.tensor_keys.priority, td_error)
-        out = {"loss_actor": loss_actor, "loss_qvalue": loss_qvalue}
-        out.update(state_action_value_actor=q_actor, **metadata)
+        loss_actor, metadata_actor = self.actor_loss(tensordict)
+        loss_qvalue, metadata = self.value_loss(tensordict)
+        tensordict.set(self.tensor_keys.priority, metadata.pop("td_error").max(0).values)
+        out = {"loss_actor": loss_actor, "loss_qvalue": loss_qvalue, **metadata_actor, **metadata}
         return TensorDict(out, [])

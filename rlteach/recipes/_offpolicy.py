@@ -1,0 +1,260 @@
+"""The off-policy training loop shared by DDPG, TD3, SAC (and REDQ, CrossQ): one readable loop.
+
+Every off-policy actor-critic method trains the same way; only the networks, the losses and
+what one gradient step does differ. This module is the part they share, top to bottom:
+
+1. **warm-up**: ``warmup_steps`` uniformly random actions fill the replay buffer first;
+2. **act**: afterwards each environment step uses the recipe's exploration policy;
+3. **store** the transition in the replay buffer (:class:`rlteach.buffers.ReplayBuffer`);
+4. **learn**: ``updates_per_step`` gradient steps per environment step (the update-to-data
+   ratio, UTD), each on a fresh uniform minibatch, done by the recipe's ``update``;
+5. **track**: after every update the recipe says whether the target networks are due;
+   if so they move by Polyak averaging (:class:`rlteach.updaters.SoftUpdate`, TGT-1);
+6. **evaluate** every ``eval_every`` steps: the mean return of ``eval_episodes`` deterministic
+   episodes, with the clock paused (:class:`rlteach.recipes.base.Evaluator`), stopping at the
+   solved threshold when ``stop_on_solve``.
+
+A recipe hands the loop an :class:`Agent`::
+
+    agent = Agent(
+        loss=loss,                 # an rlteach LossModule with target networks
+        act=explore,               # observation tensor -> action tensor, used to collect
+        eval_policy=actor,         # evaluated under InteractionType.DETERMINISTIC
+        update=update,             # update(batch, i) -> (targets_due, {name: scalar tensor})
+    )
+    result = run_offpolicy("sac", cfg, build, seed, quick, progress)  # build(cfg, env) -> Agent
+
+``result.logs`` holds the update's scalars (e.g. ``alpha`` and ``entropy`` for SAC) averaged
+over every ``log_every`` updates, with the environment step they belong to, for plotting;
+``result.agent`` the trained networks. Tags: ``# ALGO`` lines are the method, ``# PLUMBING``
+lines bookkeeping (after CleanRL).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tqdm import tqdm
+
+from rlteach.bench import SOLVED_THRESHOLDS
+from rlteach.buffers import ReplayBuffer
+from rlteach.envs import GymEnv
+from rlteach.objectives.common import LossModule
+from rlteach.recipes.base import Evaluator, RunResult, seed_everything
+from rlteach.updaters import SoftUpdate
+
+__all__ = ["Agent", "OffPolicyConfig", "OffPolicyResult", "run_offpolicy"]
+
+
+@dataclass(frozen=True)
+class OffPolicyConfig:
+    """The loop's hyper-parameters; each recipe's config extends this one with its own."""
+
+    env_id: str = "Pendulum-v1"
+    total_frames: int = 20_000
+    """training budget in environment steps"""
+    quick_frames: int = 600
+    """the budget under RLTEACH_QUICK=1 (or quick=True)"""
+    warmup_steps: int = 1_000
+    """uniformly random actions before the first update"""
+    buffer_size: int = 100_000
+    batch_size: int = 256
+    updates_per_step: int = 1
+    """gradient steps per environment step (the update-to-data ratio)"""
+    gamma: float = 0.99
+    tau: float = 0.005
+    """Polyak rate of the target networks, theta' <- (1 - tau) theta' + tau theta"""
+    eval_every: int = 1_000
+    """environment steps between evaluations"""
+    eval_episodes: int = 10
+    stop_on_solve: bool = True
+    """end the run at the first evaluation at or above the solved threshold"""
+    log_every: int = 100
+    """updates averaged into one entry of ``result.logs``"""
+    torch_threads: int = 1
+    """small networks run fastest on one thread"""
+
+
+@dataclass
+class Agent:
+    """The algorithm-specific parts a recipe hands :func:`run_offpolicy`.
+
+    ============  ====================================================================
+    loss          the rlteach loss; its target networks are tracked with SoftUpdate
+    act           observation [obs_dim] -> action [action_dim], the exploring policy
+                  (called without gradient)
+    eval_policy   a TensorDict policy, evaluated under InteractionType.DETERMINISTIC
+    update        ``update(batch, i)`` -> ``(targets_due, scalars)``: one gradient step on a
+                  replay minibatch; ``i`` counts updates from 0; ``targets_due`` says whether
+                  the target networks move after this step; ``scalars`` are logged
+    ============  ====================================================================
+    """
+
+    loss: LossModule
+    act: Callable[[torch.Tensor], torch.Tensor]
+    eval_policy: Callable[[TensorDictBase], TensorDictBase]
+    update: Callable[[TensorDictBase, int], tuple[bool, dict[str, torch.Tensor]]]
+    extras: dict = field(default_factory=dict)
+    """anything else the recipe wants to return (optimisers, networks)"""
+
+
+@dataclass
+class OffPolicyResult(RunResult):
+    """A :class:`RunResult` plus training logs and (not serialised) the trained agent.
+
+    ``logs["env_steps"][k]`` is the environment step of the k-th log entry; every other key
+    (``"loss_qvalue"``, ``"alpha"``, ``"entropy"``, ...) is that scalar averaged over the
+    ``log_every`` updates before it. ``episode_returns`` are the training episodes' returns
+    (exploration on) and ``episode_steps`` the step at which each ended.
+    """
+
+    logs: dict[str, list[float]] = field(default_factory=dict)
+    cpu_seconds: list[float] = field(default_factory=list)
+    """process CPU seconds at each evaluation, evaluation excluded: unlike the wall clock, barely
+    inflated when other programs compete for the cores"""
+    episode_returns: list[float] = field(default_factory=list)
+    episode_steps: list[int] = field(default_factory=list)
+    agent: Agent | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        data = RunResult(self.algo, self.env_id, self.seed, self.curve).to_dict()
+        data.update(logs=self.logs, episode_returns=self.episode_returns)
+        data.update(episode_steps=self.episode_steps, cpu_seconds=self.cpu_seconds)
+        return data
+
+
+def _transition(obs, action, next_obs, reward, terminated, truncated) -> TensorDict:
+    """One transition in TorchRL's layout, batch size [1] (see rlteach.envs)."""
+    flag = torch.tensor([[terminated]])
+    cut = torch.tensor([[truncated]])
+    return TensorDict(
+        {
+            "observation": obs.unsqueeze(0),
+            "action": action.unsqueeze(0),
+            "next": TensorDict(
+                {
+                    "observation": next_obs.unsqueeze(0),
+                    "reward": torch.tensor([[float(reward)]]),
+                    "done": flag | cut,
+                    "terminated": flag,
+                    "truncated": cut,
+                },
+                batch_size=[1],
+            ),
+        },
+        batch_size=[1],
+    )
+
+
+def _check_config(cfg: OffPolicyConfig) -> None:
+    for name in ("total_frames", "batch_size", "buffer_size", "updates_per_step", "eval_every"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{type(cfg).__name__}.{name} must be an integer >= 1, got {value!r}.")
+    if cfg.warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {cfg.warmup_steps}.")
+    if not 0.0 < cfg.tau <= 1.0:
+        raise ValueError(f"tau must lie in (0, 1], got {cfg.tau}.")
+
+
+def run_offpolicy(
+    algo: str,
+    cfg: OffPolicyConfig,
+    build: Callable[[OffPolicyConfig, GymEnv], Agent],
+    seed: int = 0,
+    quick: bool = False,
+    progress: bool = True,
+) -> OffPolicyResult:
+    """Train with the off-policy loop; ``build(cfg, env)`` makes the recipe's :class:`Agent`.
+
+    Seeded: ``seed`` fixes torch (networks, exploration noise, action sampling), the
+    environment and its random warm-up actions, and the replay buffer's sampling. The reported
+    seconds exclude evaluation.
+    """
+    if quick:
+        budget = cfg.quick_frames
+        cfg = replace(
+            cfg,
+            total_frames=budget,
+            warmup_steps=min(cfg.warmup_steps, budget // 2),
+            eval_every=min(cfg.eval_every, budget),
+        )
+    _check_config(cfg)
+    torch.set_num_threads(cfg.torch_threads)  # PLUMBING
+    generator = seed_everything(seed)
+    env = GymEnv(cfg.env_id, seed=seed)
+    agent = build(cfg, env)
+    target_updater = SoftUpdate(agent.loss, tau=cfg.tau)
+    buffer = ReplayBuffer(cfg.buffer_size, generator=generator)
+
+    result = OffPolicyResult(algo=algo, env_id=cfg.env_id, seed=seed, agent=agent)  # PLUMBING
+    threshold = SOLVED_THRESHOLDS.get(cfg.env_id, float("inf"))
+    bar = tqdm(total=cfg.total_frames, desc=f"{algo} {cfg.env_id}", disable=not progress)
+    evaluator = Evaluator(
+        result,
+        agent.eval_policy,
+        cfg.env_id,
+        cfg.eval_every,
+        threshold,
+        cfg.eval_episodes,
+        cfg.stop_on_solve,
+        bar,
+    )
+    sums: dict[str, float] = {}  # PLUMBING: running sums of the logged scalars
+    episode_return, n_updates = 0.0, 0
+
+    # The loop steps the Gymnasium environment itself, on plain tensors: the TensorDict
+    # plumbing of GymEnv costs more per step than a small network does.
+    gym_env = env.env
+    gym_env.action_space.seed(seed)
+    cpu_start = time.process_time()
+    obs = torch.as_tensor(gym_env.reset(seed=seed)[0], dtype=torch.float32)
+    for step in range(1, cfg.total_frames + 1):
+        # ALGO: act (uniformly at random during the warm-up) and store the transition
+        if step <= cfg.warmup_steps:
+            action = torch.as_tensor(gym_env.action_space.sample(), dtype=torch.float32)
+        else:
+            with torch.no_grad():
+                action = agent.act(obs)
+        next_obs, reward, terminated, truncated, _ = gym_env.step(action.numpy())
+        next_obs = torch.as_tensor(next_obs, dtype=torch.float32)
+        buffer.extend(_transition(obs, action, next_obs, reward, terminated, truncated))
+        episode_return += float(reward)  # PLUMBING
+        if terminated or truncated:
+            result.episode_returns.append(episode_return)
+            result.episode_steps.append(step)
+            episode_return = 0.0
+            next_obs = torch.as_tensor(gym_env.reset()[0], dtype=torch.float32)
+        obs = next_obs
+
+        # ALGO: learn, updates_per_step gradient steps per environment step
+        if step > cfg.warmup_steps:
+            for _ in range(cfg.updates_per_step):
+                batch = buffer.sample(cfg.batch_size)
+                targets_due, scalars = agent.update(batch, n_updates)
+                if targets_due:
+                    target_updater.step()  # (TGT-1) theta' <- (1 - tau) theta' + tau theta
+                n_updates += 1
+                for key, value in scalars.items():  # PLUMBING: logs
+                    sums[key] = sums.get(key, 0.0) + float(value)
+                if n_updates % cfg.log_every == 0:
+                    result.logs.setdefault("env_steps", []).append(step)
+                    for key, total in sums.items():
+                        result.logs.setdefault(key, []).append(total / cfg.log_every)
+                    sums = {}
+
+        # PLUMBING: evaluate when due (wall clock paused; its CPU time is subtracted too)
+        n_evals, cpu_before = len(result.curve), time.process_time()
+        solved = evaluator.after_batch(step, last=step == cfg.total_frames)
+        if len(result.curve) > n_evals:
+            result.cpu_seconds.append(cpu_before - cpu_start)
+            cpu_start += time.process_time() - cpu_before
+        if solved:
+            break
+    bar.close()
+    gym_env.close()
+    return result
