@@ -170,13 +170,20 @@ def _bench(args) -> int:
         print(f"--seeds must be at least 1, got {args.seeds}.", file=sys.stderr)
         return 2
     try:
-        rows = run_bench(args.algo, seeds=args.seeds, quick=args.quick, out_dir=args.out)
+        rows = run_bench(
+            args.algo, seeds=args.seeds, quick=args.quick, out_dir=args.out, compare=args.compare
+        )
     except KeyError as err:
         print(err.args[0], file=sys.stderr)
         return 2
-    from rlteach.bench import markdown_table
+    except ImportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from rlteach.bench import compare_table, markdown_table
 
     print(markdown_table(rows))
+    if args.compare:
+        print(compare_table(rows))
     print(f"Written to {args.out}/ (results.md, results.json, one PNG per entry).")
     return 0
 

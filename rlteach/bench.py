@@ -141,26 +141,55 @@ def run_bench(
     quick: bool = False,
     out_dir: str | Path = "bench-results",
     progress: bool = True,
+    compare: str | None = None,
 ) -> list[dict]:
-    """Train the selected entries over ``seeds`` seeds (0 … seeds−1) and write the reports."""
+    """Train the selected entries over ``seeds`` seeds (0 … seeds−1) and write the reports.
+
+    ``compare="sb3"`` also trains each entry's Stable-Baselines3 counterpart (see
+    :mod:`rlteach.compare.sb3`) over the same seeds with the same evaluation protocol, and adds
+    its numbers and the ratios to each row (``row["compare"]``), the reports and the PNGs.
+    """
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {seeds}.")
+    if compare not in (None, "sb3"):
+        raise ValueError(f"compare must be None or 'sb3', got {compare!r}.")
+    if compare == "sb3":
+        from rlteach.compare import sb3
+
+        sb3.require()  # before any training
     entries = select(names)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows, all_runs = [], {}
     jobs = [(entry, seed) for entry in entries for seed in range(seeds)]
+    other_runs: dict[str, list[RunResult]] = {}
+    if compare == "sb3":  # the same seeds, one after the other, never two trainings at once
+        jobs += [("sb3", entry, seed) for entry, seed in jobs if entry.name in sb3.SB3_TASKS]
     bar = tqdm(jobs, desc="bench", disable=not progress, file=sys.stderr)
-    for entry, seed in bar:
+    for job in bar:
+        if job[0] == "sb3":
+            _, entry, seed = job
+            bar.set_postfix_str(f"SB3 {entry.name} seed {seed}")
+            run = sb3.train_sb3(sb3.SB3_TASKS[entry.name], seed, quick, threshold=entry.threshold)
+            other_runs.setdefault(entry.name, []).append(run)
+            continue
+        entry, seed = job
         bar.set_postfix_str(f"{entry.name} seed {seed}")
         all_runs.setdefault(entry.name, []).append(entry.run(seed, quick=quick))
     for entry in entries:
         runs = all_runs[entry.name]
-        rows.append(summarize(entry, runs))
-        _plot_entry(entry, runs, out / f"{entry.name}.png")
+        row = summarize(entry, runs)
+        if entry.name in other_runs:
+            row["compare"] = compare_row(row, summarize(entry, other_runs[entry.name]))
+            row["compare"]["library"] = sb3.version()
+            row["compare"]["hyperparameters"] = sb3.SB3_TASKS[entry.name].source
+        rows.append(row)
+        _plot_entry(entry, runs, out / f"{entry.name}.png", other_runs.get(entry.name))
     command = "python -m rlteach bench " + " ".join(
-        ([f"--algo {' '.join(names)}"] if names else []) + [f"--seeds {seeds}"]
+        ([f"--algo {' '.join(names)}"] if names else [])
+        + [f"--seeds {seeds}"]
         + (["--quick"] if quick else [])
+        + ([f"--compare {compare}"] if compare else [])
     )
     report = {
         "machine": machine_description(),
@@ -168,18 +197,89 @@ def run_bench(
         "rows": rows,
         "runs": {name: [r.to_dict() for r in runs] for name, runs in all_runs.items()},
     }
+    if compare:
+        report["compare_runs"] = {
+            name: [r.to_dict() for r in runs] for name, runs in other_runs.items()
+        }
     (out / "results.json").write_text(json.dumps(report, indent=1))
     header = f"Measured on {report['machine']} with `{command}`.\n\n"
-    (out / "results.md").write_text(header + markdown_table(rows))
+    text = header + markdown_table(rows)
+    if compare:
+        text += "\n" + compare_table(rows)
+    (out / "results.md").write_text(text)
     return rows
 
 
-def _plot_entry(entry: BenchEntry, runs: Sequence[RunResult], path: Path) -> None:
+def compare_row(ours: dict, theirs: dict) -> dict:
+    """The other library's summary over the same seeds, and the ratios rlteach / other.
+
+    A ratio compares the medians over each side's solved seeds (None when either side solved
+    no seed); below 1 rlteach needed fewer steps (or seconds).
+    """
+
+    def ratio(key):
+        a, b = ours[key], theirs[key]
+        return None if a is None or b is None or b == 0 else a / b
+
+    keep = (
+        "seeds",
+        "seeds_solved",
+        "median_steps_to_solve",
+        "median_seconds_to_solve",
+        "final_return_mean",
+        "final_return_std",
+    )
+    return {
+        **{k: theirs[k] for k in keep},
+        "steps_ratio": ratio("median_steps_to_solve"),
+        "seconds_ratio": ratio("median_seconds_to_solve"),
+    }
+
+
+def compare_table(rows: Sequence[dict]) -> str:
+    """rlteach beside the other library: steps and seconds to solve (medians over solved seeds,
+    the same seeds on both sides) and the ratios rlteach / other."""
+
+    def fmt(value, spec):
+        return "—" if value is None else format(value, spec)
+
+    rows = [r for r in rows if "compare" in r]
+    if not rows:
+        return "No selected entry has a counterpart in the other library.\n"
+    lines = [
+        f"rlteach beside {rows[0]['compare']['library']} on the same seeds, with the same "
+        "evaluation protocol (ratio = rlteach / SB3; below 1, rlteach needed less):\n",
+        "| task | solved (rlteach / SB3) | steps to solve: rlteach | SB3 | ratio "
+        "| seconds to solve: rlteach | SB3 | ratio | SB3 hyper-parameters |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        c = r["compare"]
+        lines.append(
+            f"| {r['name']} ({r['env_id']} ≥ {r['threshold']:g}) "
+            f"| {r['seeds_solved']}/{r['seeds']} / {c['seeds_solved']}/{c['seeds']} "
+            f"| {fmt(r['median_steps_to_solve'], ',.0f')} | {fmt(c['median_steps_to_solve'], ',.0f')} "
+            f"| {fmt(c['steps_ratio'], '.2f')} "
+            f"| {fmt(r['median_seconds_to_solve'], '.1f')} | {fmt(c['median_seconds_to_solve'], '.1f')} "
+            f"| {fmt(c['seconds_ratio'], '.2f')} | {c['hyperparameters']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _plot_entry(
+    entry: BenchEntry,
+    runs: Sequence[RunResult],
+    path: Path,
+    other_runs: Sequence[RunResult] | None = None,
+) -> None:
     import matplotlib.pyplot as plt
 
     from rlteach.plotting import plot_learning_curves
 
-    ax = plot_learning_curves({entry.algo: runs}, entry.threshold, title=f"{entry.name}")
+    groups = {entry.algo: runs}
+    if other_runs:
+        groups = {f"rlteach {entry.algo}": runs, f"SB3 {other_runs[0].algo[4:]}": other_runs}
+    ax = plot_learning_curves(groups, entry.threshold, title=f"{entry.name}")
     ax.figure.tight_layout()
     ax.figure.savefig(path)
     plt.close(ax.figure)
