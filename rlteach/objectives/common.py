@@ -157,13 +157,13 @@ class LossModule(nn.Module):
 
     A subclass declares, as class attributes:
 
-    =============================  =========================================================
+    ============================== =========================================================
     ``_AcceptedKeys``              dataclass: every key the loss reads or writes, with default
     ``default_value_estimator``    the ``ValueEstimators`` member built when none was asked for
                                    (``None`` for losses without one)
     ``supported_value_estimators`` the members ``make_value_estimator`` accepts
     ``out_keys``                   the names of the entries ``forward`` returns
-    =============================  =========================================================
+    ============================== =========================================================
 
     and in ``__init__`` calls ``super().__init__()`` then ``_register_network`` for each
     network. A target network is used for bootstrapping like this::

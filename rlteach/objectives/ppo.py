@@ -108,9 +108,9 @@ class PPOLoss(LossModule):
     :class:`ClipPPOLoss` (PPO-3) and :class:`KLPENPPOLoss` (PPO-4, PPO-5) replace the surrogate;
     the log-ratio, entropy bonus and critic loss live here.
 
-    ==================  ============  ===========================================================
+    =================== ============= ===========================================================
     Symbol / key        Shape         Meaning
-    ==================  ============  ===========================================================
+    =================== ============= ===========================================================
     ``action``          ``[*B, ...]`` the action taken
     ``action_log_prob`` ``[*B]``      log π_old(a|s), written by the acting policy
     ``advantage``       ``[*B, 1]``   Â; computed with the value estimator (GAE) when absent
@@ -121,7 +121,7 @@ class PPOLoss(LossModule):
     ``loss_critic``     ``[]``        c₁·ℓ(V, V^targ), reduced
     ``entropy``         ``[]``        mean entropy, detached (logging)
     ``kl_approx``       ``[]``        mean of log π_old − log π_θ, detached (logging)
-    ==================  ============  ===========================================================
+    =================== ============= ===========================================================
 
     Args:
         actor_network: a ``ProbabilisticTensorDictSequential`` writing the action distribution.
