@@ -277,13 +277,13 @@ class VecGymEnv(_GymBase):
 class Collector:
     """Roll a policy in an environment and yield batches of ``frames_per_batch`` transitions.
 
-    ==================  ===================================================================
-    ``env``             a :class:`GymEnv` or :class:`VecGymEnv` (batch ``*B``)
-    ``policy``          TensorDict → TensorDict writing ``"action"`` (and e.g.
-                        ``"action_log_prob"``); ``None`` acts uniformly at random
+    ====================  =================================================================
+    ``env``               a :class:`GymEnv` or :class:`VecGymEnv` (batch ``*B``)
+    ``policy``            TensorDict → TensorDict writing ``"action"`` (and e.g.
+                          ``"action_log_prob"``); ``None`` acts uniformly at random
     ``frames_per_batch``  transitions per batch, a multiple of ``num_envs``
-    ``total_frames``    stop after this many transitions (``-1``: never stop)
-    ==================  ===================================================================
+    ``total_frames``      stop after this many transitions (``-1``: never stop)
+    ====================  =================================================================
 
     Each batch has batch size ``[*B, T]`` with ``T = frames_per_batch / num_envs`` (time last)
     and holds the root keys, everything the policy wrote, and ``"next"``. The environment is

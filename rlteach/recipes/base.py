@@ -24,11 +24,11 @@ from rlteach.checkpoint import Checkpointer, as_checkpointer  # noqa: F401  (for
 class EvalPoint:
     """One evaluation during training.
 
-    ========== ============================================================
-    env_steps  environment steps (frames over all vector copies) so far
-    seconds    training wall-clock seconds so far, evaluation excluded
+    =========== ============================================================
+    env_steps   environment steps (frames over all vector copies) so far
+    seconds     training wall-clock seconds so far, evaluation excluded
     mean_return mean return of the deterministic policy over the episodes
-    ========== ============================================================
+    =========== ============================================================
     """
 
     env_steps: int
