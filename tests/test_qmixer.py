@@ -271,3 +271,19 @@ def test_mixer_for_other_agent_count_is_refused_at_forward():
     )
     with pytest.raises(ValueError, match=r"mixes 4 agents.*got \[16, 3, 1\]"):
         loss(batch())
+
+
+@pytest.mark.parametrize("kind", ["td1", "td_lambda"])
+def test_multistep_estimators_match_torchrl(kind):
+    """TD(1) and TD(lambda) on a [B, T] batch, through the target networks, as TorchRL."""
+    from torchrl.objectives import ValueEstimators
+
+    ours, theirs = loss_pair("qmix")
+    perturb_targets(ours, theirs)
+    ours.make_value_estimator(kind, gamma=0.9)
+    theirs.make_value_estimator(
+        ValueEstimators.TD1 if kind == "td1" else ValueEstimators.TDLambda, gamma=0.9
+    )
+    td = batch(b=12).reshape(3, 4)
+    a, b = ours(td.clone())["loss"], theirs(td.clone())["loss"]
+    torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
