@@ -246,3 +246,44 @@ def test_bad_batches_are_refused_before_any_change():
         ours(td)
     for k, v in ours.state_dict().items():
         torch.testing.assert_close(v, before[k])
+
+
+class _PlainCritic(torch.nn.Module):
+    """Not an rlteach MLP, so the ensemble keeps a list and loops (the unfused path)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(D + A, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)
+        )
+
+    def forward(self, observation, action):
+        return self.net(torch.cat([observation, action], -1))
+
+
+def test_matches_torchrl_with_looped_critics():
+    from tensordict.nn import TensorDictModule
+
+    torch.manual_seed(0)
+    actor = make_normal_actor(D, A, (16,), low=-2.0, high=2.0)
+    critics = [
+        TensorDictModule(_PlainCritic(), ["observation", "action"], ["state_action_value"])
+        for _ in range(N)
+    ]
+    kwargs = {"num_qvalue_nets": N, "sub_sample_len": 3, "action_spec": _spec()}
+    theirs = torchrl_objectives.REDQLoss(actor, critics, **kwargs)
+    ours = REDQLoss(actor, critics, **kwargs)
+    assert ours.qvalue_network.fused is None
+    torch.manual_seed(2)
+    out_theirs = theirs(_batch())
+    torch.manual_seed(2)
+    out_ours = ours(_batch())
+    for key in out_theirs.keys():
+        torch.testing.assert_close(out_ours[key], out_theirs[key], **TOL, msg=key)
+    grads = {}
+    for name, out in (("ours", out_ours), ("theirs", out_theirs)):
+        actor.zero_grad()
+        (out["loss_actor"] + out["loss_qvalue"]).backward()
+        grads[name] = [p.grad.clone() for p in actor.parameters()]
+    for a, b in zip(grads["ours"], grads["theirs"], strict=True):
+        torch.testing.assert_close(a, b, **TOL)

@@ -149,12 +149,15 @@ class BatchRenorm1d(nn.Module):
         shape = [1, self.num_features] + [1] * (x.dim() - 2)  # broadcast [F] over [B, F, *]
         sigma = (self.running_var + self.eps).sqrt()  # (BRN-1) running σ
         if not self.training:
-            x_hat = (x - self.running_mean.view(shape)) / sigma.view(shape)
-            return self.weight.view(shape) * x_hat + self.bias.view(shape)
+            # eval: y = γ (x − μ)/σ + β, folded into one scale and one shift per feature
+            scale = self.weight / sigma
+            shift = self.bias - scale * self.running_mean
+            return torch.addcmul(shift.view(shape), x, scale.view(shape))
 
         dims = [i for i in range(x.dim()) if i != 1]
         mu_b = x.mean(dims)
-        var_b = x.var(dims, unbiased=False)
+        centred = x - mu_b.view(shape)
+        var_b = centred.pow(2).mean(dims)  # biased batch variance (one pass, no torch.var)
         sigma_b = (var_b + self.eps).sqrt()  # (BRN-1) batch σ_B
         # (BRN-2) corrections from the batch to the running statistics, without gradient
         r = (sigma_b.detach() / sigma).clamp(1 / self.max_r, self.max_r)
@@ -162,9 +165,11 @@ class BatchRenorm1d(nn.Module):
         factor = self._warmup_factor()  # 0 during the warm-up: plain batch norm
         r = 1.0 + (r - 1.0) * factor
         d = d * factor
-        # (BRN-3) normalise with the batch, correct towards the running statistics, then scale
-        x_hat = (x - mu_b.view(shape)) / sigma_b.view(shape) * r.view(shape) + d.view(shape)
-        y = self.weight.view(shape) * x_hat + self.bias.view(shape)
+        # (BRN-3) y = γ((x − μ_B)/σ_B · r + d) + β. The per-feature factors are combined first
+        # ([F] vectors), so the batch is touched by one multiply-add: y = centred·scale + shift
+        scale = self.weight * r / sigma_b
+        shift = self.weight * d + self.bias
+        y = torch.addcmul(shift.view(shape), centred, scale.view(shape))
         # (BRN-4) running statistics, after they were used; n/(n-1) makes the variance unbiased
         with torch.no_grad():
             n = x.numel() // self.num_features

@@ -68,13 +68,13 @@ import dataclasses
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import InteractionType, set_interaction_type
 
 from rlteach._checks import check_choice, check_finite, check_range, get_key, key_str
 from rlteach.modules.ensemble import make_qvalue_ensemble
 from rlteach.objectives._actions import (
     auto_target_entropy,
     check_action_in_bounds,
+    policy_distribution,
     read_action_spec,
 )
 from rlteach.objectives.common import LossModule, _next
@@ -338,21 +338,40 @@ class REDQLoss(LossModule):
         """A reparameterised action and its log-probability, one Gaussian draw for the batch."""
         if self.gSDE:
             actor_td.set("_eps_gSDE", torch.zeros(actor_td.shape, device=actor_td.device))
-        with set_interaction_type(InteractionType.RANDOM):
-            dist = self.actor_network.get_dist(actor_td)
-            if hasattr(dist, "rsample_and_log_prob"):
-                return dist.rsample_and_log_prob()
-            action = dist.rsample()
-            return action, dist.log_prob(action)
+        dist = policy_distribution(self.actor_network, actor_td)  # = actor.get_dist(actor_td)
+        if hasattr(dist, "rsample_and_log_prob"):
+            return dist.rsample_and_log_prob()
+        action = dist.rsample()
+        return action, dist.log_prob(action)
 
-    def _q(self, td: TensorDictBase, action: torch.Tensor, *, target=False, detach=False):
+    def _q(self, td: TensorDictBase, action: torch.Tensor, *, detach=False) -> torch.Tensor:
         """Q_i(s, action) for every critic i: [N, B]. The observation entries come from ``td``."""
-        net = self.target_qvalue_network if target else self.qvalue_network
-        inputs = [
+        return self.qvalue_network(*self._q_inputs(td, action), detach_params=detach).squeeze(-1)
+
+    def _q_inputs(self, td: TensorDictBase, action: torch.Tensor) -> list[torch.Tensor]:
+        """The critics' inputs in their in_keys order, with ``action`` as the action entry."""
+        return [
             action if key == self.tensor_keys.action else td.get(key)
             for key in self.qvalue_network.in_keys
         ]
-        return net(*inputs, detach_params=detach).squeeze(-1)
+
+    def _target_q(self, td: TensorDictBase, action: torch.Tensor, subset: torch.Tensor):
+        """Q_i(s', a') for the M critics i of the subset only, [M, B], without gradient.
+
+        Runs M networks instead of running N and discarding N - M rows (same numbers).
+        """
+        net = self.target_qvalue_network if self.delay_qvalue else self.qvalue_network
+        inputs = self._q_inputs(td, action)
+        if net.fused is None:  # a list of networks: run the chosen ones
+            return torch.stack([net.members[i](*inputs) for i in subset.tolist()]).squeeze(-1)
+        layers = net.fused.layers
+        h = torch.cat(inputs, dim=-1).expand(len(subset), *action.shape[:-1], -1)
+        for depth, layer in enumerate(layers):  # EnsembleMLP's forward on the chosen rows
+            weight, bias = layer.weight[subset], layer.bias[subset]
+            h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+            if depth < len(layers) - 1:
+                h = net.fused.activation(h)
+        return h.squeeze(-1)
 
     def _target(
         self,
@@ -364,7 +383,7 @@ class REDQLoss(LossModule):
         """(REDQ-2): the soft value of s' from the min over the subset, then the TD(0) target."""
         next_td = td.get("next")
         with torch.no_grad():
-            q_next = self._q(next_td, next_action, target=self.delay_qvalue, detach=True)[subset]
+            q_next = self._target_q(next_td, next_action, subset)
             next_value = (q_next - self.alpha * next_log_prob.detach()).min(0)[0]  # [B]
             target = self.value_estimator.value_estimate(td, next_value=next_value.unsqueeze(-1))
         return next_value, target.squeeze(-1)
