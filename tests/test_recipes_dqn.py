@@ -65,6 +65,11 @@ def test_dqn_double_and_soft_target_variants_run():
     assert agent.loss.double_dqn
     with pytest.raises(ValueError, match="target_update"):
         train_dqn(seed=0, quick=True, progress=False, cfg=replace(cfg, target_update="polyak"))
+    # no target network at all: the loss bootstraps from the online network
+    plain = replace(DQNConfig(), target_update="none", **TINY)
+    result, agent = train_dqn_agent(seed=0, quick=True, progress=False, cfg=plain)
+    assert_finite_run(result, "dqn", "CartPole-v1")
+    assert not agent.loss.delay_value and not agent.loss.target_network_pairs()
 
 
 def test_c51_quick_run_is_finite_and_reproducible():

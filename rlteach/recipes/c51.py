@@ -56,7 +56,12 @@ def build(cfg: C51Config, env: VecGymEnv) -> tuple[TensorDictModule, LossModule]
     )
     support = torch.linspace(cfg.v_min, cfg.v_max, cfg.n_atoms)
     actor = DistributionalQValueActor(network, support)
-    loss = DistributionalDQNLoss(actor, gamma=cfg.gamma, double_dqn=cfg.double_dqn)
+    loss = DistributionalDQNLoss(
+        actor,
+        gamma=cfg.gamma,
+        double_dqn=cfg.double_dqn,
+        delay_value=cfg.target_update != "none",
+    )
     return actor, loss
 
 

@@ -87,7 +87,8 @@ class DQNConfig:
     double_dqn: bool = False
     """Double DQN target (van Hasselt et al. 2016) instead of the max over the target network"""
     target_update: str = "hard"
-    """"hard": copy every target_update_interval steps; "soft": Polyak with tau each step"""
+    """"hard": copy every target_update_interval steps; "soft": Polyak with tau each step;
+    "none": no target network at all (bootstrap from the online network, delay_value=False)"""
     target_update_interval: int = 32
     """gradient steps between two copies of the online network (hard updates)"""
     tau: float = 0.01
@@ -152,18 +153,25 @@ def build(cfg: DQNConfig, env: VecGymEnv) -> tuple[TensorDictModule, LossModule]
     """The greedy Q actor and DQNLoss with its TD(0) target at the config's gamma."""
     qnet = make_qvalue_network(env.observation_dim, env.n_actions, cfg.num_cells)
     actor = make_qvalue_actor(qnet)
-    loss = DQNLoss(actor, loss_function=cfg.loss_function, double_dqn=cfg.double_dqn)
+    loss = DQNLoss(
+        actor,
+        loss_function=cfg.loss_function,
+        double_dqn=cfg.double_dqn,
+        delay_value=cfg.target_update != "none",
+    )
     loss.make_value_estimator(gamma=cfg.gamma)
     return actor, loss
 
 
-def make_target_updater(cfg, loss: LossModule):
-    """HardUpdate every ``target_update_interval`` steps, or SoftUpdate with ``tau``."""
+def make_target_updater(cfg, loss: LossModule) -> HardUpdate | SoftUpdate | None:
+    """HardUpdate every ``target_update_interval`` steps, SoftUpdate with ``tau``, or None."""
+    if cfg.target_update == "none":
+        return None
     if cfg.target_update == "hard":
         return HardUpdate(loss, value_network_update_interval=cfg.target_update_interval)
     if cfg.target_update == "soft":
         return SoftUpdate(loss, tau=cfg.tau)
-    raise ValueError(f"target_update must be 'hard' or 'soft', got {cfg.target_update!r}.")
+    raise ValueError(f"target_update must be 'hard', 'soft' or 'none', got {cfg.target_update!r}.")
 
 
 def run_off_policy(
@@ -187,6 +195,10 @@ def run_off_policy(
             eval_every=min(cfg.eval_every, cfg.quick_frames),
             learning_starts=min(cfg.learning_starts, cfg.quick_frames // 4),
             exploration_frames=min(cfg.exploration_frames, cfg.quick_frames // 2),
+        )
+    if cfg.target_update not in ("hard", "soft", "none"):  # before anything is built
+        raise ValueError(
+            f"target_update must be 'hard', 'soft' or 'none', got {cfg.target_update!r}."
         )
     torch.set_num_threads(cfg.torch_threads)  # PLUMBING
     generator = seed_everything(seed)
@@ -224,7 +236,8 @@ def run_off_policy(
                     out["loss"].backward()
                     torch.nn.utils.clip_grad_norm_(loss.parameters(), cfg.max_grad_norm)
                     optimizer.step()
-                    target_updater.step()  # ALGO: (TGT-1) or (TGT-2)
+                    if target_updater is not None:
+                        target_updater.step()  # ALGO: (TGT-1) or (TGT-2)
                     if callback is not None:  # PLUMBING
                         callback(collector.frames, minibatch, out)
             last = collector.frames >= cfg.total_frames  # PLUMBING
