@@ -20,6 +20,7 @@ from rlteach.envs import GymEnv
 from rlteach.modules import make_deterministic_actor, make_state_action_value_network
 from rlteach.objectives import DDPGLoss
 from rlteach.recipes._offpolicy import Agent, OffPolicyConfig, OffPolicyResult, run_offpolicy
+from rlteach.recipes.base import register_trainable
 from rlteach.recipes.td3 import make_explorer
 
 
@@ -85,3 +86,4 @@ def train(
 
 
 register("ddpg-pendulum", "ddpg", "Pendulum-v1", train)
+register_trainable("ddpg", train, {"Pendulum-v1": DDPGConfig()}, action_spaces=("continuous",))

@@ -24,6 +24,7 @@ from rlteach.modules import make_normal_actor, make_state_action_value_network
 from rlteach.objectives import SACLoss
 from rlteach.objectives._actions import policy_distribution
 from rlteach.recipes._offpolicy import Agent, OffPolicyConfig, OffPolicyResult, run_offpolicy
+from rlteach.recipes.base import register_trainable
 
 
 @dataclass(frozen=True)
@@ -107,3 +108,4 @@ def train(
 
 
 register("sac-pendulum", "sac", "Pendulum-v1", train)
+register_trainable("sac", train, {"Pendulum-v1": SACConfig()}, action_spaces=("continuous",))

@@ -24,6 +24,7 @@ from rlteach.envs import GymEnv
 from rlteach.modules import make_deterministic_actor, make_state_action_value_network
 from rlteach.objectives import TD3Loss
 from rlteach.recipes._offpolicy import Agent, OffPolicyConfig, OffPolicyResult, run_offpolicy
+from rlteach.recipes.base import register_trainable
 
 
 @dataclass(frozen=True)
@@ -127,3 +128,4 @@ def train(
 
 
 register("td3-pendulum", "td3", "Pendulum-v1", train)
+register_trainable("td3", train, {"Pendulum-v1": TD3Config()}, action_spaces=("continuous",))
