@@ -18,8 +18,9 @@ With a replay batch :math:`(s, a, r, s', \text{term})`, an ensemble of critics
 
     L_\alpha = -\log\alpha\,\big(\log\pi(\tilde a|s) + \bar{\mathcal H}\big)  \qquad \text{(SAC-4)}
 
-each averaged over the batch (``reduction="mean"``). (SAC-1)-(SAC-3) are eqs. 3, 5 and 7 of
-2018b with the clipped double-Q of Fujimoto et al. (2018); (SAC-4) is 2018b's eq. 18, written in
+each averaged over the batch (``reduction="mean"``). (SAC-1)-(SAC-3) are the soft Bellman target,
+the critic and the policy objectives of 2018b (section 4), with the clipped double-Q of Fujimoto
+et al. (2018); (SAC-4) is 2018b's temperature objective (section 5), written in
 :math:`\log\alpha` as TorchRL does (the optimum is the same and :math:`\alpha = e^{\log\alpha}`
 stays positive). Its gradient is :math:`\partial L_\alpha / \partial \log\alpha =
 \mathcal H - \bar{\mathcal H}` (with :math:`\mathcal H \approx -\log\pi`): gradient descent raises

@@ -16,8 +16,8 @@ DDPG with three fixes against the critic's overestimation. With critics :math:`Q
 
     L_\mu = -Q_1\big(s, \mu(s)\big)                                              \qquad \text{(TD3-4)}
 
-(TD3-1) is *target policy smoothing* (paper eq. 15: :math:`\sigma` = ``policy_noise``, c =
-``noise_clip``), (TD3-2) *clipped double Q* (eq. 10), (TD3-4) the actor loss on the first critic
+(TD3-1) is *target policy smoothing* (paper section 5.3: :math:`\sigma` = ``policy_noise``, c =
+``noise_clip``), (TD3-2) *clipped double Q* (section 4.2), (TD3-4) the actor loss on the first critic
 only. The third fix, *delayed policy updates* (the actor and the targets move once every
 ``policy_delay`` = 2 critic updates), is about *when* the losses are used, not what they are, so
 it lives in the training loop (``rlteach/recipes/td3.py``), as in TorchRL.
