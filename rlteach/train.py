@@ -167,6 +167,17 @@ def train_run(
         if value is not None and (isinstance(value, bool) or value < 1):
             raise TrainError(f"--{name.replace('_', '-')} must be a positive integer, got {value}.")
     if resume:
+        trainable, registry = _registries()
+        if not getattr(trainable.get(algo), "resumable", False):
+            known = sorted(set(trainable) | {e.algo for e in registry.values()})
+            if algo not in known:
+                raise _unknown_algo(algo, known)
+            able = sorted(a for a, r in trainable.items() if r.resumable)
+            raise TrainError(
+                f"{algo} cannot --resume: its recipe does not save checkpoints yet (resumable: "
+                f"{', '.join(able) or 'none'}). A recipe becomes resumable by tracking its state "
+                f"with a Checkpointer, see rlteach/checkpoint.py."
+            )
         path = out / CHECKPOINT_NAME
         if not path.is_file():
             raise TrainError(
@@ -195,8 +206,6 @@ def train_run(
     recipe, cfg = resolve_config(asked["algo"], asked["env_id"])
     if recipe is None:
         return _train_bench_only(asked, out, resume, progress, log)
-    if resume and not recipe.resumable:
-        raise TrainError(f"{algo} cannot --resume: its recipe does not save checkpoints yet.")
 
     changes = {}
     if asked["steps"] is not None:
