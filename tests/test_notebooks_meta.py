@@ -76,7 +76,9 @@ def test_notebooks_and_toc_agree():
     }
     on_disk = {p.with_suffix("").relative_to(ROOT).as_posix() for p in NOTEBOOKS}
     assert on_disk - in_toc == set(), f"notebooks missing from _toc.yml: {sorted(on_disk - in_toc)}"
-    assert in_toc - on_disk == set(), f"_toc.yml entries with no notebook: {sorted(in_toc - on_disk)}"
+    assert in_toc - on_disk == set(), (
+        f"_toc.yml entries with no notebook: {sorted(in_toc - on_disk)}"
+    )
 
 
 def test_there_is_at_least_one_chapter():
