@@ -1,7 +1,7 @@
 """Checkers for the chapters' exercises: run your function, say precisely what is wrong.
 
 Each ``check_*`` runs your function on a few small hand-made inputs, compares the result with
-rlteach's reference implementation and either prints a short success line (and returns True) or
+rlteach's reference implementation and either prints a short success line or
 raises :class:`ExerciseError` naming the first problem it finds: the shape, a flipped sign, a
 shift by one time step, or the value at a specific index, with a hint about the equation::
 

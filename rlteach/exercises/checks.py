@@ -201,7 +201,6 @@ def _run(checker: str, fn: Callable, output: str, cases: list[_Case], pick=None,
         )
     if not quiet:
         print(f"✓ {checker}: {len(cases)} cases agree with rlteach's reference.")
-    return True
 
 
 def _col(values, dtype=torch.float32) -> torch.Tensor:
@@ -239,7 +238,7 @@ _HAND = dict(
 )
 
 
-def check_discounted_returns(fn: Callable, quiet: bool = False) -> bool:
+def check_discounted_returns(fn: Callable, quiet: bool = False) -> None:
     """``fn(reward, done, gamma)`` → the discounted reward-to-go ``G_t`` (no bootstrap), the
     return of chapters 1 and 2: ``G_t = r_{t+1} + γ (1 − d_{t+1}) G_{t+1}``, restarting at every
     episode end. ``reward``, ``done``: ``[*B, T, 1]``."""
@@ -280,7 +279,7 @@ def check_discounted_returns(fn: Callable, quiet: bool = False) -> bool:
                 ],
             )
         )
-    return _run("check_discounted_returns", fn, "return", cases, quiet=quiet)
+    _run("check_discounted_returns", fn, "return", cases, quiet=quiet)
 
 
 def _estimator_mistakes(reference: Callable, kw: dict) -> list:
@@ -304,7 +303,7 @@ def _estimator_mistakes(reference: Callable, kw: dict) -> list:
     ]
 
 
-def check_td_lambda(fn: Callable, quiet: bool = False) -> bool:
+def check_td_lambda(fn: Callable, quiet: bool = False) -> None:
     """``fn(gamma, lmbda, next_state_value, reward, done, terminated)`` → the TD(λ) return
     ``G^λ_t = r_{t+1} + γ(1 − τ_{t+1}) [(1 − λ) V(s_{t+1}) + λ G^λ_{t+1}]`` inside an episode,
     ``[*B, T, 1]`` (chapter 1, eq-lambda-recursion with its masks)."""
@@ -354,10 +353,10 @@ def check_td_lambda(fn: Callable, quiet: bool = False) -> bool:
         )
         for label, kw in inputs
     ]
-    return _run("check_td_lambda", fn, "G^λ", cases, quiet=quiet)
+    _run("check_td_lambda", fn, "G^λ", cases, quiet=quiet)
 
 
-def check_gae(fn: Callable, quiet: bool = False) -> bool:
+def check_gae(fn: Callable, quiet: bool = False) -> None:
     """``fn(gamma, lmbda, state_value, next_state_value, reward, done, terminated)`` → the GAE
     advantage ``[*B, T, 1]`` (or rlteach's ``(advantage, value_target)``):
     ``δ_t = r_{t+1} + γ(1 − τ_{t+1}) V(s_{t+1}) − V(s_t)``, ``Â_t = δ_t + γλ(1 − d_{t+1}) Â_{t+1}``
@@ -416,10 +415,10 @@ def check_gae(fn: Callable, quiet: bool = False) -> bool:
                 mistakes=mistakes,
             )
         )
-    return _run("check_gae", fn, "advantage", cases, pick=_first, quiet=quiet)
+    _run("check_gae", fn, "advantage", cases, pick=_first, quiet=quiet)
 
 
-def check_reinforce_loss(fn: Callable, quiet: bool = False) -> bool:
+def check_reinforce_loss(fn: Callable, quiet: bool = False) -> None:
     """``fn(log_prob, advantage)`` → the scalar REINFORCE loss ``−mean(log π(a|s) · Â)``, whose
     gradient is minus the policy-gradient estimate (chapter 2). ``log_prob``, ``advantage``:
     ``[N]``. Also checks that the loss is differentiable in ``log_prob``."""
@@ -462,14 +461,13 @@ def check_reinforce_loss(fn: Callable, quiet: bool = False) -> bool:
         )
     if not quiet:
         print(f"✓ check_reinforce_loss: {len(cases)} cases agree (value and gradient).")
-    return True
 
 
 def _entropy(probs: torch.Tensor) -> torch.Tensor:
     return -torch.special.xlogy(probs, probs).sum(-1)
 
 
-def check_entropy(fn: Callable, quiet: bool = False) -> bool:
+def check_entropy(fn: Callable, quiet: bool = False) -> None:
     """``fn(probs)`` → the entropy ``H = −Σ_a π(a) ln π(a)`` over the last dim, with
     ``0 · ln 0 = 0`` (chapter 3's entropy bonus). ``probs``: ``[*B, A]`` → ``[*B]``."""
     cases = []
@@ -491,10 +489,10 @@ def check_entropy(fn: Callable, quiet: bool = False) -> bool:
                 else [],
             )
         )
-    return _run("check_entropy", fn, "entropy", cases, quiet=quiet)
+    _run("check_entropy", fn, "entropy", cases, quiet=quiet)
 
 
-def check_clip_objective(fn: Callable, quiet: bool = False) -> bool:
+def check_clip_objective(fn: Callable, quiet: bool = False) -> None:
     """``fn(ratio, advantage, clip_epsilon)`` → PPO's clipped surrogate per sample,
     ``L^CLIP = min(r Â, clip(r, 1 − ε, 1 + ε) Â)`` (the objective, to maximise; chapter 4).
     ``ratio``, ``advantage``: ``[N]``."""
@@ -543,10 +541,10 @@ def check_clip_objective(fn: Callable, quiet: bool = False) -> bool:
                 ],
             )
         )
-    return _run("check_clip_objective", fn, "L_clip", cases, quiet=quiet)
+    _run("check_clip_objective", fn, "L_clip", cases, quiet=quiet)
 
 
-def check_kl_categorical(fn: Callable, quiet: bool = False) -> bool:
+def check_kl_categorical(fn: Callable, quiet: bool = False) -> None:
     """``fn(p_old, p_new)`` → ``KL[p_old ‖ p_new] = Σ_a p_old(a) ln(p_old(a) / p_new(a))`` over
     the last dim (chapter 5, exercise 1: the old policy first). ``[*B, A]`` → ``[*B]``."""
     cases = []
@@ -577,4 +575,4 @@ def check_kl_categorical(fn: Callable, quiet: bool = False) -> bool:
                 ],
             )
         )
-    return _run("check_kl_categorical", fn, "KL", cases, quiet=quiet)
+    _run("check_kl_categorical", fn, "KL", cases, quiet=quiet)
