@@ -83,7 +83,9 @@ def build(cfg: SACConfig, env: GymEnv) -> Agent:
         (out["loss_qvalue"] + out["loss_actor"] + out["loss_alpha"]).backward()
         for opt in (critic_opt, actor_opt, alpha_opt):
             opt.step()
-        return True, out.select("loss_qvalue", "loss_actor", "loss_alpha", "alpha", "entropy")
+        return True, out.select(
+            "loss_qvalue", "loss_actor", "loss_alpha", "alpha", "entropy"
+        ).detach()
 
     def explore(obs):  # ALGO: act by sampling the policy itself (no added noise)
         return policy_distribution(actor, {"observation": obs}).sample()
