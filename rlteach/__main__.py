@@ -124,15 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _list() -> int:
-    from rlteach.bench import REGISTRY
+    from rlteach.bench import REGISTRY, select
     from rlteach.recipes import load_all
 
     load_all()
     if not REGISTRY:
         print("No recipes are registered yet.")
         return 0
-    for entry in REGISTRY.values():
-        print(f"{entry.name:24s} {entry.algo:12s} {entry.env_id:14s} solved at ≥ {entry.threshold:g}")
+    for entry in select(None):  # in the book's order
+        print(f"{entry.name:20s} {entry.algo:10s} {entry.env_id:18s} solved at ≥ {entry.threshold:g}")
     return 0
 
 

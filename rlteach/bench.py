@@ -11,6 +11,7 @@ final evaluation return. It writes ``results.json`` (every curve, for re-plottin
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import sys
@@ -76,10 +77,27 @@ def register(
     return entry
 
 
+# The book's order of algorithms: `list`, `bench` and its tables follow it (registration order
+# depends on which recipe module imports which).
+BOOK_ORDER = (
+    "reinforce", "a2c", "ppo", "dqn", "c51", "ddpg", "td3", "sac", "redq", "crossq",
+    "mappo", "ippo", "qmix", "vdn",
+)  # fmt: skip
+
+
+def in_book_order(entries: Sequence[BenchEntry]) -> list[BenchEntry]:
+    """Entries sorted by their algorithm's chapter (unknown algorithms last, stable otherwise)."""
+
+    def chapter(entry: BenchEntry) -> int:
+        return BOOK_ORDER.index(entry.algo) if entry.algo in BOOK_ORDER else len(BOOK_ORDER)
+
+    return sorted(entries, key=chapter)
+
+
 def select(names: Sequence[str] | None) -> list[BenchEntry]:
-    """The registered entries named (all of them for None), in registration order."""
+    """The registered entries named, in the order given; all of them, in book order, for None."""
     if not names:
-        return list(REGISTRY.values())
+        return in_book_order(list(REGISTRY.values()))
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         known = ", ".join(REGISTRY) or "(none registered yet)"
@@ -106,12 +124,25 @@ def summarize(entry: BenchEntry, runs: Sequence[RunResult]) -> dict:
     }
 
 
+def _cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_description() -> str:
     """What the numbers were measured on: they mean little without it."""
     return (
-        f"{platform.machine()} {platform.processor() or ''} with {torch.get_num_threads()} torch "
-        f"threads, Python {platform.python_version()}, torch {torch.__version__}"
-    ).replace("  ", " ")
+        f"{_cpu_model()} ({platform.machine()}, {os.cpu_count()} logical cores), "
+        f"{torch.get_num_threads()} torch threads, Python {platform.python_version()}, "
+        f"torch {torch.__version__}"
+    )
 
 
 def markdown_table(rows: Sequence[dict]) -> str:

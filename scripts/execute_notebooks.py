@@ -9,7 +9,8 @@ stored notebook and the book page show one finished bar, not a hundred partial o
 
 Each executed notebook records in its metadata (``metadata.rlteach.results_stamp``) what produced
 its stored outputs: the full budget (``RLTEACH_QUICK=0``), a hash of its code cells and a hash of
-each rlteach recipe module it imports (``rlteach/recipes/<name>.py``, and ``base.py`` with them).
+each rlteach recipe module it imports (``rlteach/recipes/<name>.py``, the recipe modules those
+import in turn, such as the shared ``_offpolicy.py`` loop, and ``base.py`` with them).
 Module hashes are taken over the syntax tree without docstrings, so comments, docstrings and
 formatting do not count; any code change does. tests/test_notebooks_meta.py compares the stamp
 with the current code and fails, naming what changed, when the outputs are stale.
@@ -55,8 +56,8 @@ def code_source(notebook) -> str:
     return "\n# ---- cell ----\n".join(s.strip() for s in sources if s.strip())
 
 
-def recipe_modules_used(source: str, root: Path = ROOT) -> list[str]:
-    """Repository paths of the recipe modules a notebook's code imports (plus base.py with them)."""
+def _recipe_names(source: str) -> set[str]:
+    """Names of the modules in rlteach/recipes/ that a piece of code imports."""
     names = set()
     for match in _IMPORT_FROM.finditer(source):
         if match.group(1):
@@ -67,7 +68,20 @@ def recipe_modules_used(source: str, root: Path = ROOT) -> list[str]:
                 if name:
                     names.add(name)
     names.update(_IMPORT.findall(source))
-    paths = {RECIPES / f"{n}.py" for n in names if (root / RECIPES / f"{n}.py").is_file()}
+    return names
+
+
+def recipe_modules_used(source: str, root: Path = ROOT) -> list[str]:
+    """Repository paths of the recipe modules a notebook's code imports, followed through the
+    recipes' own imports (sac.py brings _offpolicy.py; c51.py brings dqn.py), plus base.py."""
+    paths: set[Path] = set()
+    todo = list(_recipe_names(source))
+    while todo:
+        path = RECIPES / f"{todo.pop()}.py"
+        if path in paths or not (root / path).is_file():
+            continue
+        paths.add(path)
+        todo.extend(_recipe_names((root / path).read_text(encoding="utf-8")))
     if paths:
         paths.add(RECIPES / "base.py")
     return sorted(p.as_posix() for p in paths if (root / p).is_file())

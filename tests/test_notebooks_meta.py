@@ -178,3 +178,18 @@ def test_stored_results_come_from_the_current_code(path):
         "bar, a checkpoint hook), check that, then record it with `python "
         f"scripts/execute_notebooks.py --stamp-only notebooks/{path.name}`."
     )
+
+
+def test_stamp_follows_recipe_imports_through_the_recipes():
+    """A chapter that imports sac depends on the shared loop sac imports; c51 brings dqn."""
+    used = execute_notebooks.recipe_modules_used("from rlteach.recipes import sac\n", ROOT)
+    assert used == [
+        "rlteach/recipes/_offpolicy.py",
+        "rlteach/recipes/base.py",
+        "rlteach/recipes/sac.py",
+    ]
+    used = execute_notebooks.recipe_modules_used(
+        "import torch\nfrom rlteach.recipes.c51 import train as c51_train\n", ROOT
+    )
+    assert used == ["rlteach/recipes/base.py", "rlteach/recipes/c51.py", "rlteach/recipes/dqn.py"]
+    assert execute_notebooks.recipe_modules_used("import rlteach\n", ROOT) == []

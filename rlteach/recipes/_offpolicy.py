@@ -9,7 +9,8 @@ what one gradient step does differ. This module is the part they share, top to b
 4. **learn**: ``updates_per_step`` gradient steps per environment step (the update-to-data
    ratio, UTD), each on a fresh uniform minibatch, done by the recipe's ``update``;
 5. **track**: after every update the recipe says whether the target networks are due;
-   if so they move by Polyak averaging (:class:`rlteach.updaters.SoftUpdate`, TGT-1);
+   if so they move by Polyak averaging (:class:`rlteach.updaters.SoftUpdate`, TGT-1). A loss
+   without target networks (CrossQ) gets no updater and ``targets_due`` is ignored;
 6. **evaluate** every ``eval_every`` steps: the mean return of ``eval_episodes`` deterministic
    episodes, with the clock paused (:class:`rlteach.recipes.base.Evaluator`), stopping at the
    solved threshold when ``stop_on_solve``.
@@ -17,7 +18,7 @@ what one gradient step does differ. This module is the part they share, top to b
 A recipe hands the loop an :class:`Agent`::
 
     agent = Agent(
-        loss=loss,                 # an rlteach LossModule with target networks
+        loss=loss,                 # an rlteach LossModule (with target networks, or none)
         act=explore,               # observation tensor -> action tensor, used to collect
         eval_policy=actor,         # evaluated under InteractionType.DETERMINISTIC
         update=update,             # update(batch, i) -> (targets_due, {name: scalar tensor})
@@ -84,7 +85,7 @@ class Agent:
     """The algorithm-specific parts a recipe hands :func:`run_offpolicy`.
 
     ============  ====================================================================
-    loss          the rlteach loss; its target networks are tracked with SoftUpdate
+    loss          the rlteach loss; its target networks, if any, are tracked with SoftUpdate
     act           observation [obs_dim] -> action [action_dim], the exploring policy
                   (called without gradient)
     eval_policy   a TensorDict policy, evaluated under InteractionType.DETERMINISTIC
@@ -188,7 +189,9 @@ def run_offpolicy(
     generator = seed_everything(seed)
     env = GymEnv(cfg.env_id, seed=seed)
     agent = build(cfg, env)
-    target_updater = SoftUpdate(agent.loss, tau=cfg.tau)
+    # (TGT-1) for the losses that keep target networks; CrossQ has none, so no updater
+    has_targets = bool(agent.loss.target_network_pairs())
+    target_updater = SoftUpdate(agent.loss, tau=cfg.tau) if has_targets else None
     buffer = ReplayBuffer(cfg.buffer_size, generator=generator)
 
     result = OffPolicyResult(algo=algo, env_id=cfg.env_id, seed=seed, agent=agent)  # PLUMBING
@@ -236,7 +239,7 @@ def run_offpolicy(
             for _ in range(cfg.updates_per_step):
                 batch = buffer.sample(cfg.batch_size)
                 targets_due, scalars = agent.update(batch, n_updates)
-                if targets_due:
+                if targets_due and target_updater is not None:
                     target_updater.step()  # (TGT-1) theta' <- (1 - tau) theta' + tau theta
                 n_updates += 1
                 for key, value in scalars.items():  # PLUMBING: logs

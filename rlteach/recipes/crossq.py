@@ -10,28 +10,24 @@ What is CrossQ-specific:
   gradients faster), an update-to-data ratio of 1, and a policy step every ``policy_delay``
   critic steps (3, as in the paper).
 
-The loop is the one of :mod:`rlteach.recipes._offpolicy` (warm-up, act, store, update, evaluate
-with the clock paused, CPU seconds logged), written out here without its target-network updater:
-``run_offpolicy`` builds a ``SoftUpdate``, which refuses a loss without target networks. ``train(seed, quick, progress, cfg)`` returns an :class:`OffPolicyResult` with the curve,
-``logs`` (``loss_qvalue``, ``loss_actor``, ``alpha``, ``entropy``) and ``agent``.
+The loop is :func:`rlteach.recipes._offpolicy.run_offpolicy`, the one SAC uses: it sees that
+the loss has no target networks and runs without a target updater. ``train(seed, quick,
+progress, cfg)`` returns an :class:`OffPolicyResult` with the curve, ``logs`` (``loss_qvalue``,
+``loss_actor``, ``alpha``, ``entropy``) and ``agent``.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
 
-from rlteach.bench import SOLVED_THRESHOLDS, register
-from rlteach.buffers import ReplayBuffer
+from rlteach.bench import register
 from rlteach.envs import GymEnv
 from rlteach.modules import make_crossq_qvalue_network, make_normal_actor
 from rlteach.objectives import CrossQLoss
 from rlteach.objectives._actions import policy_distribution
-from rlteach.recipes._offpolicy import Agent, OffPolicyConfig, OffPolicyResult, _transition
-from rlteach.recipes.base import Evaluator, seed_everything
+from rlteach.recipes._offpolicy import Agent, OffPolicyConfig, OffPolicyResult, run_offpolicy
 
 
 @dataclass(frozen=True)
@@ -136,88 +132,8 @@ def train(
     progress: bool = True,
     cfg: CrossQConfig | None = None,
 ) -> OffPolicyResult:
-    """Train CrossQ; the result carries the curve, the logs (alpha, entropy, ...) and the agent.
-
-    The loop of :func:`rlteach.recipes._offpolicy.run_offpolicy` minus the target updater.
-    """
-    cfg = cfg or CrossQConfig()
-    if quick:  # PLUMBING: the small budget of RLTEACH_QUICK=1
-        budget = cfg.quick_frames
-        cfg = replace(
-            cfg,
-            total_frames=budget,
-            warmup_steps=min(cfg.warmup_steps, budget // 2),
-            eval_every=min(cfg.eval_every, budget),
-        )
-    torch.set_num_threads(cfg.torch_threads)  # PLUMBING
-    generator = seed_everything(seed)
-    env = GymEnv(cfg.env_id, seed=seed)
-    agent = build(cfg, env)
-    buffer = ReplayBuffer(cfg.buffer_size, generator=generator)
-
-    result = OffPolicyResult(algo="crossq", env_id=cfg.env_id, seed=seed, agent=agent)  # PLUMBING
-    threshold = SOLVED_THRESHOLDS.get(cfg.env_id, float("inf"))
-    bar = tqdm(total=cfg.total_frames, desc=f"crossq {cfg.env_id}", disable=not progress)
-    evaluator = Evaluator(
-        result,
-        agent.eval_policy,
-        cfg.env_id,
-        cfg.eval_every,
-        threshold,
-        cfg.eval_episodes,
-        cfg.stop_on_solve,
-        bar,
-    )
-    sums: dict[str, float] = {}  # PLUMBING: running sums of the logged scalars
-    episode_return, n_updates = 0.0, 0
-
-    # as in run_offpolicy: the Gymnasium environment stepped on plain tensors
-    gym_env = env.env
-    gym_env.action_space.seed(seed)
-    cpu_start = time.process_time()
-    obs = torch.as_tensor(gym_env.reset(seed=seed)[0], dtype=torch.float32)
-    for step in range(1, cfg.total_frames + 1):
-        # ALGO: act (uniformly at random during the warm-up) and store the transition
-        if step <= cfg.warmup_steps:
-            action = torch.as_tensor(gym_env.action_space.sample(), dtype=torch.float32)
-        else:
-            with torch.no_grad():
-                action = agent.act(obs)
-        next_obs, reward, terminated, truncated, _ = gym_env.step(action.numpy())
-        next_obs = torch.as_tensor(next_obs, dtype=torch.float32)
-        buffer.extend(_transition(obs, action, next_obs, reward, terminated, truncated))
-        episode_return += float(reward)  # PLUMBING
-        if terminated or truncated:
-            result.episode_returns.append(episode_return)
-            result.episode_steps.append(step)
-            episode_return = 0.0
-            next_obs = torch.as_tensor(gym_env.reset()[0], dtype=torch.float32)
-        obs = next_obs
-
-        # ALGO: learn, updates_per_step gradient steps per environment step; no target network
-        if step > cfg.warmup_steps:
-            for _ in range(cfg.updates_per_step):
-                _, scalars = agent.update(buffer.sample(cfg.batch_size), n_updates)
-                n_updates += 1
-                for key, value in scalars.items():  # PLUMBING: logs
-                    sums[key] = sums.get(key, 0.0) + float(value)
-                if n_updates % cfg.log_every == 0:
-                    result.logs.setdefault("env_steps", []).append(step)
-                    for key, total in sums.items():
-                        result.logs.setdefault(key, []).append(total / cfg.log_every)
-                    sums = {}
-
-        # PLUMBING: evaluate when due (wall clock paused; its CPU time is subtracted too)
-        n_evals, cpu_before = len(result.curve), time.process_time()
-        solved = evaluator.after_batch(step, last=step == cfg.total_frames)
-        if len(result.curve) > n_evals:
-            result.cpu_seconds.append(cpu_before - cpu_start)
-            cpu_start += time.process_time() - cpu_before
-        if solved:
-            break
-    bar.close()
-    gym_env.close()
-    return result
+    """Train CrossQ; the result carries the curve, the logs (alpha, entropy, ...) and the agent."""
+    return run_offpolicy("crossq", cfg or CrossQConfig(), build, seed, quick, progress)
 
 
 register("crossq-pendulum", "crossq", "Pendulum-v1", train)
