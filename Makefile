@@ -40,9 +40,12 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m rlteach bench
 
-# Re-measure every registered recipe (5 seeds) into benchmarks/ and regenerate the book's page.
+# Re-measure every registered recipe (5 seeds) into benchmarks/, then every recipe that has a
+# Stable-Baselines3 counterpart beside SB3 (3 seeds) into benchmarks/sb3/, and regenerate the
+# book's page. Several hours on 2 cores; `--algo NAME ...` measures a subset.
 benchmarks: $(STAMP)
 	nice -n 10 $(PY) -m rlteach bench --seeds 5 --out benchmarks
+	nice -n 10 $(PY) -m rlteach bench --compare sb3 --seeds 3 --out benchmarks/sb3
 	$(PY) scripts/benchmarks_page.py
 
 clean:

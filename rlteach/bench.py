@@ -166,6 +166,17 @@ def markdown_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def entries_to_run(names: Sequence[str] | None, compare: str | None = None) -> list[BenchEntry]:
+    """The entries named; without names every entry, or with ``compare="sb3"`` every entry
+    that has a Stable-Baselines3 counterpart."""
+    entries = select(names)
+    if compare == "sb3" and not names:
+        from rlteach.compare import sb3
+
+        entries = [entry for entry in entries if entry.name in sb3.SB3_TASKS]
+    return entries
+
+
 def run_bench(
     names: Sequence[str] | None = None,
     seeds: int = 5,
@@ -188,7 +199,7 @@ def run_bench(
         from rlteach.compare import sb3
 
         sb3.require()  # before any training
-    entries = select(names)
+    entries = entries_to_run(names, compare)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows, all_runs = [], {}

@@ -5,13 +5,13 @@
 default config with the task replaced, after checking the recipe's networks can act in that
 task's action space), and writes into ``--out``:
 
-================  ==========================================================================
-``log.csv``       one row per evaluation: ``env_steps, seconds, mean_return`` (seconds of
-                  training, evaluation excluded; deterministic policy, ``eval_episodes``
-                  episodes seeded 10000, 10001, ...)
-``curve.png``     the learning curve
-``checkpoint.pt`` the full state of the run at the last checkpoint (see rlteach/checkpoint.py)
-================  ==========================================================================
+=================  ==========================================================================
+``log.csv``        one row per evaluation: ``env_steps, seconds, mean_return`` (seconds of
+                   training, evaluation excluded; deterministic policy, ``eval_episodes``
+                   episodes seeded 10000, 10001, ...)
+``curve.png``      the learning curve
+``checkpoint.pt``  the full state of the run at the last checkpoint (see rlteach/checkpoint.py)
+=================  ==========================================================================
 
 ``--resume`` restores ``checkpoint.pt`` and continues; the resumed run ends bit-identical to an
 uninterrupted one (the seconds column apart: that is wall-clock time).

@@ -19,6 +19,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+COMPARE_INTRO = """\
+The same tasks trained by Stable-Baselines3 (with sb3-contrib for CrossQ) using RL-Zoo's tuned
+hyper-parameters, by `python -m rlteach bench --compare sb3`: in one run, on the same seeds, one
+training at a time, with rlteach's evaluation protocol (10 deterministic episodes every
+evaluation interval, evaluation time not counted) on both sides. A ratio is rlteach's median
+over SB3's; below 1, rlteach needed less. Entries without an SB3 counterpart in RL-Zoo's
+configuration for the task are left out.
+"""
+
 INTRO = """\
 # Benchmarks
 
@@ -36,8 +45,8 @@ measure again on your machine: `make benchmarks`.
 """
 
 
-def render(results_dir: Path, page: Path) -> str:
-    """The page's Markdown, with paths relative to the page's folder."""
+def _load(results_dir: Path) -> tuple[dict, str]:
+    """A bench run's results.json and its Markdown tables (without the "Measured on" line)."""
     report_path = results_dir / "results.json"
     if not report_path.is_file():
         raise FileNotFoundError(
@@ -46,41 +55,96 @@ def render(results_dir: Path, page: Path) -> str:
         )
     report = json.loads(report_path.read_text())
     table_path = results_dir / "results.md"
-    table = table_path.read_text().strip() if table_path.is_file() else ""
-    # The bench's own "Measured on ..." line repeats the section below.
-    table = "\n".join(line for line in table.splitlines() if not line.startswith("Measured on"))
+    text = table_path.read_text().strip() if table_path.is_file() else ""
+    # The bench's own "Measured on ..." line repeats the machine and command listed on the page.
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("Measured on"))
+    return report, text.strip()
+
+
+def _relative(results_dir: Path) -> Path:
+    """results_dir as the page (in book/) links to it."""
+    resolved = results_dir.resolve()
+    return Path("..") / resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else resolved
+
+
+def _curves(report: dict, results_dir: Path, heading: str, what: str) -> list[str]:
+    parts = []
+    rows = {row["name"]: row for row in report["rows"]}
+    pngs = [results_dir / f"{name}.png" for name in rows if (results_dir / f"{name}.png").is_file()]
+    rel = _relative(results_dir)
+    for png in pngs:
+        row = rows[png.stem]
+        parts.append(f"{heading} {row['name']}\n")
+        parts.append(f"```{{figure}} {(rel / png.name).as_posix()}")
+        parts.append(f":alt: learning curves of {row['name']} on {row['env_id']}{what}")
+        parts.append(":width: 90%\n")
+        parts.append(
+            f"{row['algo']} on {row['env_id']}: {row['seeds_solved']} of {row['seeds']} seeds "
+            f"reached {row['threshold']:g}.\n```\n"
+        )
+    return parts
+
+
+def render(results_dir: Path, page: Path, compare_dir: Path | None = None) -> str:
+    """The page's Markdown, with paths relative to the page's folder.
+
+    ``compare_dir`` (default: ``results_dir/sb3`` when it holds a run) is a
+    ``bench --compare sb3`` run, laid out as its own section with its own machine and command.
+    """
+    report, table = _load(results_dir)
     parts = [INTRO]
     parts.append("## Machine and command\n")
     parts.append(f"- Machine: {report['machine']}")
     parts.append(f"- Command: `{report['command']}`\n")
+    missing = [name for name in _registered() if name not in {r["name"] for r in report["rows"]}]
+    if missing:
+        parts.append(
+            "Registered but not in this run: " + ", ".join(f"`{n}`" for n in missing) + ".\n"
+        )
+    notes = results_dir / "notes.md"
+    if notes.is_file():  # what the person who ran the bench has to say about it
+        parts.append(notes.read_text().strip() + "\n")
     parts.append("## Results\n")
-    parts.append(table.strip() + "\n")
-    rel = (
-        Path("..") / results_dir.resolve().relative_to(ROOT)
-        if results_dir.resolve().is_relative_to(ROOT)
-        else results_dir.resolve()
-    )
-    rows = {row["name"]: row for row in report["rows"]}
-    curves = [
-        results_dir / f"{name}.png" for name in rows if (results_dir / f"{name}.png").is_file()
-    ]
+    parts.append(table + "\n")
+    if compare_dir is None and (results_dir / "sb3" / "results.json").is_file():
+        compare_dir = results_dir / "sb3"
+    if compare_dir is not None:
+        other, other_text = _load(compare_dir)
+        compare = (
+            other_text[other_text.index("rlteach beside") :]
+            if "rlteach beside" in other_text
+            else ""
+        )
+        parts.append("## Beside Stable-Baselines3\n")
+        parts.append(COMPARE_INTRO)
+        parts.append(f"- Machine: {other['machine']}")
+        parts.append(f"- Command: `{other['command']}`\n")
+        parts.append(compare + "\n")
+    curves = _curves(report, results_dir, "###", "")
     if curves:
         parts.append("## Learning curves\n")
         parts.append(
             "Evaluation return against environment steps, the mean over seeds with the min–max "
             "band; the dashed line is the solved threshold.\n"
         )
-    for png in curves:
-        row = rows[png.stem]
-        parts.append(f"### {row['name']}\n")
-        parts.append(f"```{{figure}} {(rel / png.name).as_posix()}")
-        parts.append(f":alt: learning curves of {row['name']} on {row['env_id']}")
-        parts.append(":width: 90%\n")
-        parts.append(
-            f"{row['algo']} on {row['env_id']}: {row['seeds_solved']} of {row['seeds']} seeds "
-            f"reached {row['threshold']:g}.\n```\n"
-        )
+        parts.extend(curves)
+    if compare_dir is not None:
+        curves = _curves(other, compare_dir, "###", ", beside Stable-Baselines3")
+        if curves:
+            parts.append("## Learning curves beside Stable-Baselines3\n")
+            parts.append("The comparison run's curves: rlteach and SB3 on the same seeds.\n")
+            parts.extend(curves)
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _registered() -> list[str]:
+    """Every registered bench entry, in the book's order."""
+    sys.path.insert(0, str(ROOT))
+    from rlteach.bench import select
+    from rlteach.recipes import load_all
+
+    load_all()
+    return [entry.name for entry in select(None)]
 
 
 def main(argv: list[str] | None = None) -> int:

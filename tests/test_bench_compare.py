@@ -42,6 +42,19 @@ def test_sb3_tasks_use_the_recipes_evaluation_interval():
             assert task.eval_every == recipe.configs[task.env_id].eval_every, task.entry
 
 
+def test_compare_without_names_runs_the_entries_that_have_a_counterpart():
+    from rlteach.recipes import load_all
+
+    load_all()
+    names = [e.name for e in bench.entries_to_run(None, compare="sb3")]
+    assert names == [e.name for e in bench.select(None) if e.name in sb3.SB3_TASKS]
+    assert set(names) == set(sb3.SB3_TASKS)  # every SB3 task is a registered entry
+    assert "ppo-cartpole" in names and "ddpg-pendulum" not in names
+    # named entries run as named, counterpart or not; no compare: everything
+    assert [e.name for e in bench.entries_to_run(["ddpg-pendulum"], "sb3")] == ["ddpg-pendulum"]
+    assert len(bench.entries_to_run(None)) == len(bench.REGISTRY)
+
+
 @pytest.mark.skipif(
     not sb3.available(),
     reason="stable-baselines3 / sb3-contrib not installed (pip install -e '.[bench]')",

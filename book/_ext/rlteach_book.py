@@ -88,7 +88,12 @@ def docutils_problems(lines: list[str]) -> list[str]:
     """Warnings and errors plain docutils reports for a docstring (Sphinx roles not counted)."""
     # Roles become literals and directives comments: inside a Sphinx build, docutils' registry
     # holds Sphinx's versions, which need a build environment this dry run does not have.
-    text = re.sub(r":[\w:+-]+:`([^`]*)`", r"``\1``", "\n".join(lines))
+    # Same width (padded), so that a role inside a table keeps the columns aligned.
+    text = re.sub(
+        r":[\w:+-]+:`([^`]*)`",
+        lambda m: f"``{m.group(1)}``".ljust(len(m.group(0))),
+        "\n".join(lines),
+    )
     text = re.sub(r"^(\s*)\.\. ([\w:-]+::)", r"\1.. (directive) \2", text, flags=re.M)
     stream = io.StringIO()
     docutils.core.publish_doctree(

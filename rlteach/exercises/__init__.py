@@ -36,6 +36,7 @@ Tensors follow the book's conventions: per-step quantities are ``[*B, T, 1]`` (t
 trailing feature dim), flags are ``bool``.
 """
 
+from rlteach.exercises import continuous, multiagent, value_based
 from rlteach.exercises.checks import (
     ExerciseError,
     check_clip_objective,
@@ -47,6 +48,9 @@ from rlteach.exercises.checks import (
     check_reinforce_loss,
     check_td_lambda,
 )
+from rlteach.exercises.continuous import *  # noqa: F403 (chapters 9-13)
+from rlteach.exercises.multiagent import *  # noqa: F403 (chapters 14-15)
+from rlteach.exercises.value_based import *  # noqa: F403 (chapters 6-8)
 
 __all__ = [
     "ExerciseError",
@@ -58,4 +62,4 @@ __all__ = [
     "check_entropy",
     "check_clip_objective",
     "check_kl_categorical",
-]
+] + value_based.__all__ + continuous.__all__ + multiagent.__all__

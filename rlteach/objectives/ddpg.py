@@ -50,7 +50,9 @@ class DDPGLoss(LossModule):
         value_network: Q(s, a), writing ``"state_action_value"`` [*B, 1] (e.g.
             ``make_state_action_value_network``). Trained in place (not copied).
 
-    Keyword Args (TorchRL 0.14's, same defaults):
+    The keyword arguments are TorchRL 0.14's, with the same defaults.
+
+    Keyword Args:
         loss_function: ``"l2"`` (default), ``"l1"`` or ``"smooth_l1"``.
         delay_actor: keep a target actor mu' (False).
         delay_value: keep a target critic Q' (True).

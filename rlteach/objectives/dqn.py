@@ -154,7 +154,9 @@ class DQNLoss(LossModule):
                                     prioritized replay (TorchRL's ``priority`` key)
     ==============  ==============  ==================================================
 
-    Keyword Args (TorchRL 0.14's names and defaults):
+    The keyword arguments have TorchRL 0.14's names and defaults.
+
+    Keyword Args:
         loss_function: ``"l2"`` (default), ``"l1"`` or ``"smooth_l1"`` (the Huber loss of the
             DQN paper).
         delay_value: keep a target network θ' (default ``True``); update it with
@@ -362,16 +364,16 @@ def project_distribution(
     general falls between two support points z_l and z_u. Its mass is split between them in
     proportion to closeness (linear interpolation), which keeps the mean and the total mass.
 
-    =================  ==============  =============================================
-    symbol             shape           meaning
-    =================  ==============  =============================================
-    ``next_probs``     [N, n_atoms]    p_j(s_{t+1}, a*), each row sums to 1
-    ``reward``         [N, 1]          r_t
-    ``not_terminated`` [N, 1]          1 - term_t (0 after a true terminal state)
-    ``discount``       scalar / [N,1]  γ (or γ^n for n-step transitions)
-    ``support``        [n_atoms]       z_1 < ... < z_N, evenly spaced by Δz
-    returns            [N, n_atoms]    m, the target distribution on the support
-    =================  ==============  =============================================
+    ==================  ==============  =============================================
+    symbol              shape           meaning
+    ==================  ==============  =============================================
+    ``next_probs``      [N, n_atoms]    p_j(s_{t+1}, a*), each row sums to 1
+    ``reward``          [N, 1]          r_t
+    ``not_terminated``  [N, 1]          1 - term_t (0 after a true terminal state)
+    ``discount``        scalar / [N,1]  γ (or γ^n for n-step transitions)
+    ``support``         [n_atoms]       z_1 < ... < z_N, evenly spaced by Δz
+    returns             [N, n_atoms]    m, the target distribution on the support
+    ==================  ==============  =============================================
 
     When T z_j lands exactly on a support point, b_j is a whole number and l = u = b_j: the two
     weights of C51-4, (u - b_j) and (b_j - l), are both 0 and the printed algorithm drops the
@@ -415,7 +417,9 @@ class DistributionalDQNLoss(LossModule):
        see :func:`project_distribution`;
     4. loss = -Σ_i m_i log p_i(s_t, a_t) (C51-5), whose value is also written as ``td_error``.
 
-    Keyword Args (TorchRL 0.14's names; TorchRL requires ``gamma``):
+    The keyword arguments have TorchRL 0.14's names (TorchRL requires ``gamma``).
+
+    Keyword Args:
         gamma: the discount γ (a buffer, like TorchRL's). ``"steps_to_next_obs"`` in the
             batch, when present, makes it γ^n.
         delay_value: keep a target network (default ``True``).

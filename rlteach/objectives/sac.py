@@ -164,7 +164,9 @@ class SACLoss(LossModule):
             ``loss.qvalue_network``: train ``loss.parameters()``, not the networks passed in.
         value_network: V(s), for version 1; ``None`` (default) selects version 2.
 
-    Keyword Args (TorchRL 0.14's, same defaults):
+    The keyword arguments are TorchRL 0.14's, with the same defaults.
+
+    Keyword Args:
         num_qvalue_nets: N critics (2).
         loss_function: critic distance, ``"smooth_l1"`` (default), ``"l2"`` or ``"l1"``.
         alpha_init, min_alpha, max_alpha, fixed_alpha: see :class:`Temperature`.

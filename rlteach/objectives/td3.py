@@ -59,7 +59,9 @@ class TD3Loss(LossModule):
         qvalue_network: one Q(s, a) network (copied ``num_qvalue_nets`` times, each copy
             re-initialised), a list of them (weights stacked), or a ``QValueEnsemble``.
 
-    Keyword Args (TorchRL 0.14's, same defaults):
+    The keyword arguments are TorchRL 0.14's, with the same defaults.
+
+    Keyword Args:
         action_spec: a bounded action spec (TorchRL ``Bounded``, Gymnasium ``Box``); or
         bounds: ``(low, high)``. Exactly one of the two: a' is clipped to these bounds, and stored
             actions outside them are refused.
