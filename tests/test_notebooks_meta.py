@@ -193,3 +193,68 @@ def test_stamp_follows_recipe_imports_through_the_recipes():
     )
     assert used == ["rlteach/recipes/base.py", "rlteach/recipes/c51.py", "rlteach/recipes/dqn.py"]
     assert execute_notebooks.recipe_modules_used("import rlteach\n", ROOT) == []
+
+
+def exercises(nb: dict) -> list[tuple[str, list[dict]]]:
+    """The chapter's exercises: (title, the cells from its statement to the next one).
+
+    The section starts at a Markdown cell with a ``## Exercises`` heading and ends at the next
+    ``## `` heading; each exercise starts with a bold number, ``**3. Title.**``.
+    """
+    import re
+
+    start = re.compile(r"^\*\*(\d+)\.", re.M)
+    found: list[tuple[str, list[dict]]] = []
+    inside = False
+    for cell in nb["cells"]:
+        text = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            headings = re.findall(r"^## (.+)$", text, re.M)
+            if "Exercises" in headings:
+                inside = True
+                text = text.split("## Exercises", 1)[1]
+            elif headings and inside:
+                before = text.split("## ", 1)[0]
+                if before.strip() and found:
+                    found[-1][1].append({**cell, "source": [before]})
+                break
+            if not inside:
+                continue
+            pieces = start.split(text)  # [before, n1, body1, n2, body2, ...]
+            if pieces[0].strip() and found:
+                found[-1][1].append({**cell, "source": [pieces[0]]})
+            for number, body in zip(pieces[1::2], pieces[2::2], strict=True):
+                found.append((f"exercise {number}", [{**cell, "source": [body]}]))
+        elif inside and found:
+            found[-1][1].append(cell)
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_exercises_have_hidden_answers_and_a_checker(path):
+    """Every exercise's answer is behind a toggle (a dropdown, or a hidden code cell), and each
+    chapter has at least one exercise that runs an ``rlteach.exercises`` checker."""
+    nb = load_notebook(path)
+    found = exercises(nb)
+    assert found, f"{path.name}: no '## Exercises' section with numbered exercises (**1. ...**)"
+    for title, cells in found:
+        hidden = any(
+            ("{dropdown}" in "".join(c["source"]) and c["cell_type"] == "markdown")
+            or (
+                c["cell_type"] == "code"
+                and {"hide-cell", "hide-input"} & set(c.get("metadata", {}).get("tags", []))
+            )
+            for c in cells
+        )
+        assert hidden, (
+            f"{path.name}, {title}: no answer behind a toggle; add a ':::{{dropdown}} Answer' "
+            "block or a code cell tagged hide-cell / hide-input"
+        )
+    checked = [
+        title
+        for title, cells in found
+        if any(c["cell_type"] == "code" and "rlteach.exercises" in "".join(c["source"]) for c in cells)
+    ]
+    assert checked, (
+        f"{path.name}: no exercise runs a checker from rlteach.exercises (see chapters 1-5)"
+    )
