@@ -269,3 +269,18 @@ def test_checkers_do_not_let_the_student_change_the_inputs():
     with pytest.raises(ExerciseError):
         check_gae(in_place, quiet=True)
     check_gae(gae_loop, quiet=True)  # the cases are intact
+
+
+def test_every_checker_is_exported_and_listed():
+    """The package exports every family's checkers and its docstring names each of them."""
+    import rlteach.exercises as ex
+    from rlteach.exercises import continuous, multiagent, value_based
+
+    for module in (value_based, continuous, multiagent):
+        assert module.__all__, f"{module.__name__} exports no checker"
+        for name in module.__all__:
+            assert name in ex.__all__ and getattr(ex, name) is getattr(module, name)
+            assert name in module.__doc__, f"{module.__name__}'s table does not list {name}"
+    for name in ex.__all__:
+        if name.startswith("check_"):
+            assert name in ex.__doc__, f"rlteach.exercises' docstring does not name {name}"

@@ -32,6 +32,14 @@ checker                                 your function                           
 :func:`check_kl_categorical`            ``fn(p_old, p_new) -> KL[p_old ‖ p_new]``   05
 ======================================  ==========================================  ==========
 
+Chapters 6-15 have their own checkers, one module per family, all importable from here:
+:mod:`rlteach.exercises.value_based` (chapters 6-8: ``check_dqn_target``,
+``check_double_dqn_target``, ``check_c51_projection``), :mod:`rlteach.exercises.continuous`
+(chapters 9-13: ``check_soft_update``, ``check_target_smoothing``, ``check_td3_target``,
+``check_tanh_normal_log_prob``, ``check_redq_target``, ``check_batch_renorm``) and
+:mod:`rlteach.exercises.multiagent` (chapters 14-15: ``check_multiagent_gae``,
+``check_qmix_mixing``, ``check_vdn_target``). Each module's page lists the signatures.
+
 Tensors follow the book's conventions: per-step quantities are ``[*B, T, 1]`` (time, then a
 trailing feature dim), flags are ``bool``.
 """
