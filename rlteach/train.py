@@ -1,7 +1,7 @@
 """``python -m rlteach train`` and ``python -m rlteach evaluate``: one run, logged and resumable.
 
 ``train ALGO`` looks the algorithm up among the recipes registered with
-:func:`rlteach.recipes.base.register_trainable`, picks the recipe's config for ``--env`` (or its
+``rlteach.recipes.base.register_trainable``, picks the recipe's config for ``--env`` (or its
 default config with the task replaced, after checking the recipe's networks can act in that
 task's action space), and writes into ``--out``:
 
