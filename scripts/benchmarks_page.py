@@ -25,8 +25,9 @@ hyper-parameters, by `python -m rlteach bench --compare sb3`: in one run, on the
 training at a time, with rlteach's evaluation protocol (10 deterministic episodes every
 evaluation interval, evaluation time not counted) on both sides. A ratio is rlteach's median
 over SB3's; below 1, rlteach needed less. Left out: REINFORCE, C51, REDQ and the multi-agent
-entries (SB3 has no such algorithms), and DDPG and TD3 (RL-Zoo has Pendulum settings for them,
-not wired into `rlteach.compare.sb3` yet). With RL-Zoo's DQN settings ("almost tuned" for
+entries (SB3 has no such algorithms). SB3 evaluates at its own batch boundaries (for TD3 and
+DDPG with RL-Zoo's settings, at the end of an episode, every 200 steps), so its step counts can
+exceed the evaluation grid's by part of a batch. With RL-Zoo's DQN settings ("almost tuned" for
 CartPole), SB3's greedy policy is unstable under this protocol: it rarely holds a 10-episode
 mean at the threshold, hence its large step counts and the dashes (no seed solved).
 """
@@ -88,11 +89,11 @@ def _curves(report: dict, results_dir: Path, heading: str, what: str) -> list[st
     return parts
 
 
-def render(results_dir: Path, page: Path, compare_dir: Path | None = None) -> str:
+def render(results_dir: Path, page: Path, compare_dirs: list[Path] | None = None) -> str:
     """The page's Markdown, with paths relative to the page's folder.
 
-    ``compare_dir`` (default: ``results_dir/sb3`` when it holds a run) is a
-    ``bench --compare sb3`` run, laid out as its own section with its own machine and command.
+    ``compare_dirs`` (default: every ``results_dir/sb3*/`` folder that holds a run, in name
+    order) are ``bench --compare sb3`` runs, each listed with its own machine and command.
     """
     report, table = _load(results_dir)
     parts = [INTRO]
@@ -109,17 +110,18 @@ def render(results_dir: Path, page: Path, compare_dir: Path | None = None) -> st
         parts.append(notes.read_text().strip() + "\n")
     parts.append("## Results\n")
     parts.append(table + "\n")
-    if compare_dir is None and (results_dir / "sb3" / "results.json").is_file():
-        compare_dir = results_dir / "sb3"
-    if compare_dir is not None:
-        other, other_text = _load(compare_dir)
+    if compare_dirs is None:
+        compare_dirs = sorted(p.parent for p in results_dir.glob("sb3*/results.json"))
+    others = [(d, *_load(d)) for d in compare_dirs]
+    if others:
+        parts.append("## Beside Stable-Baselines3\n")
+        parts.append(COMPARE_INTRO)
+    for _, other, other_text in others:
         compare = (
             other_text[other_text.index("rlteach beside") :]
             if "rlteach beside" in other_text
             else ""
         )
-        parts.append("## Beside Stable-Baselines3\n")
-        parts.append(COMPARE_INTRO)
         parts.append(f"- Machine: {other['machine']}")
         parts.append(f"- Command: `{other['command']}`\n")
         parts.append(compare + "\n")
@@ -131,12 +133,13 @@ def render(results_dir: Path, page: Path, compare_dir: Path | None = None) -> st
             "band; the dashed line is the solved threshold.\n"
         )
         parts.extend(curves)
-    if compare_dir is not None:
-        curves = _curves(other, compare_dir, "###", " beside Stable-Baselines3")
-        if curves:
-            parts.append("## Learning curves beside Stable-Baselines3\n")
-            parts.append("The comparison run's curves: rlteach and SB3 on the same seeds.\n")
-            parts.extend(curves)
+    curves = [
+        c for d, other, _ in others for c in _curves(other, d, "###", " beside Stable-Baselines3")
+    ]
+    if curves:
+        parts.append("## Learning curves beside Stable-Baselines3\n")
+        parts.append("The comparison runs' curves: rlteach and SB3 on the same seeds.\n")
+        parts.extend(curves)
     return "\n".join(parts).rstrip() + "\n"
 
 

@@ -49,9 +49,9 @@ def test_compare_without_names_runs_the_entries_that_have_a_counterpart():
     names = [e.name for e in bench.entries_to_run(None, compare="sb3")]
     assert names == [e.name for e in bench.select(None) if e.name in sb3.SB3_TASKS]
     assert set(names) == set(sb3.SB3_TASKS)  # every SB3 task is a registered entry
-    assert "ppo-cartpole" in names and "ddpg-pendulum" not in names
+    assert "ppo-cartpole" in names and "td3-pendulum" in names and "redq-pendulum" not in names
     # named entries run as named, counterpart or not; no compare: everything
-    assert [e.name for e in bench.entries_to_run(["ddpg-pendulum"], "sb3")] == ["ddpg-pendulum"]
+    assert [e.name for e in bench.entries_to_run(["redq-pendulum"], "sb3")] == ["redq-pendulum"]
     assert len(bench.entries_to_run(None)) == len(bench.REGISTRY)
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from exercise_helpers import message_of, negate
 
 from rlteach.exercises import (
     ExerciseError,
@@ -63,18 +64,8 @@ def shift_forward(fn):
     return wrong
 
 
-def negate(fn):
-    return lambda *args: -fn(*args)
-
-
 def squeeze(fn):
     return lambda *args: fn(*args).squeeze(-1)
-
-
-def message_of(checker, fn) -> str:
-    with pytest.raises(ExerciseError) as info:
-        checker(fn, quiet=True)
-    return str(info.value)
 
 
 # ------------------------------------------------------------------------------- check_close

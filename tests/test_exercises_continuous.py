@@ -9,10 +9,10 @@ import math
 
 import pytest
 import torch
+from exercise_helpers import message_of, negate
 from torch.nn.functional import softplus
 
 from rlteach.exercises import (
-    ExerciseError,
     check_batch_renorm,
     check_redq_target,
     check_soft_update,
@@ -21,16 +21,6 @@ from rlteach.exercises import (
     check_td3_target,
 )
 from rlteach.exercises.continuous import _smoothed_action_reference, _td3_target_reference
-
-
-def message_of(checker, fn) -> str:
-    with pytest.raises(ExerciseError) as info:
-        checker(fn, quiet=True)
-    return str(info.value)
-
-
-def negate(fn):
-    return lambda *args: -fn(*args)
 
 
 def squeeze(fn):

@@ -1,27 +1,15 @@
 """rlteach.exercises for chapters 14-15: a correct answer passes, each known mistake is named."""
 
-import pytest
 import torch
+from exercise_helpers import message_of, negate
 
 from rlteach.exercises import (
-    ExerciseError,
     check_multiagent_gae,
     check_qmix_mixing,
     check_vdn_target,
 )
 from rlteach.exercises.multiagent import _mix, _qmixer_reference
 from rlteach.modules import QMixer
-
-
-def message_of(checker, fn) -> str:
-    with pytest.raises(ExerciseError) as info:
-        checker(fn, quiet=True)
-    return str(info.value)
-
-
-def negate(fn):
-    return lambda *args: -fn(*args)
-
 
 # ------------------------------------------------------------------ chapter 14: multi-agent GAE
 

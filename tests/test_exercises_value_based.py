@@ -6,6 +6,7 @@ success line, and names every known mistake, a wrong shape and a flipped sign.
 
 import pytest
 import torch
+from exercise_helpers import message_of, negate
 
 from rlteach.exercises import (
     ExerciseError,
@@ -15,17 +16,6 @@ from rlteach.exercises import (
 )
 from rlteach.exercises.value_based import _dqn_loss_target, _projection
 from rlteach.objectives import project_distribution
-
-
-def message_of(checker, fn) -> str:
-    with pytest.raises(ExerciseError) as info:
-        checker(fn, quiet=True)
-    return str(info.value)
-
-
-def negate(fn):
-    return lambda *args: -fn(*args)
-
 
 # ---------------------------------------------------------------------- chapter 6: DQN
 

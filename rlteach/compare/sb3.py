@@ -104,6 +104,9 @@ class SB3Task:
     hyperparams: dict = field(default_factory=dict)
     source: str = ""
     """where the numbers come from"""
+    action_noise_std: float | None = None
+    """RL-Zoo's ``noise_type: normal`` with this ``noise_std``: Gaussian exploration noise of
+    that standard deviation on every action dimension (TD3, DDPG)"""
 
 
 ZOO = "rl-baselines3-zoo hyperparams/"
@@ -118,6 +121,16 @@ _DQN_CLASSIC = dict(  # dqn.yml, CartPole-v1 ("Almost Tuned") and Acrobot-v1 ("T
     gradient_steps=4,
     exploration_fraction=0.06,
     exploration_final_eps=0.11,
+)
+
+_TD3_DDPG_PENDULUM = dict(  # td3.yml and ddpg.yml, Pendulum ("Tuned")
+    gamma=0.98,
+    buffer_size=200_000,
+    learning_starts=10_000,
+    gradient_steps=-1,
+    train_freq=(1, "episode"),
+    learning_rate=1e-3,
+    policy_kwargs=dict(net_arch=[400, 300]),
 )
 
 SB3_TASKS: dict[str, SB3Task] = {
@@ -201,6 +214,32 @@ SB3_TASKS: dict[str, SB3Task] = {
             quick_timesteps=600,
             hyperparams=dict(learning_rate=1e-3),
             source=ZOO + "sac.yml, Pendulum-v1 (other settings: SB3 defaults)",
+        ),
+        # RL-Zoo's Pendulum settings for TD3 and DDPG (the same for both; the stored version of
+        # td3.yml / ddpg.yml names the task Pendulum-v0, which Gymnasium renamed Pendulum-v1)
+        SB3Task(
+            "td3-pendulum",
+            "stable_baselines3",
+            "TD3",
+            "Pendulum-v1",
+            n_timesteps=20_000,
+            eval_every=500,
+            quick_timesteps=600,
+            hyperparams=_TD3_DDPG_PENDULUM,
+            action_noise_std=0.1,
+            source=ZOO + "td3.yml, Pendulum",
+        ),
+        SB3Task(
+            "ddpg-pendulum",
+            "stable_baselines3",
+            "DDPG",
+            "Pendulum-v1",
+            n_timesteps=20_000,
+            eval_every=500,
+            quick_timesteps=600,
+            hyperparams=_TD3_DDPG_PENDULUM,
+            action_noise_std=0.1,
+            source=ZOO + "ddpg.yml, Pendulum",
         ),
         SB3Task(
             "crossq-pendulum",
@@ -312,7 +351,15 @@ def train_sb3(
     if task.normalize:
         env = VecNormalize(env)
     algo = getattr(importlib.import_module(task.library), task.algo)
-    model = algo("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **task.hyperparams)
+    hyperparams = dict(task.hyperparams)
+    if task.action_noise_std is not None:
+        from stable_baselines3.common.noise import NormalActionNoise
+
+        dim = env.action_space.shape[-1]
+        hyperparams["action_noise"] = NormalActionNoise(
+            mean=np.zeros(dim), sigma=task.action_noise_std * np.ones(dim)
+        )
+    model = algo("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **hyperparams)
     result = RunResult(algo=f"sb3-{task.algo.lower()}", env_id=task.env_id, seed=seed)
     clock = Stopwatch()
     clock.pause()  # started by the callback when learning starts
