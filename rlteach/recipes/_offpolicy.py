@@ -25,6 +25,15 @@ A recipe hands the loop an :class:`Agent`::
     )
     result = run_offpolicy("sac", cfg, build, seed, quick, progress)  # build(cfg, env) -> Agent
 
+Given a :class:`rlteach.checkpoint.Checkpointer` (``checkpoint=``), the loop saves everything
+that shapes the rest of the run at most every ``every_frames`` steps (after that step's
+evaluation) and, when the checkpointer resumes, continues from the saved step bit-identically:
+the networks and their targets (the loss), the optimisers (``extras["optimizers"]``), the replay
+buffer and its generator, the Gymnasium environment (its state, ``np_random``, time-limit
+counter and action space's RNG), the evaluator, the loop's own counters
+(:class:`_LoopState`) and whatever the update keeps between calls (``extras["carry"]``, a
+dict). Without a checkpointer the run is exactly what it was without one.
+
 ``result.logs`` holds the update's scalars (e.g. ``alpha`` and ``entropy`` for SAC) averaged
 over every ``log_every`` updates, with the environment step they belong to, for plotting;
 ``result.agent`` the trained networks. Tags: ``# ALGO`` lines are the method, ``# PLUMBING``
@@ -43,6 +52,7 @@ from tqdm import tqdm
 
 from rlteach.bench import SOLVED_THRESHOLDS
 from rlteach.buffers import ReplayBuffer
+from rlteach.checkpoint import Checkpointer, as_checkpointer
 from rlteach.envs import GymEnv
 from rlteach.objectives.common import LossModule
 from rlteach.recipes.base import Evaluator, RunResult, seed_everything
@@ -100,7 +110,9 @@ class Agent:
     eval_policy: Callable[[TensorDictBase], TensorDictBase]
     update: Callable[[TensorDictBase, int], tuple[bool, dict[str, torch.Tensor]]]
     extras: dict = field(default_factory=dict)
-    """anything else the recipe wants to return (optimisers, networks)"""
+    """anything else the recipe wants to return (optimisers, networks). Two keys are read by the
+    loop's checkpoints: ``"optimizers"`` (a tuple, saved and restored) and ``"carry"`` (a dict the
+    update mutates between calls, e.g. the last actor-side scalars, saved and restored in place)"""
 
 
 @dataclass
@@ -151,6 +163,55 @@ def _transition(obs, action, next_obs, reward, terminated, truncated) -> TensorD
     )
 
 
+class _LoopState:
+    """The loop's counters, kept in one object so that a checkpoint can save and restore them.
+
+    ``step`` is the last environment step done, ``obs`` the observation the next one starts from;
+    the result's training-episode lists, logs and CPU seconds are saved with them. ``cpu_start``
+    is the process time the CPU seconds are counted from (saved as the seconds elapsed since).
+    """
+
+    def __init__(self, result: OffPolicyResult, carry: dict) -> None:
+        self.result = result
+        self.carry = carry
+        self.step = 0
+        self.obs: torch.Tensor | None = None
+        self.episode_return = 0.0
+        self.n_updates = 0
+        self.sums: dict[str, float] = {}
+        self.cpu_start = 0.0
+
+    def state_dict(self) -> dict:
+        r = self.result
+        return {
+            "step": self.step,
+            "obs": None if self.obs is None else self.obs.clone(),
+            "episode_return": self.episode_return,
+            "n_updates": self.n_updates,
+            "sums": dict(self.sums),
+            "cpu_elapsed": time.process_time() - self.cpu_start,
+            "logs": {key: list(values) for key, values in r.logs.items()},
+            "cpu_seconds": list(r.cpu_seconds),
+            "episode_returns": list(r.episode_returns),
+            "episode_steps": list(r.episode_steps),
+            "carry": dict(self.carry),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        r = self.result
+        self.step, self.obs = state["step"], state["obs"]
+        self.episode_return, self.n_updates = state["episode_return"], state["n_updates"]
+        self.sums = dict(state["sums"])
+        self.cpu_start = time.process_time() - state["cpu_elapsed"]
+        r.logs.clear()
+        r.logs.update({key: list(values) for key, values in state["logs"].items()})
+        r.cpu_seconds[:] = state["cpu_seconds"]
+        r.episode_returns[:] = state["episode_returns"]
+        r.episode_steps[:] = state["episode_steps"]
+        self.carry.clear()
+        self.carry.update(state["carry"])
+
+
 def _check_config(cfg: OffPolicyConfig) -> None:
     for name in ("total_frames", "batch_size", "buffer_size", "updates_per_step", "eval_every"):
         value = getattr(cfg, name)
@@ -169,12 +230,15 @@ def run_offpolicy(
     seed: int = 0,
     quick: bool = False,
     progress: bool = True,
+    checkpoint: Checkpointer | None = None,
 ) -> OffPolicyResult:
     """Train with the off-policy loop; ``build(cfg, env)`` makes the recipe's :class:`Agent`.
 
     Seeded: ``seed`` fixes torch (networks, exploration noise, action sampling), the
     environment and its random warm-up actions, and the replay buffer's sampling. The reported
-    seconds exclude evaluation.
+    seconds exclude evaluation. With a ``checkpoint`` (a
+    :class:`~rlteach.checkpoint.Checkpointer`) the run saves its full state at most every
+    ``checkpoint.every_frames`` steps and, if the checkpointer resumes, continues from it.
     """
     if quick:
         budget = cfg.quick_frames
@@ -207,16 +271,33 @@ def run_offpolicy(
         cfg.stop_on_solve,
         bar,
     )
-    sums: dict[str, float] = {}  # PLUMBING: running sums of the logged scalars
-    episode_return, n_updates = 0.0, 0
+    # PLUMBING: the loop's counters (running sums of the logged scalars, ...) in one object
+    state = _LoopState(result, agent.extras.get("carry", {}))
 
     # The loop steps the Gymnasium environment itself, on plain tensors: the TensorDict
     # plumbing of GymEnv costs more per step than a small network does.
     gym_env = env.env
     gym_env.action_space.seed(seed)
-    cpu_start = time.process_time()
-    obs = torch.as_tensor(gym_env.reset(seed=seed)[0], dtype=torch.float32)
-    for step in range(1, cfg.total_frames + 1):
+    state.cpu_start = time.process_time()
+    state.obs = torch.as_tensor(gym_env.reset(seed=seed)[0], dtype=torch.float32)
+    checkpoint = as_checkpointer(checkpoint)  # PLUMBING: save / resume everything below
+    optimizers = {f"optimizer_{i}": opt for i, opt in enumerate(agent.extras.get("optimizers", ()))}
+    updater = {"target_updater": target_updater} if target_updater is not None else {}
+    checkpoint.track(
+        policy=agent.eval_policy,
+        loss=agent.loss,
+        **optimizers,
+        **updater,
+        buffer=buffer,
+        env=env,
+        generator=generator,
+        evaluator=evaluator,
+        loop=state,
+    )
+    gym_env = env.env  # PLUMBING: a resumed run's environment is the restored one
+    sums, obs = state.sums, state.obs
+    episode_return, n_updates, cpu_start = state.episode_return, state.n_updates, state.cpu_start
+    for step in range(state.step + 1, cfg.total_frames + 1):
         # ALGO: act (uniformly at random during the warm-up) and store the transition
         if step <= cfg.warmup_steps:
             action = torch.as_tensor(gym_env.action_space.sample(), dtype=torch.float32)
@@ -256,6 +337,11 @@ def run_offpolicy(
         if len(result.curve) > n_evals:
             result.cpu_seconds.append(cpu_before - cpu_start)
             cpu_start += time.process_time() - cpu_before
+        # PLUMBING: save the loop's state (the checkpointer decides whether it is due)
+        state.step, state.obs, state.sums = step, obs, sums
+        state.episode_return, state.n_updates = episode_return, n_updates
+        state.cpu_start = cpu_start
+        checkpoint.after_batch(step, finished=solved or step == cfg.total_frames)
         if solved:
             break
     bar.close()

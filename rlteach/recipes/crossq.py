@@ -28,6 +28,7 @@ from rlteach.modules import make_crossq_qvalue_network, make_normal_actor
 from rlteach.objectives import CrossQLoss
 from rlteach.objectives._actions import policy_distribution
 from rlteach.recipes._offpolicy import Agent, OffPolicyConfig, OffPolicyResult, run_offpolicy
+from rlteach.recipes.base import Checkpointer, register_trainable
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ def build(cfg: CrossQConfig, env: GymEnv) -> Agent:
     )
     alpha_opt = torch.optim.Adam([loss.log_alpha], lr=cfg.lr, betas=cfg.adam_betas, fused=True)
     actor_scalars = {}  # PLUMBING: the latest actor-side values, logged with every update
+    # (the loop's checkpoints save them: extras['carry'])
 
     def update(batch, i):
         # ALGO: critic step on the joint batch [(s, a); (s', a')] (CQ-1)-(CQ-3)
@@ -122,7 +124,11 @@ def build(cfg: CrossQConfig, env: GymEnv) -> Agent:
         act=explore,
         eval_policy=actor,
         update=update,
-        extras={"actor": actor, "optimizers": (critic_opt, actor_opt, alpha_opt)},
+        extras={
+            "actor": actor,
+            "optimizers": (critic_opt, actor_opt, alpha_opt),
+            "carry": actor_scalars,
+        },
     )
 
 
@@ -131,9 +137,13 @@ def train(
     quick: bool = False,
     progress: bool = True,
     cfg: CrossQConfig | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> OffPolicyResult:
     """Train CrossQ; the result carries the curve, the logs (alpha, entropy, ...) and the agent."""
-    return run_offpolicy("crossq", cfg or CrossQConfig(), build, seed, quick, progress)
+    return run_offpolicy("crossq", cfg or CrossQConfig(), build, seed, quick, progress, checkpoint)
 
 
 register("crossq-pendulum", "crossq", "Pendulum-v1", train)
+register_trainable(
+    "crossq", train, {"Pendulum-v1": CrossQConfig()}, action_spaces=("continuous",), resumable=True
+)

@@ -20,7 +20,7 @@ from rlteach.envs import GymEnv
 from rlteach.modules import make_deterministic_actor, make_state_action_value_network
 from rlteach.objectives import DDPGLoss
 from rlteach.recipes._offpolicy import Agent, OffPolicyConfig, OffPolicyResult, run_offpolicy
-from rlteach.recipes.base import register_trainable
+from rlteach.recipes.base import Checkpointer, register_trainable
 from rlteach.recipes.td3 import make_explorer
 
 
@@ -81,10 +81,13 @@ def train(
     quick: bool = False,
     progress: bool = True,
     cfg: DDPGConfig | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> OffPolicyResult:
     """Train DDPG; the result carries the curve, the logs and the agent."""
-    return run_offpolicy("ddpg", cfg or DDPGConfig(), build, seed, quick, progress)
+    return run_offpolicy("ddpg", cfg or DDPGConfig(), build, seed, quick, progress, checkpoint)
 
 
 register("ddpg-pendulum", "ddpg", "Pendulum-v1", train)
-register_trainable("ddpg", train, {"Pendulum-v1": DDPGConfig()}, action_spaces=("continuous",))
+register_trainable(
+    "ddpg", train, {"Pendulum-v1": DDPGConfig()}, action_spaces=("continuous",), resumable=True
+)

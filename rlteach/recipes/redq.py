@@ -29,6 +29,7 @@ from rlteach.modules import make_normal_actor, make_state_action_value_network
 from rlteach.objectives import REDQLoss
 from rlteach.objectives._actions import policy_distribution
 from rlteach.recipes._offpolicy import Agent, OffPolicyConfig, OffPolicyResult, run_offpolicy
+from rlteach.recipes.base import Checkpointer, register_trainable
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def build(cfg: REDQConfig, env: GymEnv) -> Agent:
     alpha_opt = torch.optim.Adam([loss.log_alpha], lr=cfg.alpha_lr, fused=True)
     G = cfg.updates_per_step
     actor_scalars = {}  # PLUMBING: the latest actor-side values, logged with every update
+    # (the loop's checkpoints save them: extras['carry'])
 
     def update(batch, i):
         # ALGO: one critic step, fresh minibatch and fresh random subset (REDQ-1)-(REDQ-3)
@@ -121,7 +123,11 @@ def build(cfg: REDQConfig, env: GymEnv) -> Agent:
         act=explore,
         eval_policy=actor,
         update=update,
-        extras={"actor": actor, "optimizers": (critic_opt, actor_opt, alpha_opt)},
+        extras={
+            "actor": actor,
+            "optimizers": (critic_opt, actor_opt, alpha_opt),
+            "carry": actor_scalars,
+        },
     )
 
 
@@ -130,12 +136,16 @@ def train(
     quick: bool = False,
     progress: bool = True,
     cfg: REDQConfig | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> OffPolicyResult:
     """Train REDQ; the result carries the curve, the logs (alpha, entropy, ...) and the agent."""
     cfg = cfg or REDQConfig()
     if quick:  # PLUMBING: a smaller G too, the loop shrinks the rest of the budget
         cfg = replace(cfg, updates_per_step=min(cfg.updates_per_step, cfg.quick_updates_per_step))
-    return run_offpolicy("redq", cfg, build, seed, quick, progress)
+    return run_offpolicy("redq", cfg, build, seed, quick, progress, checkpoint)
 
 
 register("redq-pendulum", "redq", "Pendulum-v1", train)
+register_trainable(
+    "redq", train, {"Pendulum-v1": REDQConfig()}, action_spaces=("continuous",), resumable=True
+)

@@ -24,7 +24,7 @@ from rlteach.modules import make_normal_actor, make_state_action_value_network
 from rlteach.objectives import SACLoss
 from rlteach.objectives._actions import policy_distribution
 from rlteach.recipes._offpolicy import Agent, OffPolicyConfig, OffPolicyResult, run_offpolicy
-from rlteach.recipes.base import register_trainable
+from rlteach.recipes.base import Checkpointer, register_trainable
 
 
 @dataclass(frozen=True)
@@ -104,10 +104,13 @@ def train(
     quick: bool = False,
     progress: bool = True,
     cfg: SACConfig | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> OffPolicyResult:
     """Train SAC; the result carries the curve, the logs (alpha, entropy, ...) and the agent."""
-    return run_offpolicy("sac", cfg or SACConfig(), build, seed, quick, progress)
+    return run_offpolicy("sac", cfg or SACConfig(), build, seed, quick, progress, checkpoint)
 
 
 register("sac-pendulum", "sac", "Pendulum-v1", train)
-register_trainable("sac", train, {"Pendulum-v1": SACConfig()}, action_spaces=("continuous",))
+register_trainable(
+    "sac", train, {"Pendulum-v1": SACConfig()}, action_spaces=("continuous",), resumable=True
+)

@@ -24,7 +24,7 @@ from rlteach.envs import GymEnv
 from rlteach.modules import make_deterministic_actor, make_state_action_value_network
 from rlteach.objectives import TD3Loss
 from rlteach.recipes._offpolicy import Agent, OffPolicyConfig, OffPolicyResult, run_offpolicy
-from rlteach.recipes.base import register_trainable
+from rlteach.recipes.base import Checkpointer, register_trainable
 
 
 @dataclass(frozen=True)
@@ -123,10 +123,13 @@ def train(
     quick: bool = False,
     progress: bool = True,
     cfg: TD3Config | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> OffPolicyResult:
     """Train TD3; the result carries the curve, the logs and the agent."""
-    return run_offpolicy("td3", cfg or TD3Config(), build, seed, quick, progress)
+    return run_offpolicy("td3", cfg or TD3Config(), build, seed, quick, progress, checkpoint)
 
 
 register("td3-pendulum", "td3", "Pendulum-v1", train)
-register_trainable("td3", train, {"Pendulum-v1": TD3Config()}, action_spaces=("continuous",))
+register_trainable(
+    "td3", train, {"Pendulum-v1": TD3Config()}, action_spaces=("continuous",), resumable=True
+)
