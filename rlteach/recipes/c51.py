@@ -29,6 +29,7 @@ import torch
 from tensordict.nn import TensorDictModule
 
 from rlteach.bench import register
+from rlteach.checkpoint import Checkpointer
 from rlteach.envs import VecGymEnv
 from rlteach.modules import DistributionalQValueActor, make_distributional_qvalue_network
 from rlteach.objectives import DistributionalDQNLoss, LossModule
@@ -71,17 +72,26 @@ def train_agent(
     progress: bool = True,
     cfg: C51Config | None = None,
     callback: Callable | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> tuple[RunResult, Agent]:
     """Train C51; return the evaluation curve (seconds exclude evaluation) and the agent."""
-    return run_off_policy("c51", cfg or C51Config(), build, seed, quick, progress, callback)
+    return run_off_policy(
+        "c51", cfg or C51Config(), build, seed, quick, progress, callback, checkpoint
+    )
 
 
 def train(
-    seed: int = 0, quick: bool = False, progress: bool = True, cfg: C51Config | None = None
+    seed: int = 0,
+    quick: bool = False,
+    progress: bool = True,
+    cfg: C51Config | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> RunResult:
-    """Train C51; return the evaluation curve (seconds exclude evaluation)."""
-    return train_agent(seed, quick, progress, cfg)[0]
+    """Train C51; return the evaluation curve (seconds exclude evaluation). With a
+    ``checkpoint`` the run is saved and can be resumed (``python -m rlteach train c51 --resume``).
+    """
+    return train_agent(seed, quick, progress, cfg, checkpoint=checkpoint)[0]
 
 
 register("c51-cartpole", "c51", "CartPole-v1", train)
-register_trainable("c51", train, {"CartPole-v1": C51Config()})
+register_trainable("c51", train, {"CartPole-v1": C51Config()}, resumable=True)

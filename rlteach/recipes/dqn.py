@@ -11,6 +11,16 @@ clock paused. Double DQN (van Hasselt et al. 2016) is one flag, ``double_dqn``.
 The same loop trains C51 (``rlteach/recipes/c51.py``): only the network and the loss change,
 which is the point the chapters make.
 
+Given a :class:`rlteach.checkpoint.Checkpointer` (``checkpoint=``), the loop saves everything
+that shapes the rest of the run at batch boundaries, at most every ``every_frames`` frames (after
+that batch's evaluation), and, when the checkpointer resumes, continues from it bit-identically:
+the Q-network and its target (the loss), the Adam optimiser, the target updater (HardUpdate's
+call counter), the ε-greedy module (ε where the schedule is, and its private generator), the
+replay buffer (storage, cursor, size, generator), the collector (frames, the observation the
+next batch starts from, the episodes in progress and finished, the Gymnasium environments with
+their ``np_random``, time-limit counters and the action space's RNG), the seeded generator and
+the evaluator. Without a checkpointer the run is exactly what it was without one.
+
 Comment tags separate the algorithm from the plumbing (after CleanRL):
 ``# ALGO`` lines are DQN itself; ``# PLUMBING`` lines are logging, timing and bookkeeping.
 
@@ -34,6 +44,7 @@ from tqdm import tqdm
 
 from rlteach.bench import SOLVED_THRESHOLDS, register
 from rlteach.buffers import ReplayBuffer
+from rlteach.checkpoint import Checkpointer, as_checkpointer
 from rlteach.envs import Collector, VecGymEnv
 from rlteach.modules import EGreedyModule, make_qvalue_actor, make_qvalue_network
 from rlteach.objectives import DQNLoss, LossModule
@@ -182,11 +193,15 @@ def run_off_policy(
     quick: bool,
     progress: bool,
     callback: Callable[[int, TensorDictBase, TensorDictBase], None] | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> tuple[RunResult, Agent]:
     """The replay-buffer loop shared by DQN and C51 (see the module docstring).
 
     ``callback(frames, minibatch, loss_out)``, if given, is called after every gradient step
-    (e.g. to record Q-value estimates for the overestimation experiment).
+    (e.g. to record Q-value estimates for the overestimation experiment). With a ``checkpoint``
+    (a :class:`~rlteach.checkpoint.Checkpointer`) the run saves its full state at most every
+    ``checkpoint.every_frames`` frames and, if the checkpointer resumes, continues from it (a
+    resumed run calls ``callback`` only for the updates it does itself).
     """
     if quick:  # PLUMBING
         cfg = replace(
@@ -224,6 +239,13 @@ def run_off_policy(
         result, actor, cfg.env_id, cfg.eval_every, threshold, cfg.eval_episodes,
         cfg.stop_on_solve, bar,
     )  # fmt: skip
+    checkpoint = as_checkpointer(checkpoint)  # PLUMBING: save / resume everything below
+    updater = {} if target_updater is None else {"target_updater": target_updater}
+    checkpoint.track(
+        policy=actor, loss=loss, optimizer=optimizer, **updater, exploration=exploration,
+        exploration_generator=exploration.generator, buffer=buffer, collector=collector,
+        evaluator=evaluator, generator=generator,
+    )  # fmt: skip
     with skip_missing_pandas_lookup():
         for batch in collector:
             buffer.extend(batch.select(*TRANSITION_KEYS))  # ALGO: store the transitions
@@ -241,7 +263,9 @@ def run_off_policy(
                     if callback is not None:  # PLUMBING
                         callback(collector.frames, minibatch, out)
             last = collector.frames >= cfg.total_frames  # PLUMBING
-            if evaluator.after_batch(collector.frames, last=last):
+            solved = evaluator.after_batch(collector.frames, last=last)
+            checkpoint.after_batch(collector.frames, finished=solved or last)  # PLUMBING
+            if solved:
                 break
     bar.close()
     env.close()
@@ -254,16 +278,25 @@ def train_agent(
     progress: bool = True,
     cfg: DQNConfig | None = None,
     callback: Callable | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> tuple[RunResult, Agent]:
     """Train DQN; return the evaluation curve (seconds exclude evaluation) and the agent."""
-    return run_off_policy("dqn", cfg or DQNConfig(), build, seed, quick, progress, callback)
+    return run_off_policy(
+        "dqn", cfg or DQNConfig(), build, seed, quick, progress, callback, checkpoint
+    )
 
 
 def train(
-    seed: int = 0, quick: bool = False, progress: bool = True, cfg: DQNConfig | None = None
+    seed: int = 0,
+    quick: bool = False,
+    progress: bool = True,
+    cfg: DQNConfig | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> RunResult:
-    """Train DQN; return the evaluation curve (seconds exclude evaluation)."""
-    return train_agent(seed, quick, progress, cfg)[0]
+    """Train DQN; return the evaluation curve (seconds exclude evaluation). With a
+    ``checkpoint`` the run is saved and can be resumed (``python -m rlteach train dqn --resume``).
+    """
+    return train_agent(seed, quick, progress, cfg, checkpoint=checkpoint)[0]
 
 
 def train_acrobot(seed: int = 0, quick: bool = False, progress: bool = True) -> RunResult:
@@ -272,4 +305,6 @@ def train_acrobot(seed: int = 0, quick: bool = False, progress: bool = True) -> 
 
 register("dqn-cartpole", "dqn", "CartPole-v1", train)
 register("dqn-acrobot", "dqn", "Acrobot-v1", train_acrobot)
-register_trainable("dqn", train, {"CartPole-v1": DQNConfig(), "Acrobot-v1": ACROBOT})
+register_trainable(
+    "dqn", train, {"CartPole-v1": DQNConfig(), "Acrobot-v1": ACROBOT}, resumable=True
+)
