@@ -145,7 +145,8 @@ def render(results_dir: Path, page: Path, compare_dirs: list[Path] | None = None
 
 def _registered() -> list[str]:
     """Every registered bench entry, in the book's order."""
-    sys.path.insert(0, str(ROOT))
+    if str(ROOT) not in sys.path:  # run as a script from a checkout without the package installed
+        sys.path.insert(0, str(ROOT))
     from rlteach.bench import select
     from rlteach.recipes import load_all
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -48,15 +49,18 @@ def final_parameters(folder: Path) -> dict[str, torch.Tensor]:
     return data["objects"]["loss"]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("cli")
+def kill_and_resume(base: Path, train_args: list[str]) -> dict:
+    """``train_args`` run whole in this process (``base/whole``), then as a subprocess killed
+    with SIGKILL right after its first checkpoint and resumed in this process (``base/broken``).
+
+    Returns the two folders, the checkpoint the kill left and the resumed run's stdout.
+    """
     whole, broken = base / "whole", base / "broken"
-    cli("train", *RUN, "--out", str(whole))
+    cli("train", *train_args, "--out", str(whole))
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rlteach", "train", *RUN, "--out", str(broken)],
+        [sys.executable, "-m", "rlteach", "train", *train_args, "--out", str(broken)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -70,8 +74,43 @@ def runs(tmp_path_factory):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed = torch.load(broken / "checkpoint.pt", weights_only=False)
-    resumed = cli("train", "ppo", "--out", str(broken), "--resume")
+    resumed = cli("train", train_args[0], "--out", str(broken), "--resume")
     return {"whole": whole, "broken": broken, "killed": killed, "resumed": resumed}
+
+
+def assert_same_final_parameters(whole: Path, broken: Path) -> None:
+    a, b = final_parameters(whole), final_parameters(broken)
+    assert a.keys() == b.keys() and len(a) > 0
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def assert_listed_as_resumable(algos, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for algo in algos:
+        assert f"{algo:10s} resumable" in text, algo
+
+
+def assert_resume_refuses_other_settings(algo, folder, env_id, capsys, monkeypatch) -> None:
+    """--resume with another --seed, --steps or a changed recipe config is refused."""
+    from rlteach.recipes.base import TRAINABLE
+
+    folder = str(folder)
+    assert main(["train", algo, "--out", folder, "--resume", "--seed", "1"]) == 2
+    assert "--seed 1 (checkpoint: 0)" in capsys.readouterr().err
+    assert main(["train", algo, "--out", folder, "--resume", "--steps", "999"]) == 2
+    assert "--steps 999 (checkpoint:" in capsys.readouterr().err
+    configs = TRAINABLE[algo].configs
+    monkeypatch.setitem(configs, env_id, replace(configs[env_id], batch_size=7))
+    assert main(["train", algo, "--out", folder, "--resume"]) == 2
+    assert "configuration changed" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return kill_and_resume(tmp_path_factory.mktemp("cli"), RUN)
 
 
 def test_the_run_was_really_interrupted(runs):
@@ -85,10 +124,7 @@ def test_resumed_run_matches_the_uninterrupted_one(runs):
     whole, broken = read_log(runs["whole"]), read_log(runs["broken"])
     assert [s for s, _ in whole] == [512, 1024, 1536, 2048]
     assert broken == whole  # same steps, same returns, bit for bit
-    a, b = final_parameters(runs["whole"]), final_parameters(runs["broken"])
-    assert a.keys() == b.keys() and len(a) > 0
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
+    assert_same_final_parameters(runs["whole"], runs["broken"])
 
 
 def test_outputs_written(runs):

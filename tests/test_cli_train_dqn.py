@@ -11,18 +11,18 @@ interval that does not divide the updates per batch, so HardUpdate's call counte
 when saved (with the CLI's CartPole config it is 0 at every batch boundary); SoftUpdate too.
 """
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import replace
 
 import pytest
 import torch
-from test_cli_train import ROOT, cli, final_parameters, read_log
+from test_cli_train import (
+    assert_listed_as_resumable,
+    assert_resume_refuses_other_settings,
+    assert_same_final_parameters,
+    kill_and_resume,
+    read_log,
+)
 
-from rlteach.__main__ import main
 from rlteach.checkpoint import Checkpointer
 
 # 256 frames per batch; 1,000 random frames before the first update; the first checkpoint at
@@ -42,28 +42,8 @@ def run_args(algo: str) -> list[str]:
 @pytest.fixture(scope="module", params=ALGOS)
 def runs(request, tmp_path_factory):
     algo = request.param
-    base = tmp_path_factory.mktemp(f"cli_{algo}")
-    whole, broken = base / "whole", base / "broken"
-    cli("train", *run_args(algo), "--out", str(whole))
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rlteach", "train", *run_args(algo), "--out", str(broken)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while not (broken / "checkpoint.pt").exists():
-        assert proc.poll() is None, "the run ended before writing a checkpoint"
-        assert time.monotonic() < deadline, "no checkpoint within 120 s"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed = torch.load(broken / "checkpoint.pt", weights_only=False)
-    resumed = cli("train", algo, "--out", str(broken), "--resume")
-    return {"algo": algo, "whole": whole, "broken": broken, "killed": killed, "resumed": resumed}
+    runs = kill_and_resume(tmp_path_factory.mktemp(f"cli_{algo}"), run_args(algo))
+    return {"algo": algo, **runs}
 
 
 def test_the_run_was_really_interrupted(runs):
@@ -83,10 +63,7 @@ def test_resumed_run_matches_the_uninterrupted_one(runs):
     whole, broken = read_log(runs["whole"]), read_log(runs["broken"])
     assert [s for s, _ in whole] == list(range(EVERY, STEPS + 1, EVERY))
     assert broken == whole  # same steps, same returns, bit for bit
-    a, b = final_parameters(runs["whole"]), final_parameters(runs["broken"])
-    assert a.keys() == b.keys() and len(a) > 0
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
+    assert_same_final_parameters(runs["whole"], runs["broken"])
     # the rest of the final state: ε, the collector's episodes, the buffer, the updater
     end_a = torch.load(runs["whole"] / "checkpoint.pt", weights_only=False)["objects"]
     end_b = torch.load(runs["broken"] / "checkpoint.pt", weights_only=False)["objects"]
@@ -101,26 +78,13 @@ def test_resumed_run_matches_the_uninterrupted_one(runs):
 
 
 def test_resume_refuses_another_seed_or_config(runs, capsys, monkeypatch):
-    algo, folder = runs["algo"], str(runs["whole"])
-    assert main(["train", algo, "--out", folder, "--resume", "--seed", "1"]) == 2
-    assert "--seed 1 (checkpoint: 0)" in capsys.readouterr().err
-    assert main(["train", algo, "--out", folder, "--resume", "--steps", "999"]) == 2
-    assert "--steps 999 (checkpoint:" in capsys.readouterr().err
-
-    from rlteach.recipes.base import TRAINABLE
-
-    configs = TRAINABLE[algo].configs
-    monkeypatch.setitem(configs, "CartPole-v1", replace(configs["CartPole-v1"], batch_size=7))
-    assert main(["train", algo, "--out", folder, "--resume"]) == 2
-    assert "configuration changed" in capsys.readouterr().err
+    assert_resume_refuses_other_settings(
+        runs["algo"], runs["whole"], "CartPole-v1", capsys, monkeypatch
+    )
 
 
 def test_value_based_recipes_are_listed_as_resumable(capsys):
-    with pytest.raises(SystemExit):
-        main(["train", "--help"])
-    text = capsys.readouterr().out
-    for algo in ALGOS:
-        assert f"{algo:10s} resumable" in text, algo
+    assert_listed_as_resumable(ALGOS, capsys)
 
 
 class _Stop(Exception):

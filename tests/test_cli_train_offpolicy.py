@@ -8,17 +8,15 @@ exploration noise and the loop's counters are all live); ``--resume`` must then 
 uninterrupted run's evaluation log, training logs and final parameters exactly.
 """
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import pytest
 import torch
-from test_cli_train import ROOT, cli, final_parameters, read_log
-
-from rlteach.__main__ import main
+from test_cli_train import (
+    assert_listed_as_resumable,
+    assert_resume_refuses_other_settings,
+    assert_same_final_parameters,
+    kill_and_resume,
+    read_log,
+)
 
 # Quick budgets: warm-up (1,000 random steps for sac/td3/ddpg, 250 for redq/crossq), a first
 # checkpoint some updates later, then a little more training to redo after the kill.
@@ -43,28 +41,8 @@ def run_args(algo: str) -> list[str]:
 @pytest.fixture(scope="module", params=sorted(BUDGETS))
 def runs(request, tmp_path_factory):
     algo = request.param
-    base = tmp_path_factory.mktemp(f"cli_{algo}")
-    whole, broken = base / "whole", base / "broken"
-    cli("train", *run_args(algo), "--out", str(whole))
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rlteach", "train", *run_args(algo), "--out", str(broken)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while not (broken / "checkpoint.pt").exists():
-        assert proc.poll() is None, "the run ended before writing a checkpoint"
-        assert time.monotonic() < deadline, "no checkpoint within 120 s"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed = torch.load(broken / "checkpoint.pt", weights_only=False)
-    resumed = cli("train", algo, "--out", str(broken), "--resume")
-    return {"algo": algo, "whole": whole, "broken": broken, "killed": killed, "resumed": resumed}
+    runs = kill_and_resume(tmp_path_factory.mktemp(f"cli_{algo}"), run_args(algo))
+    return {"algo": algo, **runs}
 
 
 def test_the_run_was_really_interrupted(runs):
@@ -82,10 +60,7 @@ def test_resumed_run_matches_the_uninterrupted_one(runs):
     whole, broken = read_log(runs["whole"]), read_log(runs["broken"])
     assert [s for s, _ in whole] == list(range(every, steps + 1, every))
     assert broken == whole  # same steps, same returns, bit for bit
-    a, b = final_parameters(runs["whole"]), final_parameters(runs["broken"])
-    assert a.keys() == b.keys() and len(a) > 0
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
+    assert_same_final_parameters(runs["whole"], runs["broken"])
     # the loop's own record: training logs, training episodes, update count
     loop_a = torch.load(runs["whole"] / "checkpoint.pt", weights_only=False)["objects"]["loop"]
     loop_b = torch.load(runs["broken"] / "checkpoint.pt", weights_only=False)["objects"]["loop"]
@@ -96,25 +71,10 @@ def test_resumed_run_matches_the_uninterrupted_one(runs):
 
 
 def test_resume_refuses_another_seed_or_config(runs, capsys, monkeypatch):
-    algo, folder = runs["algo"], str(runs["whole"])
-    assert main(["train", algo, "--out", folder, "--resume", "--seed", "1"]) == 2
-    assert "--seed 1 (checkpoint: 0)" in capsys.readouterr().err
-    assert main(["train", algo, "--out", folder, "--resume", "--steps", "999"]) == 2
-    assert "--steps 999 (checkpoint:" in capsys.readouterr().err
-
-    from dataclasses import replace
-
-    from rlteach.recipes.base import TRAINABLE
-
-    configs = TRAINABLE[algo].configs
-    monkeypatch.setitem(configs, "Pendulum-v1", replace(configs["Pendulum-v1"], batch_size=7))
-    assert main(["train", algo, "--out", folder, "--resume"]) == 2
-    assert "configuration changed" in capsys.readouterr().err
+    assert_resume_refuses_other_settings(
+        runs["algo"], runs["whole"], "Pendulum-v1", capsys, monkeypatch
+    )
 
 
 def test_offpolicy_recipes_are_listed_as_resumable(capsys):
-    with pytest.raises(SystemExit):
-        main(["train", "--help"])
-    text = capsys.readouterr().out
-    for algo in BUDGETS:
-        assert f"{algo:10s} resumable" in text, algo
+    assert_listed_as_resumable(BUDGETS, capsys)
