@@ -28,6 +28,7 @@ examples:
   python -m rlteach train a2c --seed 3 --out runs/a2c-3
   python -m rlteach train ppo --env Pendulum-v1 --steps 200000 --out runs/pendulum
   python -m rlteach train ppo --out runs/pendulum --resume   (after Ctrl-C or a crash)
+  python -m rlteach train mappo --steps 20000 --out runs/mappo   (multi-agent: simple spread)
 
 Writes OUT/log.csv (env_steps, seconds, mean_return per evaluation; seconds exclude
 evaluation), OUT/curve.png and OUT/checkpoint.pt (saved atomically every --checkpoint-every
@@ -65,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("algo", metavar="ALGO", help="algorithm, e.g. ppo, a2c, reinforce")
-    train.add_argument("--env", help="Gymnasium task id (default: the recipe's first task)")
+    train.add_argument(
+        "--env",
+        help="Gymnasium task id (default: the recipe's first task; multi-agent recipes "
+        "train on their own task only)",
+    )
     train.add_argument("--seed", type=int, help="seed (default 0)")
     train.add_argument("--steps", type=int, help="environment steps (default: the recipe's)")
     train.add_argument("--out", help="output folder (default runs/ALGO)")
@@ -104,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--algo", nargs="+", metavar="NAME", help="entries to run (default: all)")
     bench.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
     bench.add_argument("--quick", action="store_true", help="the small CI/classroom budgets")
-    bench.add_argument("--out", default="bench-results", help="output folder (default bench-results)")
+    bench.add_argument(
+        "--out", default="bench-results", help="output folder (default bench-results)"
+    )
     bench.add_argument(
         "--compare",
         choices=["sb3"],
@@ -132,7 +139,9 @@ def _list() -> int:
         print("No recipes are registered yet.")
         return 0
     for entry in select(None):  # in the book's order
-        print(f"{entry.name:20s} {entry.algo:10s} {entry.env_id:18s} solved at ≥ {entry.threshold:g}")
+        print(
+            f"{entry.name:20s} {entry.algo:10s} {entry.env_id:18s} solved at ≥ {entry.threshold:g}"
+        )
     return 0
 
 
@@ -220,9 +229,12 @@ def _evaluate(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     meta = data["meta"]
+    from rlteach.envs_multiagent import MULTIAGENT_TASKS
+
+    kind = "team return" if meta["env_id"] in MULTIAGENT_TASKS else "return"
     print(
         f"{meta.get('algo', '?')} on {meta['env_id']} after {data['frames']:,} frames: mean "
-        f"return {mean:.2f} ± {std:.2f} over {args.episodes} episodes (deterministic policy, "
+        f"{kind} {mean:.2f} ± {std:.2f} over {args.episodes} episodes (deterministic policy, "
         f"seeds {args.seed}..{args.seed + args.episodes - 1})."
     )
     return 0

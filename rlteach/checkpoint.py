@@ -15,7 +15,11 @@ buffers, updaters
 global RNGs          Python ``random``, NumPy's global RNG, torch's global CPU RNG (the
                      policy samples its actions from it)
 environments         each Gymnasium environment pickled whole: its physical state, its own
-                     ``np_random`` and its time-limit counter; plus the action space's RNG
+                     ``np_random`` and its time-limit counter; plus the action space's RNG.
+                     A multi-agent environment saves itself (``state_dict()``): the two-step
+                     game its generator and states; each PettingZoo copy the attributes of
+                     every wrapper layer (MPE's world, ``np_random``, step counter, agent
+                     selector), since pickling it whole rebuilds a fresh, unreset env
 collector            frames so far, the observation the next batch starts from, the returns
                      and lengths of the episodes in progress and of those finished
 evaluator            the evaluation history, the next evaluation's frame count and the

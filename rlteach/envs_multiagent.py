@@ -31,6 +31,7 @@ the episode sum of the team reward, or, when rewards are per agent, of their mea
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 
 import numpy as np
@@ -46,6 +47,9 @@ __all__ = [
     "TwoStepGame",
     "MultiAgentCollector",
     "evaluate_team_return",
+    "evaluate_team_returns",
+    "make_multiagent_env",
+    "MULTIAGENT_TASKS",
 ]
 
 
@@ -82,6 +86,59 @@ def make_simple_spread(**kwargs):
         ) from err
     kwargs.setdefault("continuous_actions", False)
     return lambda: simple_spread_v3.parallel_env(**kwargs)
+
+
+_LINKS = ("aec_env", "env")
+"""Attributes through which a PettingZoo wrapper holds the environment it wraps."""
+_RENDERING = frozenset({"viewer", "screen", "game_font", "renderOn", "clock"})
+"""Attributes of MPE's pygame rendering: not state, and pygame objects do not pickle."""
+
+
+def _layers(env) -> list:
+    """The wrapper chain of a PettingZoo environment, outermost first, down to the raw env."""
+    layers = [env]
+    while True:
+        inner = next((vars(layers[-1])[k] for k in _LINKS if k in vars(layers[-1])), None)
+        if inner is None:
+            return layers
+        layers.append(inner)
+
+
+def _layer_name(layer) -> str:
+    return f"{type(layer).__module__}.{type(layer).__qualname__}"
+
+
+def _pettingzoo_state(env) -> bytes:
+    """A PettingZoo environment's state, pickled by value, layer by layer.
+
+    Pickling the environment itself does not work: MPE's ``raw_env`` is an ``EzPickle``, which
+    pickles its *constructor arguments* and unpickles a freshly built, never reset environment
+    (stepping it fails with ``'raw_env' object has no attribute 'agent_selection'``). So the
+    instance attributes of every layer are saved instead (the world with each entity's position
+    and velocity, the env's ``np_random``, the step counter, the agent selector, the reward and
+    termination dicts, the wrappers' flags), without the links between layers and the pygame
+    rendering objects, and :meth:`PettingZooParallelEnv.load_state_dict` writes them back into
+    live layers.
+    """
+    return pickle.dumps(
+        [
+            (
+                _layer_name(layer),
+                {k: v for k, v in vars(layer).items() if k not in _LINKS and k not in _RENDERING},
+            )
+            for layer in _layers(env)
+        ]
+    )
+
+
+def _check_same_layers(env, saved: list) -> None:
+    names = [_layer_name(layer) for layer in _layers(env)]
+    if names != [name for name, _ in saved]:
+        raise ValueError(
+            f"PettingZooParallelEnv: the saved state comes from the wrapper chain "
+            f"{[name for name, _ in saved]}, this environment is {names}; load it into the same "
+            f"kind of environment (same env_fn)."
+        )
 
 
 class PettingZooParallelEnv:
@@ -248,6 +305,34 @@ class PettingZooParallelEnv:
         td.set((self.group, "action"), torch.as_tensor(action, dtype=torch.int64))
         return td
 
+    def state_dict(self) -> dict:
+        """Everything the next steps depend on: each copy's state (see :func:`_pettingzoo_state`),
+        the random-action RNG, whether the first reset was seeded, and the current observations.
+        """
+        return {
+            "envs": [_pettingzoo_state(env) for env in self.envs],
+            "rng": self._rng.bit_generator.state,
+            "seeded": self._seeded,
+            "obs": pickle.dumps(self._obs),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` into this environment's live copies (checked first)."""
+        if len(state["envs"]) != self.num_envs:
+            raise ValueError(
+                f"PettingZooParallelEnv: the state holds {len(state['envs'])} copies, this one "
+                f"has {self.num_envs}; load it into an environment with the same num_envs."
+            )
+        layers = [pickle.loads(blob) for blob in state["envs"]]
+        for env, saved in zip(self.envs, layers, strict=True):
+            _check_same_layers(env, saved)
+        for env, saved in zip(self.envs, layers, strict=True):
+            for layer, attributes in zip(_layers(env), saved, strict=True):
+                vars(layer).update(attributes[1])
+        self._rng.bit_generator.state = state["rng"]
+        self._seeded = state["seeded"]
+        self._obs = pickle.loads(state["obs"])
+
     def close(self) -> None:
         for env in self.envs:
             env.close()
@@ -362,6 +447,17 @@ class TwoStepGame:
         td.set((self.group, "action"), action)
         return td
 
+    def state_dict(self) -> dict:
+        """The game's generator and the current state of each copy."""
+        return {
+            "generator": self._generator.get_state(),
+            "state": None if self._state is None else self._state.clone(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self._generator.set_state(state["generator"])
+        self._state = None if state["state"] is None else state["state"].clone()
+
     def close(self) -> None:
         pass
 
@@ -406,6 +502,24 @@ class MultiAgentCollector:
         self._root: TensorDict | None = None
         self._running = torch.zeros(env.num_envs)
 
+    def state_dict(self) -> dict:
+        """Frames so far, finished and running team returns, the observation the next batch
+        starts from, and the environment's own state (its ``state_dict()``)."""
+        return {
+            "frames": self.frames,
+            "episode_returns": list(self.episode_returns),
+            "root": None if self._root is None else self._root.clone(),
+            "running": self._running.clone(),
+            "env": self.env.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.frames = state["frames"]
+        self.episode_returns[:] = state["episode_returns"]
+        self._root = None if state["root"] is None else state["root"].clone()
+        self._running = state["running"].clone()
+        self.env.load_state_dict(state["env"])
+
     def rollout(self) -> TensorDict:
         if self._root is None:
             self._root = self.env.reset()
@@ -424,21 +538,18 @@ class MultiAgentCollector:
         return torch.stack(steps, dim=-1).contiguous()
 
 
-def evaluate_team_return(
+def evaluate_team_returns(
     policy: Callable[[TensorDictBase], TensorDictBase] | None,
     env,
-    episodes: int | None = None,
     deterministic: bool = True,
     seed: int | None = None,
-) -> float:
-    """Mean team return of one episode per environment copy (the first ``episodes`` copies).
+) -> torch.Tensor:
+    """[E]: the team return of one episode per environment copy.
 
-    The environment is reset (with ``seed`` when given) and stepped until every copy has ended
-    one episode; later rewards of a finished copy are ignored. ``policy=None`` acts at random.
+    The environment is reset (with ``seed`` when given: copy e with ``seed + e``) and stepped
+    until every copy has ended one episode; later rewards of a finished copy are ignored.
+    ``policy=None`` acts at random.
     """
-    n = env.num_envs if episodes is None else episodes
-    if not 1 <= n <= env.num_envs:
-        raise ValueError(f"episodes must be between 1 and num_envs={env.num_envs}, got {n}.")
     mode = InteractionType.DETERMINISTIC if deterministic else InteractionType.RANDOM
     td = env.reset(seed=seed)
     returns = torch.zeros(env.num_envs)
@@ -450,4 +561,38 @@ def evaluate_team_return(
             returns += torch.where(finished, 0.0, _team_reward(td["next"], env.group))
             finished |= td["next", "done"].reshape(-1)
             td = root
+    return returns
+
+
+def evaluate_team_return(
+    policy: Callable[[TensorDictBase], TensorDictBase] | None,
+    env,
+    episodes: int | None = None,
+    deterministic: bool = True,
+    seed: int | None = None,
+) -> float:
+    """Mean team return of one episode per environment copy (the first ``episodes`` copies);
+    see :func:`evaluate_team_returns`."""
+    n = env.num_envs if episodes is None else episodes
+    if not 1 <= n <= env.num_envs:
+        raise ValueError(f"episodes must be between 1 and num_envs={env.num_envs}, got {n}.")
+    returns = evaluate_team_returns(policy, env, deterministic, seed)
     return float(returns[:n].mean())
+
+
+MULTIAGENT_TASKS = ("simple_spread_v3", "TwoStepGame")
+"""The multi-agent tasks of the recipes, by the names the command line uses."""
+
+
+def make_multiagent_env(env_id: str, num_envs: int = 1, seed: int | None = None, **kwargs):
+    """A multi-agent task by name: ``"simple_spread_v3"`` (``kwargs`` go to
+    :func:`make_simple_spread`, e.g. ``max_cycles``) or ``"TwoStepGame"``."""
+    if env_id == "simple_spread_v3":
+        return PettingZooParallelEnv(make_simple_spread(**kwargs), num_envs, seed=seed)
+    if env_id == "TwoStepGame":
+        if kwargs:
+            raise ValueError(f"TwoStepGame takes no options, got {sorted(kwargs)}.")
+        return TwoStepGame(num_envs, seed=seed)
+    raise ValueError(
+        f"Unknown multi-agent task {env_id!r}; the known ones are {', '.join(MULTIAGENT_TASKS)}."
+    )

@@ -93,8 +93,11 @@ def assert_listed_as_resumable(algos, capsys) -> None:
         assert f"{algo:10s} resumable" in text, algo
 
 
-def assert_resume_refuses_other_settings(algo, folder, env_id, capsys, monkeypatch) -> None:
-    """--resume with another --seed, --steps or a changed recipe config is refused."""
+def assert_resume_refuses_other_settings(
+    algo, folder, env_id, capsys, monkeypatch, change=(("batch_size", 7),)
+) -> None:
+    """--resume with another --seed, --steps or a changed recipe config (``change``: field,
+    value pairs) is refused."""
     from rlteach.recipes.base import TRAINABLE
 
     folder = str(folder)
@@ -103,7 +106,7 @@ def assert_resume_refuses_other_settings(algo, folder, env_id, capsys, monkeypat
     assert main(["train", algo, "--out", folder, "--resume", "--steps", "999"]) == 2
     assert "--steps 999 (checkpoint:" in capsys.readouterr().err
     configs = TRAINABLE[algo].configs
-    monkeypatch.setitem(configs, env_id, replace(configs[env_id], batch_size=7))
+    monkeypatch.setitem(configs, env_id, replace(configs[env_id], **dict(change)))
     assert main(["train", algo, "--out", folder, "--resume"]) == 2
     assert "configuration changed" in capsys.readouterr().err
 

@@ -98,6 +98,69 @@ def test_wrapper_errors():
         PettingZooParallelEnv(make_simple_spread(continuous_actions=True), 1)
 
 
+def _play(env, steps, seed):
+    """``steps`` random joint actions (their own generator) through step_and_maybe_reset; the
+    observations, states, rewards and done flags seen."""
+    actions = torch.Generator().manual_seed(seed)
+    td, seen = env.reset() if env._obs is None else env._root(env._obs), []
+    for _ in range(steps):
+        td[env.group, "action"] = torch.randint(
+            env.n_actions, (env.num_envs, env.n_agents), generator=actions
+        )
+        td, root = env.step_and_maybe_reset(td)
+        nxt = td["next"]
+        seen.append((nxt["agents", "observation"], nxt["state"], nxt["agents", "reward"]))
+        seen.append((nxt["done"], root["agents", "observation"]))
+        td = root
+    return seen
+
+
+def test_state_dict_continues_mid_episode_in_a_fresh_environment():
+    """Save after 7 steps of 10-step episodes (mid-episode: positions, velocities and the step
+    counter all matter), load into a newly built wrapper (never reset), and the two must then
+    see the same 30 steps, through three automatic resets (unseeded: they draw from each copy's
+    restored np_random). The saved state must also survive a round trip through torch.save."""
+    import io
+
+    task = make_simple_spread(max_cycles=10)
+    env = PettingZooParallelEnv(task, 2, seed=3)
+    _play(env, 7, seed=0)
+    buffer = io.BytesIO()
+    torch.save(env.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = PettingZooParallelEnv(task, 2, seed=99)
+    fresh.load_state_dict(torch.load(buffer, weights_only=False))
+    assert fresh.envs[0].aec_env.unwrapped.steps == 7
+    a, b = _play(env, 30, seed=1), _play(fresh, 30, seed=1)
+    assert any(step[0].all() for step in a[1::2])  # episodes did end (and were reset)
+    for x, y in zip(a, b, strict=True):
+        for u, v in zip(x, y, strict=True):
+            assert torch.equal(u, v)
+    # the random-action generator is restored too
+    assert torch.equal(
+        env.rand_action()["agents", "action"], fresh.rand_action()["agents", "action"]
+    )
+
+
+def test_state_dict_refuses_another_number_of_copies_or_another_task():
+    env = PettingZooParallelEnv(make_simple_spread(), 2, seed=0)
+    env.reset()
+    state = env.state_dict()
+    other = PettingZooParallelEnv(make_simple_spread(), 3, seed=0)
+    with pytest.raises(ValueError, match="holds 2 copies, this one has 3"):
+        other.load_state_dict(state)
+
+    from mpe2 import simple_reference_v3
+
+    reference = PettingZooParallelEnv(
+        lambda: simple_reference_v3.parallel_env(continuous_actions=False), 2, seed=0
+    )
+    before = reference.envs[0].aec_env.unwrapped.world
+    with pytest.raises(ValueError, match="same kind of environment"):
+        reference.load_state_dict(state)
+    assert reference.envs[0].aec_env.unwrapped.world is before  # checked before any change
+
+
 # ---------------------------------------------------------------------------- two-step game
 
 

@@ -179,7 +179,9 @@ class TrainableRecipe:
     configs        task id → the recipe's config for that task; the first is the default task.
                    Another task runs the default config with ``env_id`` replaced.
     action_spaces  which Gymnasium action spaces the recipe's networks handle:
-                   ``"discrete"`` and/or ``"continuous"``
+                   ``"discrete"`` and/or ``"continuous"``; empty for a recipe that trains on
+                   its registered tasks only (the multi-agent ones: their networks and
+                   environments are built for those tasks' agents)
     resumable      ``train`` accepts ``checkpoint=`` (a :class:`Checkpointer`) and saves and
                    restores its full state with it
     ============== ===========================================================================
@@ -217,7 +219,9 @@ def register_trainable(
         raise ValueError(f"register_trainable({algo!r}): give at least one task config.")
     bad = set(action_spaces) - {"discrete", "continuous"}
     if bad:
-        raise ValueError(f"action_spaces must be 'discrete' and/or 'continuous', got {sorted(bad)}.")
+        raise ValueError(
+            f"action_spaces must be 'discrete' and/or 'continuous', got {sorted(bad)}."
+        )
     needed = ("env_id", "total_frames", "eval_every", "eval_episodes", "stop_on_solve")
     for env_id, cfg in configs.items():
         missing = [f for f in needed if not hasattr(cfg, f)]
@@ -229,4 +233,3 @@ def register_trainable(
     recipe = TrainableRecipe(algo, train, dict(configs), tuple(action_spaces), resumable)
     TRAINABLE[algo] = recipe
     return recipe
-

@@ -41,6 +41,7 @@ from torch.distributions import Categorical
 from tqdm import tqdm
 
 from rlteach.bench import register
+from rlteach.checkpoint import Checkpointer, as_checkpointer
 from rlteach.envs_multiagent import (
     MultiAgentCollector,
     PettingZooParallelEnv,
@@ -49,7 +50,8 @@ from rlteach.envs_multiagent import (
 )
 from rlteach.modules import MultiAgentMLP
 from rlteach.objectives import IPPOLoss, MAPPOLoss
-from rlteach.recipes.base import EvalPoint, RunResult, Stopwatch, seed_everything
+from rlteach.recipes._multiagent import TeamEvaluator
+from rlteach.recipes.base import RunResult, register_trainable, seed_everything
 
 ENV_ID = "simple_spread_v3"
 RANDOM_RETURN = -27.4
@@ -111,6 +113,11 @@ class MAPPOConfig:
     eval_episodes: int = 10
     torch_threads: int = 1
     max_cycles: int = 25
+    env_id: str = ENV_ID
+    """the task's name (for ``python -m rlteach train``; the loop always plays simple spread)"""
+    stop_on_solve: bool = False
+    """stop once the greedy team return reaches ``THRESHOLD`` (the command line's
+    ``--stop-when-solved``)"""
 
 
 def build(cfg: MAPPOConfig, env: PettingZooParallelEnv):
@@ -173,8 +180,15 @@ def train(
     quick: bool = False,
     progress: bool = True,
     cfg: MAPPOConfig | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> RunResult:
-    """Train MAPPO (or IPPO with ``centralised_critic=False``); greedy team return curve."""
+    """Train MAPPO (or IPPO with ``centralised_critic=False``); greedy team return curve.
+
+    With a ``checkpoint`` (a :class:`~rlteach.checkpoint.Checkpointer`) the run saves its full
+    state (networks, optimiser, collector with the pickled PettingZoo copies, generator,
+    evaluation history) after each due batch and, if the checkpointer resumes, continues from it
+    bit-identically.
+    """
     cfg = cfg or MAPPOConfig()
     if quick:
         cfg = replace(
@@ -194,9 +208,25 @@ def train(
     collector = MultiAgentCollector(env, actor, cfg.steps_per_env)
 
     result = RunResult(algo=algo, env_id=ENV_ID, seed=seed)  # PLUMBING
-    clock = Stopwatch()
     bar = tqdm(total=cfg.total_frames, desc=algo.upper(), disable=not progress, unit="frame")
-    next_eval = cfg.eval_every
+    evaluator = TeamEvaluator(
+        result,
+        lambda: evaluate_team_return(actor, eval_env, seed=10_000),
+        cfg.eval_every,
+        cfg.total_frames,
+        THRESHOLD,
+        cfg.stop_on_solve,
+        bar,
+    )
+    checkpoint = as_checkpointer(checkpoint)  # PLUMBING: save / resume everything below
+    checkpoint.track(
+        policy=actor,
+        loss=loss,
+        optimizer=optimizer,
+        collector=collector,
+        generator=generator,
+        evaluator=evaluator,
+    )
     while collector.frames < cfg.total_frames:
         batch = collector.rollout()  # [E, T]
         with torch.no_grad():  # ALGO: per-agent advantages once per batch (MAGAE-1, MAGAE-2)
@@ -211,21 +241,26 @@ def train(
                 total.backward()
                 nn.utils.clip_grad_norm_(loss.parameters(), cfg.max_grad_norm)
                 optimizer.step()
-        bar.update(collector.frames - bar.n)  # PLUMBING: evaluation with the clock paused
-        if collector.frames >= next_eval or collector.frames >= cfg.total_frames:
-            next_eval += cfg.eval_every
-            with clock.paused():
-                team_return = evaluate_team_return(actor, eval_env, seed=10_000)
-            result.curve.append(EvalPoint(collector.frames, clock.seconds, team_return))
-            bar.set_postfix(team_return=f"{team_return:.1f}")
+        solved = evaluator.after_batch(collector.frames)  # PLUMBING: clock paused
+        done = solved or collector.frames >= cfg.total_frames
+        checkpoint.after_batch(collector.frames, finished=done)  # PLUMBING
+        if solved:
+            break
     bar.close()
     env.close()
     eval_env.close()
     return result
 
 
-def train_ippo(seed: int = 0, quick: bool = False, progress: bool = True) -> RunResult:
-    return train(seed, quick, progress, cfg=MAPPOConfig(centralised_critic=False))
+def train_ippo(
+    seed: int = 0,
+    quick: bool = False,
+    progress: bool = True,
+    cfg: MAPPOConfig | None = None,
+    checkpoint: Checkpointer | None = None,
+) -> RunResult:
+    cfg = cfg or MAPPOConfig(centralised_critic=False)
+    return train(seed, quick, progress, cfg=cfg, checkpoint=checkpoint)
 
 
 # THRESHOLD: not a published number. Published MPE results use other reward scalings and budgets
@@ -234,3 +269,11 @@ def train_ippo(seed: int = 0, quick: bool = False, progress: bool = True) -> Run
 # between the random team (-27.4) and the hand-coded nearest_landmark_policy (-17.2).
 register("mappo-spread", "mappo", ENV_ID, train, threshold=THRESHOLD)
 register("ippo-spread", "ippo", ENV_ID, train_ippo, threshold=THRESHOLD)
+register_trainable("mappo", train, {ENV_ID: MAPPOConfig()}, action_spaces=(), resumable=True)
+register_trainable(
+    "ippo",
+    train_ippo,
+    {ENV_ID: MAPPOConfig(centralised_critic=False)},
+    action_spaces=(),
+    resumable=True,
+)

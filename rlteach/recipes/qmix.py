@@ -24,10 +24,12 @@ from tqdm import tqdm
 
 from rlteach.bench import register
 from rlteach.buffers import ReplayBuffer
+from rlteach.checkpoint import Checkpointer, as_checkpointer
 from rlteach.envs_multiagent import MultiAgentCollector, TwoStepGame, evaluate_team_return
 from rlteach.modules import GreedyAction, MultiAgentMLP, QMixer, VDNMixer
 from rlteach.objectives import QMixerLoss
-from rlteach.recipes.base import EvalPoint, RunResult, Stopwatch, seed_everything
+from rlteach.recipes._multiagent import TeamEvaluator
+from rlteach.recipes.base import RunResult, register_trainable, seed_everything
 from rlteach.updaters import HardUpdate
 
 ENV_ID = "TwoStepGame"
@@ -62,6 +64,16 @@ class QMixConfig:
     eval_every: int = 250
     """episodes between greedy evaluations"""
     torch_threads: int = 1
+    env_id: str = ENV_ID
+    """the task's name (for ``python -m rlteach train``)"""
+    total_frames: int | None = None
+    """budget in frames (team steps, 2 per episode and copy) instead of ``episodes``; when set
+    (``python -m rlteach train`` sets it), ``eval_every`` counts frames too"""
+    eval_episodes: int = 1
+    """greedy episodes per evaluation (the game is deterministic: once is enough)"""
+    stop_on_solve: bool = False
+    """stop once the greedy return reaches the optimum 8 (the command line's
+    ``--stop-when-solved``)"""
 
 
 class EpsilonGreedy(nn.Module):
@@ -146,8 +158,15 @@ def train(
     quick: bool = False,
     progress: bool = True,
     cfg: QMixConfig | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> RunResult:
-    """Train QMIX (or VDN) on the two-step game; the curve holds the greedy policy's return."""
+    """Train QMIX (or VDN) on the two-step game; the curve holds the greedy policy's return.
+
+    With a ``checkpoint`` (a :class:`~rlteach.checkpoint.Checkpointer`) the run saves its full
+    state (networks and targets, optimiser, target updater, replay buffer, collector with the
+    game's state, evaluation history) after each due batch and, if the checkpointer resumes,
+    continues from it bit-identically.
+    """
     cfg = cfg or QMixConfig()
     if quick:
         cfg = replace(cfg, episodes=cfg.quick_episodes)
@@ -160,15 +179,35 @@ def train(
     buffer = ReplayBuffer(cfg.buffer_size, seed=seed)
     optimizer = torch.optim.Adam(loss.parameters(), lr=cfg.lr)
     target_updater = HardUpdate(loss, value_network_update_interval=cfg.target_update_interval)
-    eval_env = TwoStepGame(1)
+    eval_env = TwoStepGame(cfg.eval_episodes)  # deterministic: every copy plays the same
 
     result = RunResult(algo=cfg.mixer, env_id=ENV_ID, seed=seed)  # PLUMBING
-    clock = Stopwatch()
-    bar = tqdm(total=cfg.episodes, desc=cfg.mixer.upper(), disable=not progress, unit="episode")
-    episodes, next_eval = 0, cfg.eval_every
-    while episodes < cfg.episodes:
+    if cfg.total_frames is None:  # PLUMBING: budget in frames, 2 per episode
+        total, every = 2 * cfg.episodes, 2 * cfg.eval_every
+    else:
+        total, every = cfg.total_frames, cfg.eval_every
+    bar = tqdm(total=total, desc=cfg.mixer.upper(), disable=not progress, unit="frame")
+    evaluator = TeamEvaluator(
+        result,
+        lambda: evaluate_team_return(actor, eval_env),
+        every,
+        total,
+        OPTIMAL_RETURN if cfg.mixer == "qmix" else VDN_RETURN,
+        cfg.stop_on_solve,
+        bar,
+    )
+    checkpoint = as_checkpointer(checkpoint)  # PLUMBING: save / resume everything below
+    checkpoint.track(
+        policy=actor,
+        loss=loss,
+        optimizer=optimizer,
+        target_updater=target_updater,
+        buffer=buffer,
+        collector=collector,
+        evaluator=evaluator,
+    )
+    while collector.frames < total:
         buffer.extend(collector.rollout())  # ALGO: ε-greedy experience (ε = 1: uniform)
-        episodes += cfg.num_envs
         for _ in range(cfg.updates_per_batch):
             batch = buffer.sample(cfg.batch_size)
             out = loss(batch)  # ALGO: (QMIX-L1)-(QMIX-L3), TD(0) on Q_tot
@@ -176,23 +215,35 @@ def train(
             out["loss"].backward()
             optimizer.step()
             target_updater.step()  # ALGO: θ⁻ ← θ every target_update_interval steps
-        bar.update(cfg.num_envs)  # PLUMBING: evaluation with the clock paused
-        if episodes >= next_eval or episodes >= cfg.episodes:
-            next_eval += cfg.eval_every
-            with clock.paused():
-                greedy_return = evaluate_team_return(actor, eval_env)
-            result.curve.append(EvalPoint(collector.frames, clock.seconds, greedy_return))
-            bar.set_postfix(greedy_return=f"{greedy_return:.0f}")
+        solved = evaluator.after_batch(collector.frames)  # PLUMBING: clock paused
+        done = solved or collector.frames >= total
+        checkpoint.after_batch(collector.frames, finished=done)  # PLUMBING
+        if solved:
+            break
     bar.close()
     result.q_tot = q_tot_table(loss)  # PLUMBING: for the chapter's table
     return result
 
 
-def train_vdn(seed: int = 0, quick: bool = False, progress: bool = True) -> RunResult:
-    return train(seed, quick, progress, cfg=QMixConfig(mixer="vdn"))
+def train_vdn(
+    seed: int = 0,
+    quick: bool = False,
+    progress: bool = True,
+    cfg: QMixConfig | None = None,
+    checkpoint: Checkpointer | None = None,
+) -> RunResult:
+    cfg = cfg or QMixConfig(mixer="vdn")
+    return train(seed, quick, progress, cfg=cfg, checkpoint=checkpoint)
 
 
 # Thresholds: QMIX must find the optimal return 8; VDN "solves" its own task at 7, the best an
 # additive factorisation can do here (its bench row shows it never reaches 8).
 register("qmix-twostep", "qmix", ENV_ID, train, threshold=OPTIMAL_RETURN)
 register("vdn-twostep", "vdn", ENV_ID, train_vdn, threshold=VDN_RETURN)
+# The command line counts frames (team steps): 5,000 episodes = 10,000 frames, evaluated every
+# 500 frames (250 episodes), as the bench's run.
+_CLI = QMixConfig(total_frames=10_000, eval_every=500)
+register_trainable("qmix", train, {ENV_ID: _CLI}, action_spaces=(), resumable=True)
+register_trainable(
+    "vdn", train_vdn, {ENV_ID: replace(_CLI, mixer="vdn")}, action_spaces=(), resumable=True
+)
