@@ -107,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         "and learning-curve PNGs to --out. Seconds exclude evaluation time.",
     )
     bench.add_argument("--algo", nargs="+", metavar="NAME", help="entries to run (default: all)")
+    bench.add_argument(
+        "--skip",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="entries to leave out of the selection",
+    )
     bench.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
     bench.add_argument("--quick", action="store_true", help="the small CI/classroom budgets")
     bench.add_argument(
@@ -180,7 +187,12 @@ def _bench(args) -> int:
         return 2
     try:
         rows = run_bench(
-            args.algo, seeds=args.seeds, quick=args.quick, out_dir=args.out, compare=args.compare
+            args.algo,
+            seeds=args.seeds,
+            quick=args.quick,
+            out_dir=args.out,
+            compare=args.compare,
+            skip=args.skip,
         )
     except KeyError as err:
         print(err.args[0], file=sys.stderr)

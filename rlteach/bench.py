@@ -166,15 +166,21 @@ def markdown_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def entries_to_run(names: Sequence[str] | None, compare: str | None = None) -> list[BenchEntry]:
+def entries_to_run(
+    names: Sequence[str] | None, compare: str | None = None, skip: Sequence[str] = ()
+) -> list[BenchEntry]:
     """The entries named; without names every entry, or with ``compare="sb3"`` every entry
-    that has a Stable-Baselines3 counterpart."""
+    that has a Stable-Baselines3 counterpart; minus those in ``skip`` (registered names)."""
+    unknown = [n for n in skip if n not in REGISTRY]
+    if unknown:
+        known = ", ".join(REGISTRY) or "(none registered yet)"
+        raise KeyError(f"--skip: unknown bench entry {', '.join(unknown)}; registered: {known}.")
     entries = select(names)
     if compare == "sb3" and not names:
         from rlteach.compare import sb3
 
         entries = [entry for entry in entries if entry.name in sb3.SB3_TASKS]
-    return entries
+    return [entry for entry in entries if entry.name not in skip]
 
 
 def run_bench(
@@ -184,8 +190,12 @@ def run_bench(
     out_dir: str | Path = "bench-results",
     progress: bool = True,
     compare: str | None = None,
+    skip: Sequence[str] = (),
 ) -> list[dict]:
     """Train the selected entries over ``seeds`` seeds (0 … seeds−1) and write the reports.
+
+    ``skip`` leaves entries out of the selection (``--skip``: e.g. the long multi-agent ones,
+    measured in a run of their own).
 
     ``compare="sb3"`` also trains each entry's Stable-Baselines3 counterpart (see
     :mod:`rlteach.compare.sb3`) over the same seeds with the same evaluation protocol, and adds
@@ -199,7 +209,9 @@ def run_bench(
         from rlteach.compare import sb3
 
         sb3.require()  # before any training
-    entries = entries_to_run(names, compare)
+    entries = entries_to_run(names, compare, skip)
+    if not entries:
+        raise KeyError("Nothing to run: --skip leaves out every selected entry.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows, all_runs = [], {}
@@ -229,6 +241,7 @@ def run_bench(
         _plot_entry(entry, runs, out / f"{entry.name}.png", other_runs.get(entry.name))
     command = "python -m rlteach bench " + " ".join(
         ([f"--algo {' '.join(names)}"] if names else [])
+        + ([f"--skip {' '.join(skip)}"] if skip else [])
         + [f"--seeds {seeds}"]
         + (["--quick"] if quick else [])
         + ([f"--compare {compare}"] if compare else [])

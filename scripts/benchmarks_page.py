@@ -89,27 +89,52 @@ def _curves(report: dict, results_dir: Path, heading: str, what: str) -> list[st
     return parts
 
 
-def render(results_dir: Path, page: Path, compare_dirs: list[Path] | None = None) -> str:
+def _notes(results_dir: Path) -> list[str]:
+    """What the person who ran the bench has to say about it (``notes.md``, if any)."""
+    notes = results_dir / "notes.md"
+    return [notes.read_text().strip() + "\n"] if notes.is_file() else []
+
+
+def render(
+    results_dir: Path,
+    page: Path,
+    compare_dirs: list[Path] | None = None,
+    extra_dirs: list[Path] | None = None,
+) -> str:
     """The page's Markdown, with paths relative to the page's folder.
 
     ``compare_dirs`` (default: every ``results_dir/sb3*/`` folder that holds a run, in name
     order) are ``bench --compare sb3`` runs, each listed with its own machine and command.
+    ``extra_dirs`` (default: every other ``results_dir/*/`` folder that holds a run) are rlteach
+    runs of entries measured separately (e.g. the long multi-agent ones, two at a time), each
+    with its own machine, command, notes and table; their curves join the others.
     """
     report, table = _load(results_dir)
+    if extra_dirs is None:
+        extra_dirs = sorted(
+            p.parent
+            for p in results_dir.glob("*/results.json")
+            if not p.parent.name.startswith("sb3")
+        )
+    extras = [(d, *_load(d)) for d in extra_dirs]
     parts = [INTRO]
     parts.append("## Machine and command\n")
     parts.append(f"- Machine: {report['machine']}")
     parts.append(f"- Command: `{report['command']}`\n")
-    missing = [name for name in _registered() if name not in {r["name"] for r in report["rows"]}]
+    measured = {r["name"] for run in [report] + [e for _, e, _ in extras] for r in run["rows"]}
+    missing = [name for name in _registered() if name not in measured]
     if missing:
-        parts.append(
-            "Registered but not in this run: " + ", ".join(f"`{n}`" for n in missing) + ".\n"
-        )
-    notes = results_dir / "notes.md"
-    if notes.is_file():  # what the person who ran the bench has to say about it
-        parts.append(notes.read_text().strip() + "\n")
+        parts.append("Registered but not measured: " + ", ".join(f"`{n}`" for n in missing) + ".\n")
+    parts.extend(_notes(results_dir))
     parts.append("## Results\n")
     parts.append(table + "\n")
+    if extras:
+        parts.append("## Results measured separately\n")
+    for extra_dir, extra, extra_table in extras:
+        parts.append(f"- Machine: {extra['machine']}")
+        parts.append(f"- Command: `{extra['command']}`\n")
+        parts.extend(_notes(extra_dir))
+        parts.append(extra_table + "\n")
     if compare_dirs is None:
         compare_dirs = sorted(p.parent for p in results_dir.glob("sb3*/results.json"))
     others = [(d, *_load(d)) for d in compare_dirs]
@@ -126,6 +151,7 @@ def render(results_dir: Path, page: Path, compare_dirs: list[Path] | None = None
         parts.append(f"- Command: `{other['command']}`\n")
         parts.append(compare + "\n")
     curves = _curves(report, results_dir, "###", "")
+    curves += [c for d, extra, _ in extras for c in _curves(extra, d, "###", "")]
     if curves:
         parts.append("## Learning curves\n")
         parts.append(

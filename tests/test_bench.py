@@ -58,6 +58,18 @@ def test_unknown_entry_and_bad_seeds(registry, tmp_path):
         bench.run_bench(seeds=0, out_dir=tmp_path)
 
 
+def test_skip_leaves_entries_out_and_is_recorded_in_the_command(registry, tmp_path):
+    bench.register("other-cartpole", "other", "CartPole-v1", fake_train)
+    rows = bench.run_bench(seeds=1, out_dir=tmp_path, progress=False, skip=["fake-cartpole"])
+    assert [row["name"] for row in rows] == ["other-cartpole"]
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert report["command"] == "python -m rlteach bench --skip fake-cartpole --seeds 1"
+    with pytest.raises(KeyError, match="--skip: unknown bench entry nope"):
+        bench.run_bench(out_dir=tmp_path, skip=["nope"])
+    with pytest.raises(KeyError, match="Nothing to run"):
+        bench.run_bench(["fake-cartpole"], out_dir=tmp_path, skip=["fake-cartpole"])
+
+
 def test_register_needs_a_threshold(registry):
     with pytest.raises(ValueError, match="No solved threshold is known for 'MountainCar-v0'"):
         bench.register("x", "x", "MountainCar-v0", fake_train)

@@ -109,6 +109,38 @@ def test_committed_bench_run_has_machine_command_rows_and_curves():
         assert len(report["runs"][row["name"]]) == row["seeds"]
 
 
+def test_benchmarks_page_lays_out_runs_measured_separately(tmp_path):
+    """A run in a subfolder (not sb3*) counts as measured: its table follows the main one, with
+    its own machine, command and notes, and its curves join the others."""
+    import shutil
+
+    report = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    main, extra = tmp_path / "bench", tmp_path / "bench" / "multiagent"
+    extra.mkdir(parents=True)
+    row = report["rows"][-1]  # moved from the main run into the separate one
+    split = {**report, "rows": report["rows"][:-1]}
+    (main / "results.json").write_text(json.dumps(split))
+    (main / "results.md").write_text("| main table |")
+    separate = {
+        **report,
+        "machine": "another machine",
+        "command": "python -m rlteach bench --algo X",
+        "rows": [row],
+    }
+    (extra / "results.json").write_text(json.dumps(separate))
+    (extra / "results.md").write_text("| separate table |")
+    (extra / "notes.md").write_text("Why it ran apart.")
+    shutil.copy(ROOT / "benchmarks" / f"{row['name']}.png", extra)
+
+    text = benchmarks_page.render(main, tmp_path / "page.md", compare_dirs=[])
+    separately = text.index("## Results measured separately")
+    assert text.index("| main table |") < separately < text.index("| separate table |")
+    assert "- Command: `python -m rlteach bench --algo X`" in text[separately:]
+    assert "Why it ran apart." in text[separately:]
+    assert f"`{row['name']}`" not in text.split("## Results")[0]  # not listed as unmeasured
+    assert f"### {row['name']}\n" in text.split("## Learning curves")[1]
+
+
 def test_benchmarks_page_refuses_a_missing_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="rlteach bench"):
         benchmarks_page.render(tmp_path, tmp_path / "page.md")
