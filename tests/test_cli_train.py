@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from rlteach.__main__ import main
+from rlteach.checkpoint import Checkpointer
 
 ROOT = Path(__file__).resolve().parents[1]
 # PPO on CartPole: 256 frames per batch (20 epochs each); evaluations and checkpoints every 512.
@@ -76,6 +77,25 @@ def kill_and_resume(base: Path, train_args: list[str]) -> dict:
     killed = torch.load(broken / "checkpoint.pt", weights_only=False)
     resumed = cli("train", train_args[0], "--out", str(broken), "--resume")
     return {"whole": whole, "broken": broken, "killed": killed, "resumed": resumed}
+
+
+class _Stop(Exception):
+    pass
+
+
+def stop_after_first_save(monkeypatch, train) -> None:
+    """Call ``train()`` with :meth:`Checkpointer.save` patched to raise right after writing, as
+    if the process died the instant the first checkpoint was on disk (an in-process kill)."""
+    save = Checkpointer.save
+
+    def save_then_stop(self, frames, finished=False):
+        save(self, frames, finished)
+        raise _Stop
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Checkpointer, "save", save_then_stop)
+        with pytest.raises(_Stop):
+            train()
 
 
 def assert_same_final_parameters(whole: Path, broken: Path) -> None:

@@ -21,6 +21,7 @@ from test_cli_train import (
     assert_same_final_parameters,
     kill_and_resume,
     read_log,
+    stop_after_first_save,
 )
 
 from rlteach.checkpoint import Checkpointer
@@ -87,10 +88,6 @@ def test_value_based_recipes_are_listed_as_resumable(capsys):
     assert_listed_as_resumable(ALGOS, capsys)
 
 
-class _Stop(Exception):
-    pass
-
-
 @pytest.mark.parametrize("target_update", ["hard", "soft"])
 def test_target_updater_state_resumes_mid_period(target_update, tmp_path, monkeypatch):
     """In process: stop right after the first checkpoint, resume, compare with a whole run."""
@@ -108,16 +105,12 @@ def test_target_updater_state_resumes_mid_period(target_update, tmp_path, monkey
     whole_ckpt = Checkpointer(tmp_path / "whole", 1280)
     whole, agent = dqn.train_agent(0, progress=False, cfg=cfg, checkpoint=whole_ckpt)
 
-    save = Checkpointer.save
-
-    def save_then_stop(self, frames, finished=False):
-        save(self, frames, finished)
-        raise _Stop  # as if the process died the instant the checkpoint was on disk
-
-    monkeypatch.setattr(Checkpointer, "save", save_then_stop)
-    with pytest.raises(_Stop):
-        dqn.train_agent(0, progress=False, cfg=cfg, checkpoint=Checkpointer(tmp_path / "b", 1280))
-    monkeypatch.setattr(Checkpointer, "save", save)
+    stop_after_first_save(
+        monkeypatch,
+        lambda: dqn.train_agent(
+            0, progress=False, cfg=cfg, checkpoint=Checkpointer(tmp_path / "b", 1280)
+        ),
+    )
     killed = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
     assert killed["frames"] == 1280 and not killed["finished"]
     if target_update == "hard":  # 64 updates done (at 1,024 and 1,280 frames): 64 % 48 = 16

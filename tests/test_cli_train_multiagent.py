@@ -24,6 +24,7 @@ from test_cli_train import (
     cli,
     kill_and_resume,
     read_log,
+    stop_after_first_save,
 )
 
 from rlteach.__main__ import main
@@ -116,10 +117,6 @@ def test_multiagent_recipes_refuse_another_task(algo, task, capsys):
     assert f"{algo} trains on {task} only, got --env CartPole-v1" in err
 
 
-class _Stop(Exception):
-    pass
-
-
 def test_mappo_resumes_mid_episode(tmp_path, monkeypatch):
     """In process: 30-step batches end mid-episode (25-step episodes), so the checkpoint holds
     PettingZoo worlds in motion; stop right after it, resume, compare with a whole run."""
@@ -130,16 +127,12 @@ def test_mappo_resumes_mid_episode(tmp_path, monkeypatch):
     )
     whole = mappo.train(0, progress=False, cfg=cfg, checkpoint=Checkpointer(tmp_path / "a", 240))
 
-    save = Checkpointer.save
-
-    def save_then_stop(self, frames, finished=False):
-        save(self, frames, finished)
-        raise _Stop  # as if the process died the instant the checkpoint was on disk
-
-    monkeypatch.setattr(Checkpointer, "save", save_then_stop)
-    with pytest.raises(_Stop):
-        mappo.train(0, progress=False, cfg=cfg, checkpoint=Checkpointer(tmp_path / "b", 240))
-    monkeypatch.setattr(Checkpointer, "save", save)
+    stop_after_first_save(
+        monkeypatch,
+        lambda: mappo.train(
+            0, progress=False, cfg=cfg, checkpoint=Checkpointer(tmp_path / "b", 240)
+        ),
+    )
     killed = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
     assert killed["frames"] == 240 and not killed["finished"]
     layers = pickle.loads(killed["objects"]["collector"]["env"]["envs"][0])
