@@ -110,19 +110,21 @@ def render(
     with its own machine, command, notes and table; their curves join the others.
     """
     report, table = _load(results_dir)
+    order = _registered()
     if extra_dirs is None:
-        extra_dirs = sorted(
+        extra_dirs = [
             p.parent
-            for p in results_dir.glob("*/results.json")
+            for p in sorted(results_dir.glob("*/results.json"))
             if not p.parent.name.startswith("sb3")
-        )
+        ]
     extras = [(d, *_load(d)) for d in extra_dirs]
+    extras.sort(key=lambda extra: _book_position(extra[1], order))  # in the book's order
     parts = [INTRO]
     parts.append("## Machine and command\n")
     parts.append(f"- Machine: {report['machine']}")
     parts.append(f"- Command: `{report['command']}`\n")
     measured = {r["name"] for run in [report] + [e for _, e, _ in extras] for r in run["rows"]}
-    missing = [name for name in _registered() if name not in measured]
+    missing = [name for name in order if name not in measured]
     if missing:
         parts.append("Registered but not measured: " + ", ".join(f"`{n}`" for n in missing) + ".\n")
     parts.extend(_notes(results_dir))
@@ -167,6 +169,12 @@ def render(
         parts.append("The comparison runs' curves: rlteach and SB3 on the same seeds.\n")
         parts.extend(curves)
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _book_position(report: dict, order: list[str]) -> int:
+    """Where a run's first entry comes in the book (unregistered names last)."""
+    positions = [order.index(r["name"]) for r in report["rows"] if r["name"] in order]
+    return min(positions, default=len(order))
 
 
 def _registered() -> list[str]:
