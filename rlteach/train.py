@@ -56,7 +56,7 @@ def describe_trainable() -> str:
     for algo, recipe in sorted(trainable.items()):
         tasks = ", ".join(recipe.configs)
         spaces = "/".join(recipe.action_spaces)
-        other = f"any {spaces}-action task" if spaces else "multi-agent; these tasks only"
+        other = f"any {spaces}-action task" if spaces else "multi-agent: no other task"
         resume = "resumable" if recipe.resumable else "no --resume"
         lines.append(f"  {algo:10s} {resume:12s} tasks: {tasks} ({other})")
     bench_only = sorted({e.algo for e in registry.values()} - set(trainable))
