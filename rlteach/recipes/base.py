@@ -125,6 +125,11 @@ class Evaluator:
             ...  # learn
             if evaluator.after_batch(collector.frames, last=...):
                 break  # solved (and stop_on_solve)
+
+    By default the deterministic ``policy`` plays ``episodes`` Gymnasium episodes of ``env_id``
+    seeded ``seed, seed + 1, ...``. A recipe whose task is not a Gymnasium one passes
+    ``evaluate``, a zero-argument callable returning the mean return, instead (the multi-agent
+    recipes: their greedy team's return).
     """
 
     def __init__(
@@ -138,10 +143,12 @@ class Evaluator:
         stop_on_solve: bool = True,
         bar=None,
         seed: int = 10_000,
+        evaluate: Callable[[], float] | None = None,
     ) -> None:
         self.result, self.policy, self.env_id = result, policy, env_id
         self.every, self.threshold, self.episodes = every, threshold, episodes
         self.stop_on_solve, self.bar, self.seed = stop_on_solve, bar, seed
+        self.evaluate = evaluate
         self.clock = Stopwatch()
         self._next = every
 
@@ -156,7 +163,10 @@ class Evaluator:
         while self._next <= frames:
             self._next += self.every
         with self.clock.paused():
-            mean_return = evaluate(self.policy, self.env_id, self.episodes, seed=self.seed)
+            if self.evaluate is not None:
+                mean_return = self.evaluate()
+            else:
+                mean_return = evaluate(self.policy, self.env_id, self.episodes, seed=self.seed)
         self.result.curve.append(EvalPoint(frames, self.clock.seconds, mean_return))
         if self.bar is not None:
             self.bar.set_postfix(eval_return=f"{mean_return:.1f}")

@@ -50,8 +50,7 @@ from rlteach.envs_multiagent import (
 )
 from rlteach.modules import MultiAgentMLP
 from rlteach.objectives import IPPOLoss, MAPPOLoss
-from rlteach.recipes._multiagent import TeamEvaluator
-from rlteach.recipes.base import RunResult, register_trainable, seed_everything
+from rlteach.recipes.base import Evaluator, RunResult, register_trainable, seed_everything
 
 ENV_ID = "simple_spread_v3"
 RANDOM_RETURN = -27.4
@@ -209,14 +208,15 @@ def train(
 
     result = RunResult(algo=algo, env_id=ENV_ID, seed=seed)  # PLUMBING
     bar = tqdm(total=cfg.total_frames, desc=algo.upper(), disable=not progress, unit="frame")
-    evaluator = TeamEvaluator(
+    evaluator = Evaluator(  # PLUMBING: greedy team return every eval_every frames
         result,
-        lambda: evaluate_team_return(actor, eval_env, seed=10_000),
+        actor,
+        ENV_ID,
         cfg.eval_every,
-        cfg.total_frames,
         THRESHOLD,
-        cfg.stop_on_solve,
-        bar,
+        stop_on_solve=cfg.stop_on_solve,
+        bar=bar,
+        evaluate=lambda: evaluate_team_return(actor, eval_env, seed=10_000),
     )
     checkpoint = as_checkpointer(checkpoint)  # PLUMBING: save / resume everything below
     checkpoint.track(
@@ -241,8 +241,9 @@ def train(
                 total.backward()
                 nn.utils.clip_grad_norm_(loss.parameters(), cfg.max_grad_norm)
                 optimizer.step()
-        solved = evaluator.after_batch(collector.frames)  # PLUMBING: clock paused
-        done = solved or collector.frames >= cfg.total_frames
+        last = collector.frames >= cfg.total_frames
+        solved = evaluator.after_batch(collector.frames, last=last)  # PLUMBING: clock paused
+        done = solved or last
         checkpoint.after_batch(collector.frames, finished=done)  # PLUMBING
         if solved:
             break

@@ -28,8 +28,7 @@ from rlteach.checkpoint import Checkpointer, as_checkpointer
 from rlteach.envs_multiagent import MultiAgentCollector, TwoStepGame, evaluate_team_return
 from rlteach.modules import GreedyAction, MultiAgentMLP, QMixer, VDNMixer
 from rlteach.objectives import QMixerLoss
-from rlteach.recipes._multiagent import TeamEvaluator
-from rlteach.recipes.base import RunResult, register_trainable, seed_everything
+from rlteach.recipes.base import Evaluator, RunResult, register_trainable, seed_everything
 from rlteach.updaters import HardUpdate
 
 ENV_ID = "TwoStepGame"
@@ -187,14 +186,15 @@ def train(
     else:
         total, every = cfg.total_frames, cfg.eval_every
     bar = tqdm(total=total, desc=cfg.mixer.upper(), disable=not progress, unit="frame")
-    evaluator = TeamEvaluator(
+    evaluator = Evaluator(  # PLUMBING: the greedy policy's return every `every` frames
         result,
-        lambda: evaluate_team_return(actor, eval_env),
+        actor,
+        ENV_ID,
         every,
-        total,
         OPTIMAL_RETURN if cfg.mixer == "qmix" else VDN_RETURN,
-        cfg.stop_on_solve,
-        bar,
+        stop_on_solve=cfg.stop_on_solve,
+        bar=bar,
+        evaluate=lambda: evaluate_team_return(actor, eval_env),
     )
     checkpoint = as_checkpointer(checkpoint)  # PLUMBING: save / resume everything below
     checkpoint.track(
@@ -215,8 +215,9 @@ def train(
             out["loss"].backward()
             optimizer.step()
             target_updater.step()  # ALGO: θ⁻ ← θ every target_update_interval steps
-        solved = evaluator.after_batch(collector.frames)  # PLUMBING: clock paused
-        done = solved or collector.frames >= total
+        last = collector.frames >= total
+        solved = evaluator.after_batch(collector.frames, last=last)  # PLUMBING: clock paused
+        done = solved or last
         checkpoint.after_batch(collector.frames, finished=done)  # PLUMBING
         if solved:
             break
