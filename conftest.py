@@ -17,6 +17,8 @@ import pytest
 # here shrinks every chapter's training budget even when pytest is called without the Makefile.
 os.environ.setdefault("RLTEACH_QUICK", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Text progress bars, as in the stored outputs (rlteach.progress draws widgets only for readers).
+os.environ.setdefault("RLTEACH_TEXT_PROGRESS", "1")
 
 ROOT = Path(__file__).resolve().parent
 

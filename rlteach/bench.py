@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
+from rlteach.progress import progress_bar
 from rlteach.recipes.base import RunResult
 
 # Mean return of 10 deterministic evaluation episodes that counts as solving each task.
@@ -219,7 +219,7 @@ def run_bench(
     other_runs: dict[str, list[RunResult]] = {}
     if compare == "sb3":  # the same seeds, one after the other, never two trainings at once
         jobs += [("sb3", entry, seed) for entry, seed in jobs if entry.name in sb3.SB3_TASKS]
-    bar = tqdm(jobs, desc="bench", disable=not progress, file=sys.stderr)
+    bar = progress_bar(jobs, desc="bench", disable=not progress, file=sys.stderr)
     for job in bar:
         if job[0] == "sb3":
             _, entry, seed = job

@@ -150,6 +150,7 @@ def merge_streams(cell) -> None:
 def execute(path: Path, timeout: int) -> float:
     notebook = nbformat.read(path, as_version=4)
     os.environ["RLTEACH_QUICK"] = "0"
+    os.environ["RLTEACH_TEXT_PROGRESS"] = "1"  # the book is static: text bars, not widgets
     start = time.perf_counter()
     NotebookClient(
         notebook,

@@ -7,6 +7,7 @@ as soon as its file exists: nothing here names a particular chapter.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -258,3 +259,77 @@ def test_exercises_have_hidden_answers_and_a_checker(path):
     assert checked, (
         f"{path.name}: no exercise runs a checker from rlteach.exercises (see chapters 1-5)"
     )
+
+
+# What a stored output must not show a reader: a warning (tqdm's "IProgress not found", a
+# DeprecationWarning, ...) or a path of the machine that executed the chapter.
+_WARNING = re.compile(r"\b[A-Z]\w*Warning\b:")
+_MACHINE_PATH = re.compile(
+    r"(?<![\w.])(/home/|/root/|/work/|/tmp/|/Users/|/opt/|/usr/|/private/var/|[A-Z]:\\\\)"
+    r"|site-packages|dist-packages"
+)
+
+
+def output_texts(output: dict) -> list[str]:
+    """The text a reader sees of one stored output: streams, plain text, HTML, tracebacks."""
+    texts = []
+    if "text" in output:
+        texts.append("".join(output["text"]))
+    for mime, value in output.get("data", {}).items():
+        if mime.startswith("text/") or mime in ("application/javascript",):
+            texts.append("".join(value) if isinstance(value, list) else str(value))
+    texts.extend(output.get("traceback", []))
+    return texts
+
+
+def leaks(text: str) -> list[str]:
+    found = [m.group(0) for m in _WARNING.finditer(text)]
+    found += [m.group(0) for m in _MACHINE_PATH.finditer(text)]
+    return found
+
+
+def test_leak_detector_catches_what_it_must():
+    stored = (
+        "/work/main/.venv/lib/python3.11/site-packages/tqdm/auto.py:21: TqdmWarning: IProgress "
+        "not found. Please update jupyter and ipywidgets."
+    )
+    assert "TqdmWarning:" in leaks(stored) and "/work/" in leaks(stored)
+    assert leaks("C:\\\\Users\\\\ann\\\\rl.py: UserWarning: x") != []
+    assert leaks("PPO CartPole-v1: 100%|██████| 4096/4096 [00:03<00:00, 1200.00frame/s]") == []
+    assert leaks("see book/notation.md and rlteach/objectives/ppo.py (PPO-3)") == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_stored_outputs_show_no_warning_and_no_machine_path(path):
+    found = [
+        (i, leak)
+        for i, cell in enumerate(code_cells(load_notebook(path)))
+        for output in cell.get("outputs", [])
+        for text in output_texts(output)
+        for leak in leaks(text)
+    ]
+    assert not found, (
+        f"{path.name}: stored outputs show a warning or a path of the machine that executed it "
+        f"(code cell, text): {found[:5]}. Fix the cause (filter a warning only where the chapter "
+        "says why), then re-execute the chapter."
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_first_code_cell_installs_rlteach_where_it_is_missing(path):
+    import install_cell
+
+    cell = code_cells(load_notebook(path))[0]
+    assert "".join(cell["source"]) == install_cell.install_cell_source(path.stem, ROOT), (
+        f"{path.name}: the first code cell is not the current install cell (Colab, Binder); "
+        "run `python scripts/install_cell.py`"
+    )
+    assert not cell.get("outputs"), f"{path.name}: the install cell stored output (it must be silent)"
+
+
+def test_install_cell_uses_the_book_repository():
+    import install_cell
+
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].rstrip("/")
+    for path in NOTEBOOKS:
+        assert f'"git+{url}"' in install_cell.install_cell_source(path.stem, ROOT)

@@ -338,9 +338,9 @@ def train_sb3(
 
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
-    from tqdm import tqdm
 
     from rlteach.bench import SOLVED_THRESHOLDS
+    from rlteach.progress import progress_bar
 
     if threshold is None:
         threshold = SOLVED_THRESHOLDS[task.env_id]
@@ -363,7 +363,7 @@ def train_sb3(
     result = RunResult(algo=f"sb3-{task.algo.lower()}", env_id=task.env_id, seed=seed)
     clock = Stopwatch()
     clock.pause()  # started by the callback when learning starts
-    bar = tqdm(total=budget, desc=f"SB3 {task.algo} {task.env_id}", disable=not progress)
+    bar = progress_bar(total=budget, desc=f"SB3 {task.algo} {task.env_id}", disable=not progress)
     callback = _RlteachEvaluation(task, result, clock, threshold, eval_every, stop_on_solve, bar)
     model.learn(total_timesteps=budget, callback=callback)
     bar.close()

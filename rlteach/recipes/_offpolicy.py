@@ -48,13 +48,13 @@ from dataclasses import dataclass, field, replace
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from tqdm import tqdm
 
 from rlteach.bench import SOLVED_THRESHOLDS
 from rlteach.buffers import ReplayBuffer
 from rlteach.checkpoint import Checkpointer, as_checkpointer
 from rlteach.envs import GymEnv
 from rlteach.objectives.common import LossModule
+from rlteach.progress import progress_bar
 from rlteach.recipes.base import Evaluator, RunResult, seed_everything
 from rlteach.updaters import SoftUpdate
 
@@ -260,7 +260,7 @@ def run_offpolicy(
 
     result = OffPolicyResult(algo=algo, env_id=cfg.env_id, seed=seed, agent=agent)  # PLUMBING
     threshold = SOLVED_THRESHOLDS.get(cfg.env_id, float("inf"))
-    bar = tqdm(total=cfg.total_frames, desc=f"{algo} {cfg.env_id}", disable=not progress)
+    bar = progress_bar(total=cfg.total_frames, desc=f"{algo} {cfg.env_id}", disable=not progress)
     evaluator = Evaluator(
         result,
         agent.eval_policy,

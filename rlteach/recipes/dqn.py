@@ -40,7 +40,6 @@ from dataclasses import dataclass, replace
 import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictSequential
-from tqdm import tqdm
 
 from rlteach.bench import SOLVED_THRESHOLDS, register
 from rlteach.buffers import ReplayBuffer
@@ -48,6 +47,7 @@ from rlteach.checkpoint import Checkpointer, as_checkpointer
 from rlteach.envs import Collector, VecGymEnv
 from rlteach.modules import EGreedyModule, make_qvalue_actor, make_qvalue_network
 from rlteach.objectives import DQNLoss, LossModule
+from rlteach.progress import progress_bar
 from rlteach.recipes.base import Evaluator, RunResult, register_trainable, seed_everything
 from rlteach.updaters import HardUpdate, SoftUpdate
 
@@ -232,7 +232,7 @@ def run_off_policy(
     threshold = SOLVED_THRESHOLDS.get(cfg.env_id, float("inf"))
 
     result = RunResult(algo=algo, env_id=cfg.env_id, seed=seed)  # PLUMBING
-    bar = tqdm(
+    bar = progress_bar(
         total=cfg.total_frames, desc=f"{algo} {cfg.env_id}", disable=not progress, unit="frame"
     )
     evaluator = Evaluator(

@@ -38,7 +38,6 @@ from tensordict.nn import (
 )
 from torch import nn
 from torch.distributions import Categorical
-from tqdm import tqdm
 
 from rlteach.bench import register
 from rlteach.checkpoint import Checkpointer, as_checkpointer
@@ -50,6 +49,7 @@ from rlteach.envs_multiagent import (
 )
 from rlteach.modules import MultiAgentMLP
 from rlteach.objectives import IPPOLoss, MAPPOLoss
+from rlteach.progress import progress_bar
 from rlteach.recipes.base import Evaluator, RunResult, register_trainable, seed_everything
 
 ENV_ID = "simple_spread_v3"
@@ -207,7 +207,7 @@ def train(
     collector = MultiAgentCollector(env, actor, cfg.steps_per_env)
 
     result = RunResult(algo=algo, env_id=ENV_ID, seed=seed)  # PLUMBING
-    bar = tqdm(total=cfg.total_frames, desc=algo.upper(), disable=not progress, unit="frame")
+    bar = progress_bar(total=cfg.total_frames, desc=algo.upper(), disable=not progress, unit="frame")
     evaluator = Evaluator(  # PLUMBING: greedy team return every eval_every frames
         result,
         actor,

@@ -15,12 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
-from tqdm import tqdm
 
 from rlteach.bench import SOLVED_THRESHOLDS, register
 from rlteach.envs import Collector, VecGymEnv
 from rlteach.modules import make_categorical_actor, make_normal_actor, make_value_network
 from rlteach.objectives import ClipPPOLoss
+from rlteach.progress import progress_bar
 from rlteach.recipes.base import (
     Checkpointer,
     Evaluator,
@@ -135,7 +135,7 @@ def train(
     threshold = SOLVED_THRESHOLDS.get(cfg.env_id, float("inf"))
 
     result = RunResult(algo="ppo", env_id=cfg.env_id, seed=seed)  # PLUMBING
-    bar = tqdm(total=cfg.total_frames, desc=f"PPO {cfg.env_id}", disable=not progress, unit="frame")
+    bar = progress_bar(total=cfg.total_frames, desc=f"PPO {cfg.env_id}", disable=not progress, unit="frame")
     evaluator = Evaluator(
         result, actor, cfg.env_id, cfg.eval_every, threshold, cfg.eval_episodes,
         cfg.stop_on_solve, bar,

@@ -20,7 +20,6 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
-from tqdm import tqdm
 
 from rlteach.bench import register
 from rlteach.buffers import ReplayBuffer
@@ -28,6 +27,7 @@ from rlteach.checkpoint import Checkpointer, as_checkpointer
 from rlteach.envs_multiagent import MultiAgentCollector, TwoStepGame, evaluate_team_return
 from rlteach.modules import GreedyAction, MultiAgentMLP, QMixer, VDNMixer
 from rlteach.objectives import QMixerLoss
+from rlteach.progress import progress_bar
 from rlteach.recipes.base import Evaluator, RunResult, register_trainable, seed_everything
 from rlteach.updaters import HardUpdate
 
@@ -185,7 +185,7 @@ def train(
         total, every = 2 * cfg.episodes, 2 * cfg.eval_every
     else:
         total, every = cfg.total_frames, cfg.eval_every
-    bar = tqdm(total=total, desc=cfg.mixer.upper(), disable=not progress, unit="frame")
+    bar = progress_bar(total=total, desc=cfg.mixer.upper(), disable=not progress, unit="frame")
     evaluator = Evaluator(  # PLUMBING: the greedy policy's return every `every` frames
         result,
         actor,

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
-from tqdm import tqdm
 
 from rlteach.bench import SOLVED_THRESHOLDS, register
 from rlteach.envs import Collector, VecGymEnv
 from rlteach.modules import make_categorical_actor, make_value_network
 from rlteach.objectives import ReinforceLoss
+from rlteach.progress import progress_bar
 from rlteach.recipes.base import (
     Checkpointer,
     Evaluator,
@@ -78,7 +78,7 @@ def train(
     )
 
     result = RunResult(algo="reinforce", env_id=cfg.env_id, seed=seed)  # PLUMBING
-    bar = tqdm(
+    bar = progress_bar(
         total=cfg.total_frames, desc=f"REINFORCE {cfg.env_id}", disable=not progress, unit="frame"
     )
     evaluator = Evaluator(
