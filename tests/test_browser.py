@@ -61,6 +61,11 @@ PAGES = toc_pages()
 
 
 def chromium_path() -> str | None:
+    """Debian's chromium, or the browser named by ``RLTEACH_CHROMIUM`` (the GitHub workflows,
+    on runners without Debian's package, point it at Playwright's own Chromium)."""
+    named = os.environ.get("RLTEACH_CHROMIUM")
+    if named:
+        return named if os.access(named, os.X_OK) else None
     for candidate in ("/usr/bin/chromium", "chromium", "chromium-browser"):
         found = shutil.which(candidate) if not candidate.startswith("/") else candidate
         if found and os.access(found, os.X_OK):
