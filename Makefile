@@ -1,6 +1,7 @@
 # rlteach: two commands on a fresh machine.
 #   make book   builds the online book into _build/html (the main job)
-#   make test   runs ruff and the whole test suite (unit, TorchRL parity, notebooks under nbval)
+#   make test   runs ruff and the whole test suite (unit, TorchRL parity, notebooks under nbval),
+#               then the chapters again under PyTorch's plain CPU kernels on 1 and 2 threads
 # Each creates .venv and installs what it needs the first time. torch 2.13.0 (CPU) goes in
 # first so that pip does not pull a multi-GB CUDA build for the open `torch>=2.5` range.
 
@@ -23,6 +24,7 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	RLTEACH_QUICK=1 $(PY) -m pytest
+	$(PY) scripts/test_any_cpu.py
 
 # The benchmarks page is laid out from the committed bench run in benchmarks/ (nothing trains);
 # MathJax is copied into the build from the pinned sphinx-mathjax-offline package (no CDN).
