@@ -60,6 +60,8 @@ term       [B, 1]           ``("next", "terminated")``
 Q          [N, B]           the ensemble at (s, a)
 y          [B]              the target (REDQ-2), shared by the N critics
 =========  ===============  =================================================================
+
+``B`` may be several dims, e.g. ``[B, T]`` for a batch of trajectories (time last).
 """
 
 from __future__ import annotations
@@ -365,13 +367,15 @@ class REDQLoss(LossModule):
         if net.fused is None:  # a list of networks: run the chosen ones
             return torch.stack([net.members[i](*inputs) for i in subset.tolist()]).squeeze(-1)
         layers = net.fused.layers
-        h = torch.cat(inputs, dim=-1).expand(len(subset), *action.shape[:-1], -1)
+        batch_shape = action.shape[:-1]  # [B] or [B, T]: flattened for the batched products
+        h = torch.cat(inputs, dim=-1).reshape(-1, net.fused.in_features)
+        h = h.expand(len(subset), *h.shape)
         for depth, layer in enumerate(layers):  # EnsembleMLP's forward on the chosen rows
             weight, bias = layer.weight[subset], layer.bias[subset]
             h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
             if depth < len(layers) - 1:
                 h = net.fused.activation(h)
-        return h.squeeze(-1)
+        return h.reshape(len(subset), *batch_shape)
 
     def _target(
         self,
@@ -412,8 +416,8 @@ class REDQLoss(LossModule):
         now = tensordict.select(*obs_keys, strict=False)
         nxt = tensordict.get("next").select(*obs_keys, strict=False)
         actor_td = torch.stack([now.copy(), nxt.copy()], 0)
-        action, log_prob = self._policy_sample(actor_td)  # [2, B, A], [2, B]
-        log_prob = log_prob.reshape(2, -1)
+        action, log_prob = self._policy_sample(actor_td)  # [2, *B, A], [2, *B]
+        log_prob = log_prob.reshape(actor_td.shape)  # [2, *B] with *B = [B] or [B, T]
         next_value, target = self._target(tensordict, subset, action[1], log_prob[1])
         loss_qvalue, td_error = self._critic_loss(tensordict, target)  # (REDQ-3)
         loss_actor, q_actor = self._actor_terms(tensordict, action[0], log_prob[0])  # (REDQ-4)
