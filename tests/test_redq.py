@@ -355,3 +355,42 @@ def test_time_dimension_matches_torchrl_with_torchrl_networks():
     for key in out_theirs.keys():
         assert out_ours[key].shape == out_theirs[key].shape, key
         torch.testing.assert_close(out_ours[key], out_theirs[key], **TOL, msg=key)
+
+
+def test_action_key_set_after_construction_matches_torchrl():
+    """Issue 22: an actor writing "my_action" (its spec a Composite under that key), the key set
+    afterwards with set_keys, TorchRL's order. Construction used to fail with KeyError: 'action'."""
+    torchrl_modules = pytest.importorskip("torchrl.modules")
+    from tensordict.nn import NormalParamExtractor, TensorDictModule
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(D, 2 * A), NormalParamExtractor())
+    actor = torchrl_modules.ProbabilisticActor(
+        TensorDictModule(net, ["observation"], ["loc", "scale"]),
+        in_keys=["loc", "scale"],
+        out_keys=["my_action"],
+        spec=_spec(),
+        distribution_class=torchrl_modules.TanhNormal,
+        distribution_kwargs={"low": -2.0, "high": 2.0},
+        return_log_prob=True,
+    )
+    critics = [
+        TensorDictModule(
+            make_state_action_value_network(D, A, (16,)).module,
+            ["observation", "my_action"],
+            ["state_action_value"],
+        )
+        for _ in range(N)
+    ]
+    theirs = torchrl_objectives.REDQLoss(actor, critics, num_qvalue_nets=N)
+    theirs.set_keys(action="my_action")
+    ours = REDQLoss(actor, critics, num_qvalue_nets=N)
+    ours.set_keys(action="my_action")
+    assert ours.target_entropy.item() == theirs.target_entropy.item() == -A
+    td = _batch().rename_key_("action", "my_action")
+    torch.manual_seed(3)
+    out_theirs = theirs(td.clone())
+    torch.manual_seed(3)
+    out_ours = ours(td.clone())
+    for key in out_theirs.keys():
+        torch.testing.assert_close(out_ours[key], out_theirs[key], **TOL, msg=key)

@@ -251,7 +251,15 @@ class LossModule(nn.Module):
         if self._value_estimator is not None:
             self._forward_value_estimator_keys(self._value_estimator, new_keys)
         self._tensor_keys = new_keys
+        self._after_set_keys(set(renames))
         return self
+
+    def _after_set_keys(self, renamed: set[str]) -> None:
+        """Called by ``set_keys`` once ``renamed`` (names of ``_AcceptedKeys``) have new keys.
+
+        For a loss that reads something under a key it is told later (SAC's action spec is read
+        under the action key); nothing by default.
+        """
 
     def _value_estimator_keys(self, keys: _AcceptedKeys) -> dict[str, NestedKey]:
         """``{estimator key name: this loss's key}`` for the names both share."""

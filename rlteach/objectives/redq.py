@@ -76,8 +76,10 @@ from rlteach.modules.ensemble import make_qvalue_ensemble
 from rlteach.objectives._actions import (
     auto_target_entropy,
     check_action_in_bounds,
+    check_action_spec_read,
     policy_distribution,
-    read_action_spec,
+    read_action_spec_when_keyed,
+    use_action_spec,
 )
 from rlteach.objectives.common import LossModule, _next
 from rlteach.objectives.sac import Temperature
@@ -136,7 +138,8 @@ class REDQLoss(LossModule):
         alpha_init: the initial temperature (1.0).
         min_alpha, max_alpha: bounds of the temperature (0.1 and 10.0).
         action_spec: a TorchRL / Gymnasium spec or the action dim; gives the target entropy
-            for ``"auto"`` and the bounds the batch's actions are checked against.
+            for ``"auto"`` and the bounds the batch's actions are checked against. A ``Composite`` spec is read under the action key in force, so
+            ``set_keys(action="my_action")`` after construction works (TorchRL's order).
         fixed_alpha: keep alpha at ``alpha_init`` (a buffer instead of a parameter).
         target_entropy: a number, or ``"auto"`` = -dim(A).
         delay_qvalue: bootstrap from a frozen copy of the ensemble, updated by
@@ -252,9 +255,16 @@ class REDQLoss(LossModule):
                 f'{owner}: target_entropy must be a number or "auto", got {target_entropy!r}.'
             )
         spec = action_spec if action_spec is not None else getattr(actor_network, "spec", None)
-        action_shape, low, high = read_action_spec(spec, owner=owner)
-        if target_entropy == "auto":
-            target_entropy = auto_target_entropy(action_shape, owner)
+        # read under "action" now, or, for a Composite without it, when set_keys names the key
+        spec_read = read_action_spec_when_keyed(spec, "action", owner)
+        low = high = None
+        auto_entropy = target_entropy == "auto"
+        if spec_read is not None:
+            shape, low, high = spec_read
+            if auto_entropy:
+                target_entropy = auto_target_entropy(shape, owner)
+        elif auto_entropy:
+            target_entropy = 0.0  # a placeholder until the spec is read: forward refuses to run
         ensemble = make_qvalue_ensemble(qvalue_network, num_qvalue_nets, owner)
 
         super().__init__()
@@ -272,6 +282,9 @@ class REDQLoss(LossModule):
         self.deactivate_vmap = deactivate_vmap
         self.scalar_output_mode = scalar_output_mode
         self.action_low, self.action_high = low, high
+        self._action_spec = spec
+        self._auto_target_entropy = auto_entropy
+        self._action_spec_pending = spec_read is None
         self.temperature = REDQTemperature(
             alpha_init=alpha_init,
             min_alpha=min_alpha,
@@ -313,7 +326,13 @@ class REDQLoss(LossModule):
 
     @property
     def target_entropy(self) -> torch.Tensor:
+        if self._auto_target_entropy:
+            check_action_spec_read(self, type(self).__name__)
         return self.temperature.target_entropy
+
+    def _after_set_keys(self, renamed: set[str]) -> None:
+        if "action" in renamed:  # TorchRL reads the spec under the action key in force
+            use_action_spec(self, type(self).__name__)
 
     def _alpha_loss(self, log_prob: torch.Tensor) -> torch.Tensor:
         return self.temperature.loss(log_prob)  # (REDQ-5)
@@ -323,6 +342,7 @@ class REDQLoss(LossModule):
     def _check_batch(self, td: TensorDictBase) -> dict[str, torch.Tensor]:
         """Read and check every input (keys present, finite, actions inside the spec)."""
         owner = type(self).__name__
+        check_action_spec_read(self, owner)
         inputs = self._read_inputs(td, "action", next_names=("reward", "done", "terminated"))
         observations = {}
         for key in self.actor_network.in_keys:
