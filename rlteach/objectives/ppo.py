@@ -73,6 +73,7 @@ from torch import distributions as D
 from torch import nn
 
 from rlteach._checks import check_choice, check_range
+from rlteach.modules import TanhNormal
 from rlteach.objectives.common import LossModule
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
 from rlteach.value import ValueEstimators
@@ -99,6 +100,53 @@ def _has_analytic_kl(p: D.Distribution, q: D.Distribution) -> bool:
         for sp, sq in D.kl._KL_REGISTRY
         if D.Independent not in (sp, sq) and D.TransformedDistribution not in (sp, sq)
     )
+
+
+def _gaussian_of(dist: TanhNormal) -> D.Distribution:
+    """The Gaussian N(loc, scale²) that ``dist`` squashes, with the same event dims."""
+    normal = D.Normal(dist.loc, dist.scale)
+    return D.Independent(normal, dist.event_dims) if dist.event_dims else normal
+
+
+def _same_squashing(p: TanhNormal, q: TanhNormal) -> bool:
+    return (
+        p.event_dims == q.event_dims
+        and p.low.shape == q.low.shape
+        and p.high.shape == q.high.shape
+        and bool((p.low == q.low).all())
+        and bool((p.high == q.high).all())
+    )
+
+
+def _closed_form_kl(p: D.Distribution, q: D.Distribution) -> torch.Tensor | None:
+    r"""KL(p ‖ q) in closed form, or ``None`` when there is none for this pair.
+
+    A bijection f leaves the KL unchanged, :math:`\text{KL}(f_\# p \,\|\, f_\# q) =
+    \text{KL}(p \,\|\, q)` (KL-1): the Jacobian terms of the two densities cancel in the log-ratio.
+    So two tanh-Gaussians squashed into the same box have the KL of their Gaussians, in closed
+    form -- rlteach's :class:`~rlteach.modules.TanhNormal` and any ``TransformedDistribution``
+    pair with equal transforms (TorchRL's ``TanhNormal``), as TorchRL 0.14's ``has_analytic_kl``
+    resolves them.
+    """
+    if isinstance(p, TanhNormal) and isinstance(q, TanhNormal):
+        if not _same_squashing(p, q):
+            return None
+        return D.kl_divergence(_gaussian_of(p), _gaussian_of(q))  # (KL-1)
+    if isinstance(p, D.TransformedDistribution) and isinstance(q, D.TransformedDistribution):
+        if p.transforms != q.transforms or p.event_shape != q.event_shape:
+            return None
+        return _closed_form_kl(p.base_dist, q.base_dist)  # (KL-1)
+    if isinstance(p, D.Independent) and isinstance(q, D.Independent):
+        if p.reinterpreted_batch_ndims != q.reinterpreted_batch_ndims:
+            return None
+        base = _closed_form_kl(p.base_dist, q.base_dist)
+        if base is None:
+            return None
+        n = p.reinterpreted_batch_ndims
+        return base.sum(dim=tuple(range(-n, 0))) if n else base
+    if _has_analytic_kl(p, q):
+        return D.kl_divergence(p, q)
+    return None
 
 
 class PPOLoss(LossModule):
@@ -489,8 +537,9 @@ class KLPENPPOLoss(PPOLoss):
 
     The batch must hold the old policy's distribution parameters (``"logits"``, or ``"loc"``
     and ``"scale"``: whatever the actor's ``ProbabilisticTensorDictModule`` reads), because
-    KL[π_old ‖ π_θ] is computed from the two distributions: in closed form when torch knows it,
-    else by Monte Carlo with ``samples_mc_kl`` draws from π_old.
+    KL[π_old ‖ π_θ] is computed from the two distributions: in closed form when torch knows it
+    or, for two tanh-Gaussians, as the KL of their Gaussians (a bijection keeps the KL, as TorchRL
+    computes it for its TanhNormal); else by Monte Carlo with ``samples_mc_kl`` draws from π_old.
 
     After the loss is formed, β (a buffer, ``loss.beta``) is updated in place from the batch-mean
     KL d: ×``increment`` if d > 1.5·``dtarg``, ×``decrement`` if d < ``dtarg``/1.5 (PPO-5).
@@ -562,9 +611,11 @@ class KLPENPPOLoss(PPOLoss):
         return list(dict.fromkeys(super().in_keys + list(self._dist_module.in_keys)))
 
     def _kl(self, old_dist: D.Distribution, dist: D.Distribution) -> torch.Tensor:
-        """KL[π_old(·|s) ‖ π_θ(·|s)] as [*B]: closed form, or mean_k log π_old(x_k) − log π_θ(x_k)."""
-        if _has_analytic_kl(old_dist, dist):
-            return D.kl_divergence(old_dist, dist)
+        """KL[π_old(·|s) ‖ π_θ(·|s)] as [*B]: closed form (tanh-Gaussians included, by (KL-1)),
+        else the Monte Carlo mean_k log π_old(x_k) − log π_θ(x_k), x_k ~ π_old."""
+        kl = _closed_form_kl(old_dist, dist)
+        if kl is not None:
+            return kl
         x = old_dist.sample((self.samples_mc_kl,))
         return (old_dist.log_prob(x) - dist.log_prob(x)).mean(0)
 
