@@ -477,3 +477,19 @@ def test_klpen_torchrl_tanh_normal_matches_torchrl():
         outs.append(loss(td.clone()))
     torch.testing.assert_close(outs[0]["kl"], outs[1]["kl"], atol=TOL, rtol=TOL)
     torch.testing.assert_close(outs[0]["loss_objective"], outs[1]["loss_objective"])
+
+
+@pytest.mark.parametrize("cls", [PPOLoss, ClipPPOLoss, KLPENPPOLoss])
+def test_clip_value_without_state_value_names_the_key(cls):
+    """Issue 22: clip_value needs V_old ("state_value") in the batch; without it the loss used to
+    fail with TypeError (Tensor - NoneType). Now: a KeyError naming the key and set_keys, raised
+    before anything changes (KLPEN's β included)."""
+    actor, critic = make_nets("normal")
+    td = make_batch(actor, (8,), with_advantage=True)
+    del td["state_value"]
+    loss = cls(actor, critic, clip_value=0.2, dtarg=1e-8) if cls is KLPENPPOLoss else cls(
+        actor, critic, clip_value=0.2)
+    before = [b.clone() for b in loss.buffers()]
+    with pytest.raises(KeyError, match=r"'state_value'.*set_keys\(value="):
+        loss(td)
+    assert all(torch.equal(a, b) for a, b in zip(before, loss.buffers(), strict=True))

@@ -319,6 +319,7 @@ class PPOLoss(LossModule):
             # The estimator runs the critic without gradient to its parameters.
             self.value_estimator(td)
             advantage = td.get(self.tensor_keys.advantage)
+        self._check_critic_inputs(td)  # before anything changes (KLPEN's β, say)
         if self.normalize_advantage and advantage.numel() > 1:
             # (Â - mean) / max(std, 1e-6), the std with Bessel's correction
             advantage = (advantage - advantage.mean()) / advantage.std().clamp_min(
@@ -367,15 +368,28 @@ class PPOLoss(LossModule):
         out = torch.func.functional_call(self.critic_network, params, (td.detach(),))
         return out.get(self.tensor_keys.value)
 
+    def _check_critic_inputs(self, td: TensorDictBase) -> None:
+        """The critic loss's inputs are in the batch: V^targ, and V_old when values are clipped."""
+        if self.critic_coeff is None:
+            return
+        owner, keys = type(self).__name__, self.tensor_keys
+        if td.get(keys.value_target, None) is None:
+            raise KeyError(
+                f"{owner}: the critic loss needs {keys.value_target!r}. Give the batch the value "
+                f"target (the estimators write it next to the advantage) or rename it with "
+                f"set_keys(value_target=<your key>)."
+            )
+        if self.clip_value is not None and td.get(keys.value, None) is None:
+            raise KeyError(
+                f"{owner}: clip_value clips the new value around the old one, V_old, read from "
+                f"{keys.value!r}, which the batch lacks. Store the critic's values when computing "
+                f"the advantage (the estimators write them), rename the key with "
+                f"set_keys(value=<your key>), or pass clip_value=None."
+            )
+
     def _loss_critic(self, td: TensorDictBase):
         """(c₁·ℓ(V, V^targ) [*B, 1], value clip fraction or None, explained variance or None)."""
-        target = td.get(self.tensor_keys.value_target, None)
-        if target is None:
-            raise KeyError(
-                f"{type(self).__name__}: the critic loss needs {self.tensor_keys.value_target!r}. "
-                f"Give the batch the value target (the estimators write it next to the "
-                f"advantage) or rename it with set_keys(value_target=<your key>)."
-            )
+        target = td.get(self.tensor_keys.value_target)  # present: see _check_critic_inputs
         old_value = td.get(self.tensor_keys.value) if self.clip_value is not None else None
         if self.separate_losses:
             target = target.detach()
