@@ -129,6 +129,25 @@ def test_td3_parity(kwargs):
     )
 
 
+def _seeded(make_loss):
+    torch.manual_seed(42)  # the ensemble is drawn from the global RNG at construction
+    return make_loss()
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_td3_single_qvalue_network_builds_torchrl_ensemble(n):
+    """Issue 22: one Q-network handed to TD3Loss: its N members are drawn from the global RNG as
+    TorchRL draws them, so the same seed gives the same numbers."""
+    run_pair(
+        TD3Loss,
+        torchrl_objectives.TD3Loss,
+        lambda cls, a, qs: _seeded(
+            lambda: cls(copy.deepcopy(a), copy.deepcopy(qs[0]), action_spec=SPEC,
+                        num_qvalue_nets=n)
+        ),
+    )
+
+
 def test_td3_parity_three_critics():
     actor, qs = nets(n=3)
     td = batch()

@@ -87,15 +87,20 @@ def grads(loss, ours: bool):
     return actor, critic, value, alpha
 
 
-def run_pair(kwargs, *, v1=False, steps=2, td_fn=batch, n=2):
-    """Build both losses on the same weights; take ``steps`` SGD steps on both; compare each."""
+def run_pair(kwargs, *, v1=False, steps=2, td_fn=batch, n=2, single=False):
+    """Build both losses on the same weights; take ``steps`` SGD steps on both; compare each.
+
+    ``single``: hand both one Q-network (each loss builds its ensemble from the global RNG, which
+    is seeded alike before each construction).
+    """
     actor, qs, value = nets(n=n)
     ours_kw = dict(kwargs, v1_like_torchrl=True) if v1 else dict(kwargs)
     losses, optims = [], []
     for cls, kw in ((SACLoss, ours_kw), (torchrl_sac.SACLoss, kwargs)):
+        torch.manual_seed(42)
         loss = cls(
             copy.deepcopy(actor),
-            [copy.deepcopy(q) for q in qs],
+            copy.deepcopy(qs[0]) if single else [copy.deepcopy(q) for q in qs],
             copy.deepcopy(value) if v1 else None,
             num_qvalue_nets=n,
             **kw,
@@ -384,3 +389,11 @@ def test_action_spec_without_the_action_key_is_refused_at_forward():
     ours = SACLoss(actor, qs)  # "action" is not in the actor's spec: resolved once renamed
     with pytest.raises(KeyError, match="set_keys\\(action="):
         ours(batch())
+
+
+@pytest.mark.parametrize("v1", [False, True])
+def test_single_qvalue_network_builds_torchrl_ensemble(v1):
+    """Issue 22: one Q-network handed to the loss: its N members are drawn from the global RNG at
+    construction as TorchRL draws them (uniform between the template's min and max, parameter by
+    parameter), so the same seed gives the same numbers."""
+    run_pair({"action_spec": SPEC}, v1=v1, single=True)
