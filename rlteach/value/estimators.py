@@ -149,6 +149,10 @@ class ValueEstimatorBase(torch.nn.Module):
         # The loss owns the value network; the estimator only borrows it, so it is stored outside
         # the module's registry and its parameters are not counted twice (as TorchRL does).
         self.__dict__["value_network"] = value_network
+        # A loss with a target critic (ReinforceLoss(delay_value=True)) sets this: V(s') is then
+        # bootstrapped from the target network, V(s) still from value_network (TorchRL's
+        # target_params). None: value_network for both.
+        self.__dict__["target_value_network"] = None
         self.differentiable = differentiable
         # True: V(s) and V(s') already in the batch are used as they are, not recomputed by the
         # value network; None: follow tensordict.nn's global switch (set_skip_existing), as TorchRL
@@ -156,6 +160,14 @@ class ValueEstimatorBase(torch.nn.Module):
         self._device = torch.device("cpu") if device is None else torch.device(device)
         self.time_dim = time_dim
         self._tensor_keys = self._AcceptedKeys()
+
+    def use_target_value_network(self, network: torch.nn.Module | None) -> None:
+        """Bootstrap V(s') from ``network`` (a loss's target critic); ``None``: ``value_network``.
+
+        Borrowed like ``value_network``: kept outside the module registry, so the estimator's
+        ``parameters()`` and ``state_dict()`` do not change.
+        """
+        self.__dict__["target_value_network"] = network
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -238,16 +250,19 @@ class ValueEstimatorBase(torch.nn.Module):
         """Whether values already in the batch are kept (``skip_existing``, else the global switch)."""
         return skip_existing() if self.skip_existing is None else bool(self.skip_existing)
 
-    def _run_value_network(self, td: TensorDictBase) -> torch.Tensor:
-        """V at the states of ``td`` (the root or the "next" sub-TensorDict).
+    def _run_value_network(self, td: TensorDictBase, *, next_states: bool = False) -> torch.Tensor:
+        """V at the states of ``td`` (the root, or the "next" sub-TensorDict if ``next_states``).
 
         With ``skip_existing`` a value already stored there is returned as it is, as TorchRL's
         value network (a ``TensorDictModule`` run under ``set_skip_existing``) would leave it.
+        The next states' values come from ``target_value_network`` when one is set.
         """
         key = self.tensor_keys.value
         if self._skips_existing() and key in td.keys(include_nested=True):
             return td.get(key)
         net = self.value_network
+        if next_states and self.target_value_network is not None:
+            net = self.target_value_network
         with _held_out(net):
             return net(td.select(*net.in_keys, strict=False)).get(key)
 
@@ -259,7 +274,7 @@ class ValueEstimatorBase(torch.nn.Module):
         if self.value_network is None:
             return self._get(td, "value"), self._get(td, "value", under_next=True)
         value = self._run_value_network(td)
-        next_value = self._run_value_network(td.get("next"))
+        next_value = self._run_value_network(td.get("next"), next_states=True)
         return value, next_value.detach()
 
     def _store(self, td: TensorDictBase, value, next_value, **outputs) -> None:
@@ -274,7 +289,7 @@ class ValueEstimatorBase(torch.nn.Module):
         """V(s'_t) alone, for ``value_estimate`` called without ``next_value``."""
         if self.value_network is None:
             return self._get(td, "value", under_next=True)
-        return self._run_value_network(td.get("next"))
+        return self._run_value_network(td.get("next"), next_states=True)
 
     def _reward(self, td: TensorDictBase, *, average: bool = False, eps: float = 1e-5):
         """r_t, standardised over the batch when ``average``."""
