@@ -152,6 +152,14 @@ def _frozen_copy(module: nn.Module) -> nn.Module:
     return target
 
 
+class UnknownKeyNameError(KeyError, ValueError):
+    """``set_keys`` was given a name the loss does not know.
+
+    A ``ValueError``, as TorchRL's ``LossModule.set_keys`` raises, so code written for TorchRL
+    catches it; also a ``KeyError``, as rlteach raised before.
+    """
+
+
 class LossModule(nn.Module):
     """Base class of every rlteach loss: keys, networks, target networks, value estimator.
 
@@ -222,14 +230,15 @@ class LossModule(nn.Module):
         Everything is validated before anything changes.
 
         Raises:
-            KeyError: a name that is not in ``_AcceptedKeys`` (the message lists those that are).
+            UnknownKeyNameError: (a ``ValueError`` as in TorchRL, and a ``KeyError``) a name that
+                is not in ``_AcceptedKeys``; the message lists those that are.
             ValueError: a new key that is not a string or a tuple of strings.
         """
         owner = type(self).__name__
         accepted = [field.name for field in dataclasses.fields(self._AcceptedKeys)]
         for name, key in renames.items():
             if name not in accepted:
-                raise KeyError(
+                raise UnknownKeyNameError(
                     f"{owner}.set_keys: {name!r} is not a key name of this loss. Accepted "
                     f"names: {', '.join(accepted) or '(none)'}."
                 )
