@@ -259,3 +259,20 @@ def test_errors():
     del td["next", "reward"]
     with pytest.raises(KeyError, match="set_keys"):
         DDPGLoss(actor, qs[0])(td)
+
+
+@pytest.mark.parametrize("kind", ["GAE", "VTrace"])
+def test_unsupported_estimator_raises_torchrl_exception_class(kind):
+    """Issue 22: TorchRL refuses an estimator kind a loss does not support with
+    NotImplementedError; rlteach's error is one too (and still a ValueError)."""
+    from rlteach.value import ValueEstimators
+
+    actor, qs = nets()
+    theirs = torchrl_objectives.DDPGLoss(copy.deepcopy(actor), copy.deepcopy(qs[0]))
+    with pytest.raises(NotImplementedError):
+        theirs.make_value_estimator(getattr(torchrl_objectives.ValueEstimators, kind))
+    ours = DDPGLoss(actor, qs[0])
+    with pytest.raises(NotImplementedError, match="does not support the value estimator"):
+        ours.make_value_estimator(getattr(ValueEstimators, kind))
+    with pytest.raises(ValueError):
+        ours.make_value_estimator(kind.lower())

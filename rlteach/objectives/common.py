@@ -160,6 +160,13 @@ class UnknownKeyNameError(KeyError, ValueError):
     """
 
 
+class UnsupportedEstimatorError(NotImplementedError, ValueError):
+    """``make_value_estimator`` was asked for a kind this loss does not support.
+
+    A ``NotImplementedError``, as TorchRL raises, and a ``ValueError``, as rlteach raised before.
+    """
+
+
 class LossModule(nn.Module):
     """Base class of every rlteach loss: keys, networks, target networks, value estimator.
 
@@ -394,8 +401,10 @@ class LossModule(nn.Module):
         the estimator's ``set_keys``. Returns ``self`` so calls chain.
 
         Raises:
-            ValueError: an unknown kind, a kind this loss does not support, a gamma or lambda
-                outside [0, 1], or V-trace without an actor network.
+            UnsupportedEstimatorError: a kind this loss does not support (a
+                ``NotImplementedError`` as in TorchRL, and a ``ValueError``).
+            ValueError: an unknown kind, a gamma or lambda outside [0, 1], or V-trace without an
+                actor network.
         """
         if value_type is None:
             value_type = self.default_value_estimator
@@ -415,7 +424,7 @@ class LossModule(nn.Module):
     def _check_supported(self, kind: ValueEstimators) -> ValueEstimators:
         if kind not in self.supported_value_estimators:
             names = ", ".join(f"ValueEstimators.{m.name}" for m in self.supported_value_estimators)
-            raise ValueError(
+            raise UnsupportedEstimatorError(
                 f"{type(self).__name__} does not support the value estimator "
                 f"ValueEstimators.{kind.name}. Supported: {names or '(none)'}."
             )
