@@ -493,3 +493,24 @@ def test_clip_value_without_state_value_names_the_key(cls):
     with pytest.raises(KeyError, match=r"'state_value'.*set_keys\(value="):
         loss(td)
     assert all(torch.equal(a, b) for a, b in zip(before, loss.buffers(), strict=True))
+
+
+def test_schedulable_coefficients_assignable_from_a_float():
+    """Issue 22: TorchRL lets a schedule write ``loss.entropy_coeff = 0.003`` (an in-place copy
+    into the buffer, dtype and device kept); rlteach's buffers used to refuse a float."""
+    actor, critic = make_nets("categorical")
+    td = make_batch(actor, (8,), with_advantage=True)
+    outs = []
+    for cls in (ClipPPOLoss, torchrl_ppo.ClipPPOLoss):
+        loss = cls(actor, critic, entropy_coeff=0.01, clip_epsilon=(0.2, 0.3))
+        buffer = loss.entropy_coeff
+        loss.entropy_coeff = 0.003
+        loss.clip_epsilon_low = 0.1
+        assert loss.entropy_coeff is buffer and loss.entropy_coeff.dtype == torch.float32
+        torch.manual_seed(0)
+        outs.append(loss(td.clone()))
+    for key in ("loss_objective", "loss_entropy", "clip_fraction"):
+        torch.testing.assert_close(outs[0][key], outs[1][key], atol=TOL, rtol=TOL, msg=key)
+    klpen = KLPENPPOLoss(actor, critic)
+    klpen.beta = 0.25
+    assert isinstance(klpen.beta, torch.Tensor) and klpen.beta.item() == 0.25

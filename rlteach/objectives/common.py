@@ -197,6 +197,9 @@ class LossModule(nn.Module):
     default_value_estimator: ValueEstimators | None = None
     supported_value_estimators: tuple = ()
     out_keys: tuple = ()
+    # Coefficient buffers a schedule may set from a plain number, ``loss.entropy_coeff = 0.003``
+    # (TorchRL's ``_schedulable_buffers``); see ``__setattr__``.
+    _schedulable_buffers: frozenset = frozenset()
 
     # The key names a loss shares with its value estimator. ``set_keys`` and
     # ``make_value_estimator`` pass the loss's value for each of these names, when the loss has
@@ -221,6 +224,21 @@ class LossModule(nn.Module):
         # networks), so it is kept outside the module tree: swapping estimators never changes
         # loss.parameters() or the keys of loss.state_dict().
         object.__setattr__(self, "_value_estimator", None)
+
+    def __setattr__(self, name: str, value) -> None:
+        # A number assigned to a schedulable coefficient is copied into its buffer in place, as
+        # TorchRL does: the buffer keeps its dtype and device, and anything holding it sees the
+        # new value. Every other assignment is nn.Module's.
+        buffers = self.__dict__.get("_buffers", {})
+        if (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and name in self._schedulable_buffers
+            and buffers.get(name) is not None
+        ):
+            buffers[name].fill_(value)
+            return
+        super().__setattr__(name, value)
 
     # ------------------------------------------------------------------ keys
 

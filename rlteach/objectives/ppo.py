@@ -207,6 +207,8 @@ class PPOLoss(LossModule):
         ValueEstimators.VTrace,
     )
 
+    _schedulable_buffers = frozenset({"entropy_coeff", "critic_coeff", "clip_value"})
+
     def __init__(
         self,
         actor_network: nn.Module,
@@ -466,6 +468,8 @@ class ClipPPOLoss(PPOLoss):
     Â < 0), the sample's surrogate is constant in θ: it carries no policy gradient.
     """
 
+    _schedulable_buffers = PPOLoss._schedulable_buffers | {"clip_epsilon_low", "clip_epsilon_high"}
+
     def __init__(
         self,
         actor_network: nn.Module,
@@ -565,6 +569,8 @@ class KLPENPPOLoss(PPOLoss):
     old one. ``False`` (default) follows the paper (both use the current β); ``True`` reproduces
     TorchRL's gradient.
     """
+
+    _schedulable_buffers = PPOLoss._schedulable_buffers | {"beta"}
 
     def __init__(
         self,

@@ -223,6 +223,8 @@ class ReinforceLoss(LossModule):
     supported_value_estimators = _PG_ESTIMATORS
     out_keys = ("loss_actor", "loss_value")
 
+    _schedulable_buffers = frozenset({"clip_value"})
+
     def __init__(
         self,
         actor_network: nn.Module | None = None,
