@@ -672,3 +672,18 @@ def test_reduce_errors():
         _reduce(LOSSES, "avg")
     with pytest.raises(ValueError, match=r"mask has shape \[2\] but the loss has shape \[4\]"):
         _reduce(LOSSES, "mean", mask=torch.tensor([True, False]))
+
+
+def test_set_keys_unknown_name_raises_torchrl_exception_class():
+    """Issue 22: TorchRL's LossModule.set_keys raises ValueError for an unknown name; rlteach's
+    error is a ValueError too (and still a KeyError, for code written against rlteach)."""
+    torchrl_objectives = pytest.importorskip("torchrl.objectives")
+    actor = TensorDictModule(nn.Linear(3, 2), ["observation"], ["action_value"])
+    with pytest.raises(ValueError) as theirs:
+        torchrl_objectives.DQNLoss(actor, action_space="one-hot").set_keys(rewrd="x")
+    ours = hand_loss()
+    with pytest.raises(ValueError, match="'rewrd' is not a key name"):
+        ours.set_keys(rewrd="x")
+    assert type(theirs.value) is ValueError
+    with pytest.raises(KeyError):
+        ours.set_keys(rewrd="x")

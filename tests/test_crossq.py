@@ -228,3 +228,42 @@ def test_single_module_is_copied_into_independent_critics():
     w0, w1 = (m.layers[1].weight for m in loss.qvalue_network.members)
     assert not torch.equal(w0, w1)
     assert isinstance(loss.qvalue_network.members[0].layers[0], nn.Module)
+
+
+def test_action_key_set_after_construction_matches_torchrl():
+    """Issue 22: an actor writing "my_action" (its spec a Composite under that key), the key set
+    afterwards with set_keys, TorchRL's order. Construction used to fail with KeyError: 'action'."""
+    torchrl_modules = pytest.importorskip("torchrl.modules")
+    from tensordict.nn import NormalParamExtractor, TensorDictModule
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(D, 2 * A), NormalParamExtractor())
+    actor = torchrl_modules.ProbabilisticActor(
+        TensorDictModule(net, ["observation"], ["loc", "scale"]),
+        in_keys=["loc", "scale"],
+        out_keys=["my_action"],
+        spec=torchrl_data.Bounded(-2 * torch.ones(A), 2 * torch.ones(A), (A,)),
+        distribution_class=torchrl_modules.TanhNormal,
+        distribution_kwargs={"low": -2.0, "high": 2.0},
+        return_log_prob=True,
+    )
+    critics = [
+        TensorDictModule(
+            make_state_action_value_network(D, A, (16,)).module,
+            ["observation", "my_action"],
+            ["state_action_value"],
+        )
+        for _ in range(2)
+    ]
+    theirs = torchrl_objectives.CrossQLoss(actor, critics)
+    theirs.set_keys(action="my_action")
+    ours = CrossQLoss(actor, critics)
+    ours.set_keys(action="my_action")
+    assert ours.target_entropy.item() == theirs.target_entropy.item() == -A
+    td = _batch().rename_key_("action", "my_action")
+    torch.manual_seed(3)
+    out_theirs = theirs(td.clone())
+    torch.manual_seed(3)
+    out_ours = ours(td.clone())
+    for key in out_theirs.keys():
+        torch.testing.assert_close(out_ours[key], out_theirs[key], **TOL, msg=key)

@@ -129,6 +129,25 @@ def test_td3_parity(kwargs):
     )
 
 
+def _seeded(make_loss):
+    torch.manual_seed(42)  # the ensemble is drawn from the global RNG at construction
+    return make_loss()
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_td3_single_qvalue_network_builds_torchrl_ensemble(n):
+    """Issue 22: one Q-network handed to TD3Loss: its N members are drawn from the global RNG as
+    TorchRL draws them, so the same seed gives the same numbers."""
+    run_pair(
+        TD3Loss,
+        torchrl_objectives.TD3Loss,
+        lambda cls, a, qs: _seeded(
+            lambda: cls(copy.deepcopy(a), copy.deepcopy(qs[0]), action_spec=SPEC,
+                        num_qvalue_nets=n)
+        ),
+    )
+
+
 def test_td3_parity_three_critics():
     actor, qs = nets(n=3)
     td = batch()
@@ -240,3 +259,20 @@ def test_errors():
     del td["next", "reward"]
     with pytest.raises(KeyError, match="set_keys"):
         DDPGLoss(actor, qs[0])(td)
+
+
+@pytest.mark.parametrize("kind", ["GAE", "VTrace"])
+def test_unsupported_estimator_raises_torchrl_exception_class(kind):
+    """Issue 22: TorchRL refuses an estimator kind a loss does not support with
+    NotImplementedError; rlteach's error is one too (and still a ValueError)."""
+    from rlteach.value import ValueEstimators
+
+    actor, qs = nets()
+    theirs = torchrl_objectives.DDPGLoss(copy.deepcopy(actor), copy.deepcopy(qs[0]))
+    with pytest.raises(NotImplementedError):
+        theirs.make_value_estimator(getattr(torchrl_objectives.ValueEstimators, kind))
+    ours = DDPGLoss(actor, qs[0])
+    with pytest.raises(NotImplementedError, match="does not support the value estimator"):
+        ours.make_value_estimator(getattr(ValueEstimators, kind))
+    with pytest.raises(ValueError):
+        ours.make_value_estimator(kind.lower())

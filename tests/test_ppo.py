@@ -30,6 +30,17 @@ def make_nets(kind: str, seed: int = 0):
     torch.manual_seed(seed)
     if kind == "categorical":
         actor = make_categorical_actor(OBS, N_ACTIONS, num_cells=(16,))
+    elif kind == "torchrl_tanh":  # rlteach's network, TorchRL's TanhNormal head
+        net, head = make_normal_actor(OBS, ACT, num_cells=(16,), tanh=True).module
+        actor = ProbabilisticTensorDictSequential(
+            net,
+            ProbabilisticTensorDictModule(
+                in_keys=list(head.in_keys),
+                out_keys=["action"],
+                distribution_class=pytest.importorskip("torchrl.modules").TanhNormal,
+                return_log_prob=True,
+            ),
+        )
     else:
         actor = make_normal_actor(OBS, ACT, num_cells=(16,), tanh=(kind == "tanh"))
     critic = make_value_network(OBS, num_cells=(16,))
@@ -140,16 +151,18 @@ def test_ppo_parity(kind, reduction):
             assert_parity(*res)
 
 
-@pytest.mark.parametrize("kind", ["categorical", "normal", "tanh"])
+@pytest.mark.parametrize("kind", ["categorical", "normal", "torchrl_tanh"])
 @pytest.mark.parametrize("batch_shape", [(16,), (4, 5)])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_klpen_parity(kind, batch_shape, reduction):
-    # Categorical and Normal have closed-form KLs; the tanh-Gaussian uses samples_mc_kl draws
-    # from π_old (same class, same seed, drawn before the entropy's draws in both).
+    # Categorical and Normal have closed-form KLs, and so have tanh-Gaussians (a bijection keeps
+    # KL). TorchRL resolves that for its own TanhNormal (a TransformedDistribution) only, so the
+    # tanh case runs with TorchRL's head; rlteach's TanhNormal is tested against the closed form
+    # in test_klpen_tanh_normal_kl_is_closed_form_and_seed_independent.
     # TorchRL's gradient uses the *updated* β (see KLPENPPOLoss doc): beta_update_in_graph=True.
     for dtarg in (1e-4, 10.0, 0.01):  # β goes up, down, and (at least once) somewhere
         kwargs = {"dtarg": dtarg, "beta": 0.7, "samples_mc_kl": 2, "reduction": reduction}
-        if kind == "tanh":
+        if kind == "torchrl_tanh":
             kwargs["samples_mc_entropy"] = 2
         ours, theirs = run_both(
             lambda *a, **k: KLPENPPOLoss(*a, beta_update_in_graph=True, **k),
@@ -407,3 +420,97 @@ def test_flat_advantage_is_refused():
     with pytest.raises(ValueError, match=r"unsqueeze\(-1\)"):
         loss(td)
     assert loss.beta.item() == 1.0
+
+
+# ------------------------------------------------------------- KL of tanh-Gaussians (issue 22)
+
+
+def _tanh_klpen_batch(seed=1):
+    actor, critic = make_nets("tanh")
+    td = make_batch(actor, (16,), seed=seed, with_advantage=True)
+    td["scale"] = td["scale"] * 1.3  # π_old differs from π_θ in both loc and scale
+    return actor, critic, td
+
+
+def test_klpen_tanh_normal_kl_is_closed_form_and_seed_independent():
+    """Issue 22: KL[π_old ‖ π_θ] of two tanh-Gaussians is their Gaussians' KL (a bijection keeps
+    KL); it used to be a one-draw Monte Carlo estimate that changed with the seed."""
+    actor, critic, td = _tanh_klpen_batch()
+    kls = []
+    for seed in (0, 1, 2):
+        loss = KLPENPPOLoss(actor, critic, entropy_bonus=False)
+        torch.manual_seed(seed)
+        kls.append(loss(td.clone())["kl"])
+    torch.testing.assert_close(kls[0], kls[1], rtol=0, atol=0)
+    torch.testing.assert_close(kls[0], kls[2], rtol=0, atol=0)
+    with torch.no_grad():
+        new = actor(td.clone())
+    old_normal = D.Independent(D.Normal(td["loc"], td["scale"]), 1)
+    new_normal = D.Independent(D.Normal(new["loc"], new["scale"]), 1)
+    # closed form of KL between diagonal Gaussians, by hand
+    by_hand = (
+        new["scale"].log() - td["scale"].log()
+        + (td["scale"] ** 2 + (td["loc"] - new["loc"]) ** 2) / (2 * new["scale"] ** 2) - 0.5
+    ).sum(-1, keepdim=True)
+    torch.testing.assert_close(kls[0], by_hand, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(kls[0], D.kl_divergence(old_normal, new_normal).unsqueeze(-1))
+
+
+def test_klpen_torchrl_tanh_normal_matches_torchrl():
+    """With TorchRL's TanhNormal (a TransformedDistribution) both libraries use the closed form."""
+    torchrl_modules = pytest.importorskip("torchrl.modules")
+    actor, critic = make_nets("tanh")
+    net, head = actor.module
+    theirs_actor = ProbabilisticTensorDictSequential(
+        net,
+        ProbabilisticTensorDictModule(
+            in_keys=list(head.in_keys),
+            out_keys=["action"],
+            distribution_class=torchrl_modules.TanhNormal,
+            return_log_prob=True,
+        ),
+    )
+    td = make_batch(theirs_actor, (16,), with_advantage=True)
+    outs = []
+    for cls in (KLPENPPOLoss, torchrl_ppo.KLPENPPOLoss):
+        loss = cls(theirs_actor, critic, entropy_bonus=False, dtarg=10.0)
+        outs.append(loss(td.clone()))
+    torch.testing.assert_close(outs[0]["kl"], outs[1]["kl"], atol=TOL, rtol=TOL)
+    torch.testing.assert_close(outs[0]["loss_objective"], outs[1]["loss_objective"])
+
+
+@pytest.mark.parametrize("cls", [PPOLoss, ClipPPOLoss, KLPENPPOLoss])
+def test_clip_value_without_state_value_names_the_key(cls):
+    """Issue 22: clip_value needs V_old ("state_value") in the batch; without it the loss used to
+    fail with TypeError (Tensor - NoneType). Now: a KeyError naming the key and set_keys, raised
+    before anything changes (KLPEN's β included)."""
+    actor, critic = make_nets("normal")
+    td = make_batch(actor, (8,), with_advantage=True)
+    del td["state_value"]
+    loss = cls(actor, critic, clip_value=0.2, dtarg=1e-8) if cls is KLPENPPOLoss else cls(
+        actor, critic, clip_value=0.2)
+    before = [b.clone() for b in loss.buffers()]
+    with pytest.raises(KeyError, match=r"'state_value'.*set_keys\(value="):
+        loss(td)
+    assert all(torch.equal(a, b) for a, b in zip(before, loss.buffers(), strict=True))
+
+
+def test_schedulable_coefficients_assignable_from_a_float():
+    """Issue 22: TorchRL lets a schedule write ``loss.entropy_coeff = 0.003`` (an in-place copy
+    into the buffer, dtype and device kept); rlteach's buffers used to refuse a float."""
+    actor, critic = make_nets("categorical")
+    td = make_batch(actor, (8,), with_advantage=True)
+    outs = []
+    for cls in (ClipPPOLoss, torchrl_ppo.ClipPPOLoss):
+        loss = cls(actor, critic, entropy_coeff=0.01, clip_epsilon=(0.2, 0.3))
+        buffer = loss.entropy_coeff
+        loss.entropy_coeff = 0.003
+        loss.clip_epsilon_low = 0.1
+        assert loss.entropy_coeff is buffer and loss.entropy_coeff.dtype == torch.float32
+        torch.manual_seed(0)
+        outs.append(loss(td.clone()))
+    for key in ("loss_objective", "loss_entropy", "clip_fraction"):
+        torch.testing.assert_close(outs[0][key], outs[1][key], atol=TOL, rtol=TOL, msg=key)
+    klpen = KLPENPPOLoss(actor, critic)
+    klpen.beta = 0.25
+    assert isinstance(klpen.beta, torch.Tensor) and klpen.beta.item() == 0.25

@@ -287,3 +287,110 @@ def test_matches_torchrl_with_looped_critics():
         grads[name] = [p.grad.clone() for p in actor.parameters()]
     for a, b in zip(grads["ours"], grads["theirs"], strict=True):
         torch.testing.assert_close(a, b, **TOL)
+
+
+def _time_batch(seed=0, T=3):
+    """A [B, T] batch (time last), with one terminated step."""
+    g = torch.Generator().manual_seed(seed)
+    terminated = torch.zeros(B, T, 1, dtype=torch.bool)
+    terminated[1, -1] = True
+    return TensorDict(
+        {
+            "observation": torch.randn(B, T, D, generator=g),
+            "action": torch.rand(B, T, A, generator=g) * 4 - 2,
+            ("next", "observation"): torch.randn(B, T, D, generator=g),
+            ("next", "reward"): torch.randn(B, T, 1, generator=g),
+            ("next", "done"): terminated.clone(),
+            ("next", "terminated"): terminated,
+        },
+        [B, T],
+    )
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_time_dimension_matches_torchrl_fused(reduction):
+    """Issue 22: a [B, T] batch used to fail (log-probs reshaped to [2, B*T]; baddbmm on 4D)."""
+    kwargs = {"reduction": reduction}
+    if reduction == "none":
+        kwargs["scalar_output_mode"] = "exclude"
+    _, ours, theirs = _pair(**kwargs)
+    assert ours.qvalue_network.fused is not None
+    torch.manual_seed(4)
+    out_theirs = theirs(_time_batch())
+    torch.manual_seed(4)
+    out_ours = ours(_time_batch())
+    assert set(out_ours.keys()) == set(out_theirs.keys())
+    for key in out_theirs.keys():
+        assert out_ours[key].shape == out_theirs[key].shape, key
+        torch.testing.assert_close(out_ours[key], out_theirs[key], **TOL, msg=key)
+
+
+def test_time_dimension_matches_torchrl_with_torchrl_networks():
+    """Issue 22: the same [B, T] batch with TorchRL's own actor and critic modules."""
+    torchrl_modules = pytest.importorskip("torchrl.modules")
+    from tensordict.nn import NormalParamExtractor, TensorDictModule
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(D, 2 * A), NormalParamExtractor())
+    actor = torchrl_modules.ProbabilisticActor(
+        TensorDictModule(net, ["observation"], ["loc", "scale"]),
+        in_keys=["loc", "scale"],
+        spec=_spec(),
+        distribution_class=torchrl_modules.TanhNormal,
+        distribution_kwargs={"low": -2.0, "high": 2.0},
+        return_log_prob=True,
+    )
+    critic = torchrl_modules.ValueOperator(_PlainCritic(), in_keys=["observation", "action"])
+    critics = [critic] + [
+        torchrl_modules.ValueOperator(_PlainCritic(), in_keys=["observation", "action"])
+        for _ in range(N - 1)
+    ]
+    kwargs = {"num_qvalue_nets": N, "sub_sample_len": 2, "action_spec": _spec()}
+    theirs = torchrl_objectives.REDQLoss(actor, critics, **kwargs)
+    ours = REDQLoss(actor, critics, **kwargs)
+    torch.manual_seed(6)
+    out_theirs = theirs(_time_batch(seed=1))
+    torch.manual_seed(6)
+    out_ours = ours(_time_batch(seed=1))
+    for key in out_theirs.keys():
+        assert out_ours[key].shape == out_theirs[key].shape, key
+        torch.testing.assert_close(out_ours[key], out_theirs[key], **TOL, msg=key)
+
+
+def test_action_key_set_after_construction_matches_torchrl():
+    """Issue 22: an actor writing "my_action" (its spec a Composite under that key), the key set
+    afterwards with set_keys, TorchRL's order. Construction used to fail with KeyError: 'action'."""
+    torchrl_modules = pytest.importorskip("torchrl.modules")
+    from tensordict.nn import NormalParamExtractor, TensorDictModule
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(D, 2 * A), NormalParamExtractor())
+    actor = torchrl_modules.ProbabilisticActor(
+        TensorDictModule(net, ["observation"], ["loc", "scale"]),
+        in_keys=["loc", "scale"],
+        out_keys=["my_action"],
+        spec=_spec(),
+        distribution_class=torchrl_modules.TanhNormal,
+        distribution_kwargs={"low": -2.0, "high": 2.0},
+        return_log_prob=True,
+    )
+    critics = [
+        TensorDictModule(
+            make_state_action_value_network(D, A, (16,)).module,
+            ["observation", "my_action"],
+            ["state_action_value"],
+        )
+        for _ in range(N)
+    ]
+    theirs = torchrl_objectives.REDQLoss(actor, critics, num_qvalue_nets=N)
+    theirs.set_keys(action="my_action")
+    ours = REDQLoss(actor, critics, num_qvalue_nets=N)
+    ours.set_keys(action="my_action")
+    assert ours.target_entropy.item() == theirs.target_entropy.item() == -A
+    td = _batch().rename_key_("action", "my_action")
+    torch.manual_seed(3)
+    out_theirs = theirs(td.clone())
+    torch.manual_seed(3)
+    out_ours = ours(td.clone())
+    for key in out_theirs.keys():
+        torch.testing.assert_close(out_ours[key], out_theirs[key], **TOL, msg=key)

@@ -251,7 +251,7 @@ def test_nan_observation_refused_before_the_estimator_writes():
         ({"reduction": "avg"}, ValueError, r"Unknown reduction 'avg'.*'mean'"),
         ({"clip_value": -0.2}, ValueError, r"clip_value must satisfy 0.0 < clip_value"),
         ({"gamma": 0.9}, TypeError, r"make_value_estimator"),
-        ({"delay_value": True}, NotImplementedError, r"delay_value"),
+        ({"delay_value": True, "functional": False}, RuntimeError, r"delay_value"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, exc, match):
@@ -296,3 +296,27 @@ def test_vtrace_missing_action_log_prob_names_it():
     td = make_batch("categorical", (3, 4), precomputed=False).exclude("action_log_prob")
     loss = ReinforceLoss(actor, critic).make_value_estimator("vtrace")
     _unchanged_after(loss, td, KeyError, r"'action_log_prob'.*set_keys\(sample_log_prob=")
+
+
+@pytest.mark.parametrize("value_type", ["gae", "td0", "td_lambda"])
+def test_parity_delay_value(value_type):
+    """Issue 22: delay_value=True bootstraps V(s') from a target critic (a frozen copy made at
+    construction), V(s) from the critic, as TorchRL; it used to raise NotImplementedError."""
+    actor, critic = make_nets("categorical")
+    ours = ReinforceLoss(actor, critic, delay_value=True)
+    theirs = TorchRLReinforce(actor, critic, delay_value=True)
+    for loss, kinds in ((ours, ValueEstimators), (theirs, torchrl_objectives.ValueEstimators)):
+        name = {"gae": "GAE", "td0": "TD0", "td_lambda": "TDLambda"}[value_type]
+        loss.make_value_estimator(getattr(kinds, name), gamma=0.9)
+    with torch.no_grad():  # the critic moves on; both targets stay where they were
+        for p in critic.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    td = make_batch("categorical", (3, 4), precomputed=False)
+    assert_parity(ours, theirs, td, actor, critic)
+    # the target network is what makes the difference
+    undelayed = ReinforceLoss(actor, critic).make_value_estimator(value_type, gamma=0.9)
+    delayed_td, undelayed_td = td.clone(), td.clone()
+    ours(delayed_td)
+    undelayed(undelayed_td)
+    assert not torch.allclose(delayed_td["advantage"], undelayed_td["advantage"])
+    assert [name for name, _, _ in ours.target_network_pairs()] == ["critic_network"]

@@ -87,15 +87,20 @@ def grads(loss, ours: bool):
     return actor, critic, value, alpha
 
 
-def run_pair(kwargs, *, v1=False, steps=2, td_fn=batch, n=2):
-    """Build both losses on the same weights; take ``steps`` SGD steps on both; compare each."""
+def run_pair(kwargs, *, v1=False, steps=2, td_fn=batch, n=2, single=False):
+    """Build both losses on the same weights; take ``steps`` SGD steps on both; compare each.
+
+    ``single``: hand both one Q-network (each loss builds its ensemble from the global RNG, which
+    is seeded alike before each construction).
+    """
     actor, qs, value = nets(n=n)
     ours_kw = dict(kwargs, v1_like_torchrl=True) if v1 else dict(kwargs)
     losses, optims = [], []
     for cls, kw in ((SACLoss, ours_kw), (torchrl_sac.SACLoss, kwargs)):
+        torch.manual_seed(42)
         loss = cls(
             copy.deepcopy(actor),
-            [copy.deepcopy(q) for q in qs],
+            copy.deepcopy(qs[0]) if single else [copy.deepcopy(q) for q in qs],
             copy.deepcopy(value) if v1 else None,
             num_qvalue_nets=n,
             **kw,
@@ -326,3 +331,69 @@ def test_errors():
     v1 = SACLoss(actor, qs, value, action_spec=SPEC, v1_like_torchrl=True)
     with pytest.raises(ValueError, match="divisible"):
         v1(batch(b=7))
+
+
+def _renamed_action_nets(seed=0, n=2):
+    """TorchRL's actor writing "my_action" (its spec a Composite under that key) and critics
+    reading it: the setting of issue 22, where set_keys(action=...) comes after construction."""
+    from tensordict.nn import NormalParamExtractor, TensorDictModule
+    from torchrl.modules import ProbabilisticActor
+    from torchrl.modules import TanhNormal as TorchRLTanhNormal
+
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(OBS, 2 * ACT), NormalParamExtractor())
+    actor = ProbabilisticActor(
+        TensorDictModule(net, ["observation"], ["loc", "scale"]),
+        in_keys=["loc", "scale"],
+        out_keys=["my_action"],
+        spec=SPEC,
+        distribution_class=TorchRLTanhNormal,
+        distribution_kwargs={"low": -2.0, "high": 2.0},
+        return_log_prob=True,
+    )
+    qs = [
+        TensorDictModule(
+            make_state_action_value_network(OBS, ACT, (16,)).module,
+            ["observation", "my_action"],
+            ["state_action_value"],
+        )
+        for _ in range(n)
+    ]
+    return actor, qs
+
+
+def test_action_key_set_after_construction_matches_torchrl():
+    """Issue 22: the actor's spec has no "action" entry, the key is renamed afterwards (TorchRL's
+    order). Construction used to fail with KeyError: 'action'."""
+    actor, qs = _renamed_action_nets()
+    theirs = torchrl_sac.SACLoss(actor, qs)
+    theirs.set_keys(action="my_action")
+    ours = SACLoss(actor, qs)
+    ours.set_keys(action="my_action")
+    assert ours.target_entropy.item() == theirs.target_entropy.item() == -ACT
+    td = batch().rename_key_("action", "my_action")
+    torch.manual_seed(3)
+    out_theirs = theirs(td.clone())
+    torch.manual_seed(3)
+    out_ours = ours(td.clone())
+    for key in out_theirs.keys():
+        torch.testing.assert_close(out_ours[key], out_theirs[key], atol=TOL, rtol=TOL, msg=key)
+    # the bounds came from the spec under the new key: an action outside them is refused
+    td["my_action"][0, 0] = 3.0
+    with pytest.raises(ValueError, match="outside the action spec"):
+        ours(td)
+
+
+def test_action_spec_without_the_action_key_is_refused_at_forward():
+    actor, qs = _renamed_action_nets()
+    ours = SACLoss(actor, qs)  # "action" is not in the actor's spec: resolved once renamed
+    with pytest.raises(KeyError, match="set_keys\\(action="):
+        ours(batch())
+
+
+@pytest.mark.parametrize("v1", [False, True])
+def test_single_qvalue_network_builds_torchrl_ensemble(v1):
+    """Issue 22: one Q-network handed to the loss: its N members are drawn from the global RNG at
+    construction as TorchRL draws them (uniform between the template's min and max, parameter by
+    parameter), so the same seed gives the same numbers."""
+    run_pair({"action_spec": SPEC}, v1=v1, single=True)

@@ -365,3 +365,30 @@ def test_nan_reward_is_refused_before_writing():
         # nothing was written: no state_value, no advantage, the reward is the caller's
         assert set(td.keys(include_nested=True, leaves_only=True)) == before
         assert math.isnan(td["next", "reward"][0, 2].item())
+
+
+@pytest.mark.parametrize("name,kwargs", ESTIMATORS[::2], ids=lambda x: str(x))
+@pytest.mark.parametrize("skip_existing", [True, False, None])
+def test_skip_existing_parity(name, kwargs, skip_existing):
+    """Issue 22: with skip_existing=True, values already in the batch are used, not recomputed
+    by the value network (it used to be accepted and ignored); False/None recompute them."""
+    net = value_net()
+    td = make_batch((2,), with_values=True)
+    ours = getattr(V, name)(value_network=net, skip_existing=skip_existing, **kwargs)(td.clone())
+    theirs = getattr(RV, name)(value_network=net, skip_existing=skip_existing, **kwargs)(td.clone())
+    assert_same_outputs(ours, theirs, ["advantage", "value_target", "state_value",
+                                       ("next", "state_value")])
+    kept = bool(skip_existing)
+    assert torch.equal(ours["state_value"], td["state_value"]) is kept
+
+
+def test_skip_existing_none_follows_tensordict_global_switch():
+    from tensordict.nn import set_skip_existing
+
+    net = value_net()
+    td = make_batch((2,), with_values=True)
+    with set_skip_existing(True):
+        ours = V.GAE(gamma=0.9, lmbda=0.9, value_network=net)(td.clone())
+        theirs = RV.GAE(gamma=0.9, lmbda=0.9, value_network=net)(td.clone())
+    assert_same_outputs(ours, theirs)
+    assert torch.equal(ours["state_value"], td["state_value"])

@@ -31,9 +31,11 @@ output         ``[N, *B, 1]``     Q_n(s, a) for every member n
 
 :func:`make_qvalue_ensemble` turns the ``qvalue_network`` argument of a TorchRL loss (one
 network, or a list) into a :class:`QValueEnsemble`. Given one network it makes ``N`` copies and
-**re-initialises** each one (``reset_parameters()`` on every layer). TorchRL instead resamples each
-copy's parameters uniformly between the template's min and max; both give independent members,
-with slightly different initial distributions.
+**re-initialises** each one as TorchRL does: every parameter is redrawn uniformly between the
+template's min and max of that parameter, from the global random generator, in the same order
+as TorchRL draws, so that the same seed gives the same critics in both libraries. (That is not
+``nn.Linear``'s own initialisation: a weight whose template spans [-0.3, 0.28] is redrawn in that
+interval, whatever the layer's fan-in.)
 """
 
 from __future__ import annotations
@@ -239,6 +241,25 @@ class QValueEnsemble(nn.Module):
         return torch.stack(outputs)
 
 
+def _resampled_copies(template: nn.Module, n: int) -> list[nn.Module]:
+    """``n`` copies of ``template``, each parameter redrawn as TorchRL 0.14 draws it.
+
+    TorchRL (``LossModule.convert_to_functional(..., expand_dim=n)``) stacks the template's
+    parameters n times and fills each stack with *one* uniform draw between that parameter's min
+    and max, parameter after parameter in the module's order; buffers are copied. Copy n takes
+    slice n. Drawing in the same order from the global generator is what makes a loss built here
+    and one built by TorchRL after the same ``torch.manual_seed`` start from the same critics.
+    """
+    members = [copy.deepcopy(template) for _ in range(n)]
+    with torch.no_grad():
+        for name, param in template.named_parameters():
+            stacked = torch.empty(n, *param.shape, dtype=param.dtype, device=param.device)
+            stacked.uniform_(param.min().item(), param.max().item())
+            for member, values in zip(members, stacked, strict=True):
+                member.get_parameter(name).copy_(values)
+    return members
+
+
 def make_qvalue_ensemble(
     qvalue_network: TensorDictModule | Sequence[TensorDictModule] | QValueEnsemble,
     num_qvalue_nets: int,
@@ -249,7 +270,8 @@ def make_qvalue_ensemble(
     * a ``QValueEnsemble``: used as it is (its size must be ``num_qvalue_nets``);
     * a list of ``num_qvalue_nets`` networks: their current weights are stacked (copied);
     * one network: ``num_qvalue_nets`` deep copies, **each re-initialised** so the members are
-      independent (the first copy too: the network passed in is a template, not member 0).
+      independent (the first copy too: the network passed in is a template, not member 0), with
+      TorchRL's draws (see :func:`_resampled_copies`).
 
     Raises:
         ValueError: ``num_qvalue_nets`` is not a positive integer, or a list of the wrong length.
@@ -269,12 +291,7 @@ def make_qvalue_ensemble(
         members_count = len(qvalue_network)
         ensemble = None
     else:
-        members = [copy.deepcopy(qvalue_network) for _ in range(num_qvalue_nets)]
-        for member in members:
-            for layer in member.modules():
-                if layer is not member and hasattr(layer, "reset_parameters"):
-                    layer.reset_parameters()
-        return QValueEnsemble(members)
+        return QValueEnsemble(_resampled_copies(qvalue_network, num_qvalue_nets))
     if members_count != num_qvalue_nets:
         raise ValueError(
             f"{owner}: got {members_count} Q-value networks but num_qvalue_nets="

@@ -43,7 +43,7 @@ def read_action_spec(
         return (action_spec,), None, None
     if isinstance(action_spec, (tuple, list, torch.Size)):
         return tuple(int(n) for n in action_spec), None, None
-    if hasattr(action_spec, "keys") and hasattr(action_spec, "__getitem__"):  # TorchRL Composite
+    if _is_composite(action_spec):  # TorchRL Composite
         action_spec = action_spec[action_key]
     if not hasattr(action_spec, "shape"):
         raise TypeError(
@@ -58,6 +58,61 @@ def read_action_spec(
     low = torch.as_tensor(low, dtype=torch.float32).clone()
     high = torch.as_tensor(high, dtype=torch.float32).clone()
     return shape, low, high
+
+
+def _is_composite(action_spec) -> bool:
+    """A TorchRL ``Composite`` (a spec of several entries, indexed by key)."""
+    return hasattr(action_spec, "keys") and hasattr(action_spec, "__getitem__")
+
+
+def read_action_spec_when_keyed(
+    action_spec, action_key: NestedKey, owner: str = "loss"
+) -> tuple[tuple[int, ...] | None, torch.Tensor | None, torch.Tensor | None] | None:
+    """:func:`read_action_spec`, or ``None`` while a ``Composite`` spec has no ``action_key`` entry.
+
+    TorchRL's losses read the action spec lazily, under the action key in force when they need
+    it, so the usual TorchRL order -- build the loss, *then* ``loss.set_keys(action="my_action")``
+    -- works with an actor whose spec only has ``"my_action"``. The continuous-control losses call
+    this at construction and again whenever the action key is renamed (see
+    :func:`use_action_spec`); ``None`` means "not yet: wait for the rename".
+    """
+    if _is_composite(action_spec) and action_key not in action_spec.keys(True, True):
+        return None
+    return read_action_spec(action_spec, action_key, owner=owner)
+
+
+def use_action_spec(loss, owner: str) -> None:
+    """Read ``loss._action_spec`` under ``loss.tensor_keys.action`` into the loss.
+
+    Sets ``loss.action_low`` / ``loss.action_high`` and, when the loss was built with
+    ``target_entropy="auto"``, the temperature's target entropy (-dim(A)). While the spec has no
+    entry under the key, ``loss._action_spec_pending`` is True and :func:`check_action_spec_read`
+    refuses to compute a loss. Used by SAC, REDQ and CrossQ (their ``_after_set_keys``).
+    """
+    read = read_action_spec_when_keyed(loss._action_spec, loss.tensor_keys.action, owner)
+    loss._action_spec_pending = read is None
+    if read is None:
+        return
+    shape, low, high = read
+    if loss._auto_target_entropy:
+        loss.temperature.target_entropy.fill_(auto_target_entropy(shape, owner))
+    loss.action_low, loss.action_high = low, high
+
+
+def check_action_spec_read(loss, owner: str) -> None:
+    """Refuse to compute a loss whose action spec has no entry under the current action key.
+
+    Raises:
+        KeyError: naming the key, the spec's entries and the ``set_keys`` call that fixes it.
+    """
+    if loss._action_spec_pending:
+        key = loss.tensor_keys.action
+        entries = [str(k) for k in loss._action_spec.keys(True, True)]
+        raise KeyError(
+            f"{owner}: the action spec (a Composite with entries {entries}) has no entry for the "
+            f"action key {key!r}, so its bounds and target entropy are unknown. Rename the "
+            f"action key: loss.set_keys(action=<one of {entries}>), or pass action_spec=."
+        )
 
 
 def auto_target_entropy(shape: tuple[int, ...] | None, owner: str) -> float:

@@ -147,6 +147,8 @@ class A2CLoss(LossModule):
     default_value_estimator = ValueEstimators.GAE
     supported_value_estimators = _PG_ESTIMATORS
 
+    _schedulable_buffers = frozenset({"entropy_coeff", "critic_coeff", "clip_value"})
+
     def __init__(
         self,
         actor_network: nn.Module | None = None,

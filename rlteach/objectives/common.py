@@ -152,6 +152,21 @@ def _frozen_copy(module: nn.Module) -> nn.Module:
     return target
 
 
+class UnknownKeyNameError(KeyError, ValueError):
+    """``set_keys`` was given a name the loss does not know.
+
+    A ``ValueError``, as TorchRL's ``LossModule.set_keys`` raises, so code written for TorchRL
+    catches it; also a ``KeyError``, as rlteach raised before.
+    """
+
+
+class UnsupportedEstimatorError(NotImplementedError, ValueError):
+    """``make_value_estimator`` was asked for a kind this loss does not support.
+
+    A ``NotImplementedError``, as TorchRL raises, and a ``ValueError``, as rlteach raised before.
+    """
+
+
 class LossModule(nn.Module):
     """Base class of every rlteach loss: keys, networks, target networks, value estimator.
 
@@ -182,6 +197,9 @@ class LossModule(nn.Module):
     default_value_estimator: ValueEstimators | None = None
     supported_value_estimators: tuple = ()
     out_keys: tuple = ()
+    # Coefficient buffers a schedule may set from a plain number, ``loss.entropy_coeff = 0.003``
+    # (TorchRL's ``_schedulable_buffers``); see ``__setattr__``.
+    _schedulable_buffers: frozenset = frozenset()
 
     # The key names a loss shares with its value estimator. ``set_keys`` and
     # ``make_value_estimator`` pass the loss's value for each of these names, when the loss has
@@ -207,6 +225,21 @@ class LossModule(nn.Module):
         # loss.parameters() or the keys of loss.state_dict().
         object.__setattr__(self, "_value_estimator", None)
 
+    def __setattr__(self, name: str, value) -> None:
+        # A number assigned to a schedulable coefficient is copied into its buffer in place, as
+        # TorchRL does: the buffer keeps its dtype and device, and anything holding it sees the
+        # new value. Every other assignment is nn.Module's.
+        buffers = self.__dict__.get("_buffers", {})
+        if (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and name in self._schedulable_buffers
+            and buffers.get(name) is not None
+        ):
+            buffers[name].fill_(value)
+            return
+        super().__setattr__(name, value)
+
     # ------------------------------------------------------------------ keys
 
     @property
@@ -222,14 +255,15 @@ class LossModule(nn.Module):
         Everything is validated before anything changes.
 
         Raises:
-            KeyError: a name that is not in ``_AcceptedKeys`` (the message lists those that are).
+            UnknownKeyNameError: (a ``ValueError`` as in TorchRL, and a ``KeyError``) a name that
+                is not in ``_AcceptedKeys``; the message lists those that are.
             ValueError: a new key that is not a string or a tuple of strings.
         """
         owner = type(self).__name__
         accepted = [field.name for field in dataclasses.fields(self._AcceptedKeys)]
         for name, key in renames.items():
             if name not in accepted:
-                raise KeyError(
+                raise UnknownKeyNameError(
                     f"{owner}.set_keys: {name!r} is not a key name of this loss. Accepted "
                     f"names: {', '.join(accepted) or '(none)'}."
                 )
@@ -251,7 +285,15 @@ class LossModule(nn.Module):
         if self._value_estimator is not None:
             self._forward_value_estimator_keys(self._value_estimator, new_keys)
         self._tensor_keys = new_keys
+        self._after_set_keys(set(renames))
         return self
+
+    def _after_set_keys(self, renamed: set[str]) -> None:
+        """Called by ``set_keys`` once ``renamed`` (names of ``_AcceptedKeys``) have new keys.
+
+        For a loss that reads something under a key it is told later (SAC's action spec is read
+        under the action key); nothing by default.
+        """
 
     def _value_estimator_keys(self, keys: _AcceptedKeys) -> dict[str, NestedKey]:
         """``{estimator key name: this loss's key}`` for the names both share."""
@@ -377,8 +419,10 @@ class LossModule(nn.Module):
         the estimator's ``set_keys``. Returns ``self`` so calls chain.
 
         Raises:
-            ValueError: an unknown kind, a kind this loss does not support, a gamma or lambda
-                outside [0, 1], or V-trace without an actor network.
+            UnsupportedEstimatorError: a kind this loss does not support (a
+                ``NotImplementedError`` as in TorchRL, and a ``ValueError``).
+            ValueError: an unknown kind, a gamma or lambda outside [0, 1], or V-trace without an
+                actor network.
         """
         if value_type is None:
             value_type = self.default_value_estimator
@@ -398,7 +442,7 @@ class LossModule(nn.Module):
     def _check_supported(self, kind: ValueEstimators) -> ValueEstimators:
         if kind not in self.supported_value_estimators:
             names = ", ".join(f"ValueEstimators.{m.name}" for m in self.supported_value_estimators)
-            raise ValueError(
+            raise UnsupportedEstimatorError(
                 f"{type(self).__name__} does not support the value estimator "
                 f"ValueEstimators.{kind.name}. Supported: {names or '(none)'}."
             )

@@ -75,8 +75,10 @@ from rlteach.modules.ensemble import QValueEnsemble, make_qvalue_ensemble
 from rlteach.objectives._actions import (
     auto_target_entropy,
     check_action_in_bounds,
-    read_action_spec,
+    check_action_spec_read,
+    read_action_spec_when_keyed,
     rsample_and_log_prob,
+    use_action_spec,
 )
 from rlteach.objectives.common import LossModule, _next
 from rlteach.objectives.sac import Temperature
@@ -105,7 +107,8 @@ class CrossQLoss(LossModule):
         alpha_init, min_alpha, max_alpha, fixed_alpha: the temperature, see
             :class:`~rlteach.objectives.sac.Temperature` (1.0, None, None, False).
         action_spec: a TorchRL / Gymnasium spec or the action dim: the target entropy for
-            ``"auto"`` and the bounds the batch's actions are checked against.
+            ``"auto"`` and the bounds the batch's actions are checked against. A ``Composite`` spec is read under the action key in force, so
+            ``set_keys(action="my_action")`` after construction works (TorchRL's order).
         target_entropy: a number, or ``"auto"`` = -dim(A).
         priority_key: older spelling of ``set_keys(priority=...)``.
         separate_losses: only ``False`` (rlteach's networks never share parameters here).
@@ -170,12 +173,18 @@ class CrossQLoss(LossModule):
                 f"{owner}: separate_losses=True (for actors and critics that share parameters) "
                 f"is not implemented in rlteach; build separate networks and leave it False."
             )
-        if action_spec is None:
-            action_spec = getattr(actor_network, "spec", None)
-        shape, low, high = read_action_spec(action_spec, owner=owner)
-        if target_entropy == "auto":
-            target_entropy = auto_target_entropy(shape, owner)
-        elif isinstance(target_entropy, str):
+        spec = action_spec if action_spec is not None else getattr(actor_network, "spec", None)
+        # read under "action" now, or, for a Composite without it, when set_keys names the key
+        spec_read = read_action_spec_when_keyed(spec, "action", owner)
+        low = high = None
+        auto_entropy = target_entropy == "auto"
+        if spec_read is not None:
+            shape, low, high = spec_read
+            if auto_entropy:
+                target_entropy = auto_target_entropy(shape, owner)
+        elif auto_entropy:
+            target_entropy = 0.0  # a placeholder until the spec is read: forward refuses to run
+        if isinstance(target_entropy, str):
             raise ValueError(
                 f'{owner}: target_entropy must be "auto" or a number, got {target_entropy!r}.'
             )
@@ -201,6 +210,9 @@ class CrossQLoss(LossModule):
         self.deactivate_vmap = deactivate_vmap
         self.scalar_output_mode = scalar_output_mode
         self.action_low, self.action_high = low, high
+        self._action_spec = spec
+        self._auto_target_entropy = auto_entropy
+        self._action_spec_pending = spec_read is None
 
     # ------------------------------------------------------------------ keys and alpha
 
@@ -225,7 +237,13 @@ class CrossQLoss(LossModule):
 
     @property
     def target_entropy(self) -> torch.Tensor:
+        if self._auto_target_entropy:
+            check_action_spec_read(self, type(self).__name__)
         return self.temperature.target_entropy
+
+    def _after_set_keys(self, renamed: set[str]) -> None:
+        if "action" in renamed:  # TorchRL reads the spec under the action key in force
+            use_action_spec(self, type(self).__name__)
 
     @property
     def _alpha(self) -> torch.Tensor:
@@ -237,6 +255,7 @@ class CrossQLoss(LossModule):
     def _check_batch(self, td: TensorDictBase) -> None:
         """Every input present and finite, the stored actions inside the spec, before any work."""
         owner = type(self).__name__
+        check_action_spec_read(self, owner)
         x = self._read_inputs(td, "action", next_names=("reward", "done", "terminated"))
         observations = {}
         for key in self.actor_network.in_keys:

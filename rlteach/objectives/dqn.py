@@ -216,6 +216,8 @@ class DQNLoss(LossModule):
     )
     out_keys = ("loss",)
 
+    _schedulable_buffers = frozenset({"gamma"})
+
     def __init__(
         self,
         value_network: nn.Module,

@@ -122,6 +122,7 @@ class MAPPOLoss(ClipPPOLoss):
                 )
             self.value_estimator(td)  # per-agent GAE, no gradient to the critic
             advantage = td.get(self.tensor_keys.advantage)
+        self._check_critic_inputs(td)  # before anything changes
         if self.normalize_advantage and advantage.numel() > 1:
             advantage = standardize(advantage, self.normalize_advantage_exclude_dims)
         return advantage

@@ -73,6 +73,7 @@ from torch import distributions as D
 from torch import nn
 
 from rlteach._checks import check_choice, check_range
+from rlteach.modules import TanhNormal
 from rlteach.objectives.common import LossModule
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
 from rlteach.value import ValueEstimators
@@ -99,6 +100,53 @@ def _has_analytic_kl(p: D.Distribution, q: D.Distribution) -> bool:
         for sp, sq in D.kl._KL_REGISTRY
         if D.Independent not in (sp, sq) and D.TransformedDistribution not in (sp, sq)
     )
+
+
+def _gaussian_of(dist: TanhNormal) -> D.Distribution:
+    """The Gaussian N(loc, scale²) that ``dist`` squashes, with the same event dims."""
+    normal = D.Normal(dist.loc, dist.scale)
+    return D.Independent(normal, dist.event_dims) if dist.event_dims else normal
+
+
+def _same_squashing(p: TanhNormal, q: TanhNormal) -> bool:
+    return (
+        p.event_dims == q.event_dims
+        and p.low.shape == q.low.shape
+        and p.high.shape == q.high.shape
+        and bool((p.low == q.low).all())
+        and bool((p.high == q.high).all())
+    )
+
+
+def _closed_form_kl(p: D.Distribution, q: D.Distribution) -> torch.Tensor | None:
+    r"""KL(p ‖ q) in closed form, or ``None`` when there is none for this pair.
+
+    A bijection f leaves the KL unchanged, :math:`\text{KL}(f_\# p \,\|\, f_\# q) =
+    \text{KL}(p \,\|\, q)` (KL-1): the Jacobian terms of the two densities cancel in the log-ratio.
+    So two tanh-Gaussians squashed into the same box have the KL of their Gaussians, in closed
+    form -- rlteach's :class:`~rlteach.modules.TanhNormal` and any ``TransformedDistribution``
+    pair with equal transforms (TorchRL's ``TanhNormal``), as TorchRL 0.14's ``has_analytic_kl``
+    resolves them.
+    """
+    if isinstance(p, TanhNormal) and isinstance(q, TanhNormal):
+        if not _same_squashing(p, q):
+            return None
+        return D.kl_divergence(_gaussian_of(p), _gaussian_of(q))  # (KL-1)
+    if isinstance(p, D.TransformedDistribution) and isinstance(q, D.TransformedDistribution):
+        if p.transforms != q.transforms or p.event_shape != q.event_shape:
+            return None
+        return _closed_form_kl(p.base_dist, q.base_dist)  # (KL-1)
+    if isinstance(p, D.Independent) and isinstance(q, D.Independent):
+        if p.reinterpreted_batch_ndims != q.reinterpreted_batch_ndims:
+            return None
+        base = _closed_form_kl(p.base_dist, q.base_dist)
+        if base is None:
+            return None
+        n = p.reinterpreted_batch_ndims
+        return base.sum(dim=tuple(range(-n, 0))) if n else base
+    if _has_analytic_kl(p, q):
+        return D.kl_divergence(p, q)
+    return None
 
 
 class PPOLoss(LossModule):
@@ -158,6 +206,8 @@ class PPOLoss(LossModule):
         ValueEstimators.GAE,
         ValueEstimators.VTrace,
     )
+
+    _schedulable_buffers = frozenset({"entropy_coeff", "critic_coeff", "clip_value"})
 
     def __init__(
         self,
@@ -271,6 +321,7 @@ class PPOLoss(LossModule):
             # The estimator runs the critic without gradient to its parameters.
             self.value_estimator(td)
             advantage = td.get(self.tensor_keys.advantage)
+        self._check_critic_inputs(td)  # before anything changes (KLPEN's β, say)
         if self.normalize_advantage and advantage.numel() > 1:
             # (Â - mean) / max(std, 1e-6), the std with Bessel's correction
             advantage = (advantage - advantage.mean()) / advantage.std().clamp_min(
@@ -319,15 +370,28 @@ class PPOLoss(LossModule):
         out = torch.func.functional_call(self.critic_network, params, (td.detach(),))
         return out.get(self.tensor_keys.value)
 
+    def _check_critic_inputs(self, td: TensorDictBase) -> None:
+        """The critic loss's inputs are in the batch: V^targ, and V_old when values are clipped."""
+        if self.critic_coeff is None:
+            return
+        owner, keys = type(self).__name__, self.tensor_keys
+        if td.get(keys.value_target, None) is None:
+            raise KeyError(
+                f"{owner}: the critic loss needs {keys.value_target!r}. Give the batch the value "
+                f"target (the estimators write it next to the advantage) or rename it with "
+                f"set_keys(value_target=<your key>)."
+            )
+        if self.clip_value is not None and td.get(keys.value, None) is None:
+            raise KeyError(
+                f"{owner}: clip_value clips the new value around the old one, V_old, read from "
+                f"{keys.value!r}, which the batch lacks. Store the critic's values when computing "
+                f"the advantage (the estimators write them), rename the key with "
+                f"set_keys(value=<your key>), or pass clip_value=None."
+            )
+
     def _loss_critic(self, td: TensorDictBase):
         """(c₁·ℓ(V, V^targ) [*B, 1], value clip fraction or None, explained variance or None)."""
-        target = td.get(self.tensor_keys.value_target, None)
-        if target is None:
-            raise KeyError(
-                f"{type(self).__name__}: the critic loss needs {self.tensor_keys.value_target!r}. "
-                f"Give the batch the value target (the estimators write it next to the "
-                f"advantage) or rename it with set_keys(value_target=<your key>)."
-            )
+        target = td.get(self.tensor_keys.value_target)  # present: see _check_critic_inputs
         old_value = td.get(self.tensor_keys.value) if self.clip_value is not None else None
         if self.separate_losses:
             target = target.detach()
@@ -403,6 +467,8 @@ class ClipPPOLoss(PPOLoss):
     Where the ratio is clipped *and* the clip binds (r > 1+ε with Â > 0, or r < 1−ε with
     Â < 0), the sample's surrogate is constant in θ: it carries no policy gradient.
     """
+
+    _schedulable_buffers = PPOLoss._schedulable_buffers | {"clip_epsilon_low", "clip_epsilon_high"}
 
     def __init__(
         self,
@@ -489,8 +555,9 @@ class KLPENPPOLoss(PPOLoss):
 
     The batch must hold the old policy's distribution parameters (``"logits"``, or ``"loc"``
     and ``"scale"``: whatever the actor's ``ProbabilisticTensorDictModule`` reads), because
-    KL[π_old ‖ π_θ] is computed from the two distributions: in closed form when torch knows it,
-    else by Monte Carlo with ``samples_mc_kl`` draws from π_old.
+    KL[π_old ‖ π_θ] is computed from the two distributions: in closed form when torch knows it
+    or, for two tanh-Gaussians, as the KL of their Gaussians (a bijection keeps the KL, as TorchRL
+    computes it for its TanhNormal); else by Monte Carlo with ``samples_mc_kl`` draws from π_old.
 
     After the loss is formed, β (a buffer, ``loss.beta``) is updated in place from the batch-mean
     KL d: ×``increment`` if d > 1.5·``dtarg``, ×``decrement`` if d < ``dtarg``/1.5 (PPO-5).
@@ -502,6 +569,8 @@ class KLPENPPOLoss(PPOLoss):
     old one. ``False`` (default) follows the paper (both use the current β); ``True`` reproduces
     TorchRL's gradient.
     """
+
+    _schedulable_buffers = PPOLoss._schedulable_buffers | {"beta"}
 
     def __init__(
         self,
@@ -562,9 +631,11 @@ class KLPENPPOLoss(PPOLoss):
         return list(dict.fromkeys(super().in_keys + list(self._dist_module.in_keys)))
 
     def _kl(self, old_dist: D.Distribution, dist: D.Distribution) -> torch.Tensor:
-        """KL[π_old(·|s) ‖ π_θ(·|s)] as [*B]: closed form, or mean_k log π_old(x_k) − log π_θ(x_k)."""
-        if _has_analytic_kl(old_dist, dist):
-            return D.kl_divergence(old_dist, dist)
+        """KL[π_old(·|s) ‖ π_θ(·|s)] as [*B]: closed form (tanh-Gaussians included, by (KL-1)),
+        else the Monte Carlo mean_k log π_old(x_k) − log π_θ(x_k), x_k ~ π_old."""
+        kl = _closed_form_kl(old_dist, dist)
+        if kl is not None:
+            return kl
         x = old_dist.sample((self.samples_mc_kl,))
         return (old_dist.log_prob(x) - dist.log_prob(x)).mean(0)
 

@@ -60,6 +60,8 @@ term       [B, 1]           ``("next", "terminated")``
 Q          [N, B]           the ensemble at (s, a)
 y          [B]              the target (REDQ-2), shared by the N critics
 =========  ===============  =================================================================
+
+``B`` may be several dims, e.g. ``[B, T]`` for a batch of trajectories (time last).
 """
 
 from __future__ import annotations
@@ -74,8 +76,10 @@ from rlteach.modules.ensemble import make_qvalue_ensemble
 from rlteach.objectives._actions import (
     auto_target_entropy,
     check_action_in_bounds,
+    check_action_spec_read,
     policy_distribution,
-    read_action_spec,
+    read_action_spec_when_keyed,
+    use_action_spec,
 )
 from rlteach.objectives.common import LossModule, _next
 from rlteach.objectives.sac import Temperature
@@ -134,7 +138,8 @@ class REDQLoss(LossModule):
         alpha_init: the initial temperature (1.0).
         min_alpha, max_alpha: bounds of the temperature (0.1 and 10.0).
         action_spec: a TorchRL / Gymnasium spec or the action dim; gives the target entropy
-            for ``"auto"`` and the bounds the batch's actions are checked against.
+            for ``"auto"`` and the bounds the batch's actions are checked against. A ``Composite`` spec is read under the action key in force, so
+            ``set_keys(action="my_action")`` after construction works (TorchRL's order).
         fixed_alpha: keep alpha at ``alpha_init`` (a buffer instead of a parameter).
         target_entropy: a number, or ``"auto"`` = -dim(A).
         delay_qvalue: bootstrap from a frozen copy of the ensemble, updated by
@@ -250,9 +255,16 @@ class REDQLoss(LossModule):
                 f'{owner}: target_entropy must be a number or "auto", got {target_entropy!r}.'
             )
         spec = action_spec if action_spec is not None else getattr(actor_network, "spec", None)
-        action_shape, low, high = read_action_spec(spec, owner=owner)
-        if target_entropy == "auto":
-            target_entropy = auto_target_entropy(action_shape, owner)
+        # read under "action" now, or, for a Composite without it, when set_keys names the key
+        spec_read = read_action_spec_when_keyed(spec, "action", owner)
+        low = high = None
+        auto_entropy = target_entropy == "auto"
+        if spec_read is not None:
+            shape, low, high = spec_read
+            if auto_entropy:
+                target_entropy = auto_target_entropy(shape, owner)
+        elif auto_entropy:
+            target_entropy = 0.0  # a placeholder until the spec is read: forward refuses to run
         ensemble = make_qvalue_ensemble(qvalue_network, num_qvalue_nets, owner)
 
         super().__init__()
@@ -270,6 +282,9 @@ class REDQLoss(LossModule):
         self.deactivate_vmap = deactivate_vmap
         self.scalar_output_mode = scalar_output_mode
         self.action_low, self.action_high = low, high
+        self._action_spec = spec
+        self._auto_target_entropy = auto_entropy
+        self._action_spec_pending = spec_read is None
         self.temperature = REDQTemperature(
             alpha_init=alpha_init,
             min_alpha=min_alpha,
@@ -311,7 +326,13 @@ class REDQLoss(LossModule):
 
     @property
     def target_entropy(self) -> torch.Tensor:
+        if self._auto_target_entropy:
+            check_action_spec_read(self, type(self).__name__)
         return self.temperature.target_entropy
+
+    def _after_set_keys(self, renamed: set[str]) -> None:
+        if "action" in renamed:  # TorchRL reads the spec under the action key in force
+            use_action_spec(self, type(self).__name__)
 
     def _alpha_loss(self, log_prob: torch.Tensor) -> torch.Tensor:
         return self.temperature.loss(log_prob)  # (REDQ-5)
@@ -321,6 +342,7 @@ class REDQLoss(LossModule):
     def _check_batch(self, td: TensorDictBase) -> dict[str, torch.Tensor]:
         """Read and check every input (keys present, finite, actions inside the spec)."""
         owner = type(self).__name__
+        check_action_spec_read(self, owner)
         inputs = self._read_inputs(td, "action", next_names=("reward", "done", "terminated"))
         observations = {}
         for key in self.actor_network.in_keys:
@@ -365,13 +387,15 @@ class REDQLoss(LossModule):
         if net.fused is None:  # a list of networks: run the chosen ones
             return torch.stack([net.members[i](*inputs) for i in subset.tolist()]).squeeze(-1)
         layers = net.fused.layers
-        h = torch.cat(inputs, dim=-1).expand(len(subset), *action.shape[:-1], -1)
+        batch_shape = action.shape[:-1]  # [B] or [B, T]: flattened for the batched products
+        h = torch.cat(inputs, dim=-1).reshape(-1, net.fused.in_features)
+        h = h.expand(len(subset), *h.shape)
         for depth, layer in enumerate(layers):  # EnsembleMLP's forward on the chosen rows
             weight, bias = layer.weight[subset], layer.bias[subset]
             h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
             if depth < len(layers) - 1:
                 h = net.fused.activation(h)
-        return h.squeeze(-1)
+        return h.reshape(len(subset), *batch_shape)
 
     def _target(
         self,
@@ -412,8 +436,8 @@ class REDQLoss(LossModule):
         now = tensordict.select(*obs_keys, strict=False)
         nxt = tensordict.get("next").select(*obs_keys, strict=False)
         actor_td = torch.stack([now.copy(), nxt.copy()], 0)
-        action, log_prob = self._policy_sample(actor_td)  # [2, B, A], [2, B]
-        log_prob = log_prob.reshape(2, -1)
+        action, log_prob = self._policy_sample(actor_td)  # [2, *B, A], [2, *B]
+        log_prob = log_prob.reshape(actor_td.shape)  # [2, *B] with *B = [B] or [B, T]
         next_value, target = self._target(tensordict, subset, action[1], log_prob[1])
         loss_qvalue, td_error = self._critic_loss(tensordict, target)  # (REDQ-3)
         loss_actor, q_actor = self._actor_terms(tensordict, action[0], log_prob[0])  # (REDQ-4)

@@ -174,7 +174,9 @@ class ReinforceLoss(LossModule):
         actor_network: a probabilistic policy (``ProbabilisticTensorDictSequential``) with
             ``get_dist``.
         critic_network: V(s), writing ``"state_value"``.
-        delay_value: a target critic for the estimator. Not supported in rlteach (raises).
+        delay_value: keep a target critic (a frozen copy, updated by ``SoftUpdate`` /
+            ``HardUpdate``) from which the estimator bootstraps V(s'); V(s) still comes from
+            the critic. As TorchRL; needs ``functional=True``.
         loss_critic_type: ``"l1"``, ``"l2"`` or ``"smooth_l1"`` (default, as TorchRL).
         gamma: refused, as in TorchRL: pass it to ``make_value_estimator(gamma=...)``.
         separate_losses: parameters shared by actor and critic are trained by the actor loss
@@ -221,6 +223,8 @@ class ReinforceLoss(LossModule):
     supported_value_estimators = _PG_ESTIMATORS
     out_keys = ("loss_actor", "loss_value")
 
+    _schedulable_buffers = frozenset({"clip_value"})
+
     def __init__(
         self,
         actor_network: nn.Module | None = None,
@@ -244,10 +248,10 @@ class ReinforceLoss(LossModule):
                 "ReinforceLoss does not take gamma: set it on the value estimator with "
                 "loss.make_value_estimator(ValueEstimators.GAE, gamma=...)."
             )
-        if delay_value:
-            raise NotImplementedError(
-                "ReinforceLoss(delay_value=True) is not supported by rlteach: its estimators "
-                "bootstrap from one value network. Use delay_value=False."
+        if delay_value and not functional:
+            raise RuntimeError(
+                "ReinforceLoss: delay_value=True and functional=False are incompatible (as in "
+                "TorchRL, where the target critic is a set of functional parameters)."
             )
         reduction = "mean" if reduction is None else reduction
         check_choice("loss_critic_type", loss_critic_type, LOSS_FUNCTIONS)
@@ -260,8 +264,17 @@ class ReinforceLoss(LossModule):
         self.separate_losses = separate_losses
         self.functional = functional
         self._register_network("actor_network", actor_network)
-        self._register_network("critic_network", critic_network)
+        self._register_network("critic_network", critic_network, create_target=delay_value)
         self.register_buffer("clip_value", clip)
+
+    def make_value_estimator(self, value_type=None, **hyperparams) -> ReinforceLoss:
+        """As :meth:`LossModule.make_value_estimator`; with ``delay_value`` the estimator
+        bootstraps V(s') from ``target_critic_network`` (V(s) from the critic), as TorchRL."""
+        super().make_value_estimator(value_type, **hyperparams)
+        estimator = self._value_estimator
+        if self.delay_value and getattr(estimator, "value_network", None) is self.critic_network:
+            estimator.use_target_value_network(self.target_critic_network)
+        return self
 
     @property
     def in_keys(self) -> list[NestedKey]:

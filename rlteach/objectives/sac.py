@@ -65,8 +65,10 @@ from rlteach.modules.ensemble import QValueEnsemble, make_qvalue_ensemble
 from rlteach.objectives._actions import (
     auto_target_entropy,
     check_action_in_bounds,
-    read_action_spec,
+    check_action_spec_read,
+    read_action_spec_when_keyed,
     rsample_and_log_prob,
+    use_action_spec,
 )
 from rlteach.objectives.common import LossModule, _next
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
@@ -172,7 +174,8 @@ class SACLoss(LossModule):
         alpha_init, min_alpha, max_alpha, fixed_alpha: see :class:`Temperature`.
         action_spec: the action spec (TorchRL or Gymnasium, or the action dim as an int); used for
             ``target_entropy="auto"`` and to refuse stored actions outside its bounds. Taken from
-            ``actor_network.spec`` when absent.
+            ``actor_network.spec`` when absent. A ``Composite`` spec is read under the action key in force, so
+            ``set_keys(action="my_action")`` after construction works (TorchRL's order).
         target_entropy: :math:`\\bar{\\mathcal H}`; ``"auto"`` (default) is ``-dim(action)``.
         delay_actor: keep a target actor (False). Only version 1 uses it, in (SAC-6).
         delay_qvalue: target critics :math:`\\bar Q_i` for (SAC-1) (True).
@@ -255,10 +258,17 @@ class SACLoss(LossModule):
         check_choice("loss_function", loss_function, LOSS_FUNCTIONS)
         if action_spec is None:
             action_spec = getattr(actor_network, "spec", None)
-        shape, low, high = read_action_spec(action_spec, owner=owner)
-        if target_entropy == "auto":
-            target_entropy = auto_target_entropy(shape, owner)
-        elif isinstance(target_entropy, str):
+        # read under "action" now, or, for a Composite without it, when set_keys names the key
+        spec_read = read_action_spec_when_keyed(action_spec, "action", owner)
+        low = high = None
+        auto_entropy = target_entropy == "auto"
+        if spec_read is not None:
+            shape, low, high = spec_read
+            if auto_entropy:
+                target_entropy = auto_target_entropy(shape, owner)
+        elif auto_entropy:
+            target_entropy = 0.0  # a placeholder until the spec is read: forward refuses to run
+        if isinstance(target_entropy, str):
             raise ValueError(
                 f'{owner}: target_entropy must be "auto" or a number, got {target_entropy!r}.'
             )
@@ -288,11 +298,15 @@ class SACLoss(LossModule):
         if value_network is not None:
             self._register_network("value_network", value_network, create_target=delay_value)
         self.temperature = temperature
-        if low is not None:
-            self.register_buffer("action_low", low)
-            self.register_buffer("action_high", high)
-        else:
-            self.action_low = self.action_high = None
+        self.register_buffer("action_low", low)  # None (no bounds) is not saved
+        self.register_buffer("action_high", high)
+        self._action_spec = action_spec
+        self._auto_target_entropy = auto_entropy
+        self._action_spec_pending = spec_read is None
+
+    def _after_set_keys(self, renamed: set[str]) -> None:
+        if "action" in renamed:  # TorchRL reads the spec under the action key in force
+            use_action_spec(self, type(self).__name__)
 
     # ---------------------------------------------------------------- properties and keys
 
@@ -307,6 +321,8 @@ class SACLoss(LossModule):
 
     @property
     def target_entropy(self) -> torch.Tensor | None:
+        if self._auto_target_entropy:
+            check_action_spec_read(self, type(self).__name__)
         return self.temperature.target_entropy
 
     @property
@@ -429,6 +445,7 @@ class SACLoss(LossModule):
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         """The SAC losses of a replay batch (see the module docstring for the equations)."""
+        check_action_spec_read(self, type(self).__name__)
         x = self._read_inputs(tensordict, "action", next_names=("reward", "done", "terminated"))
         check_action_in_bounds(type(self).__name__, x["action"], self.action_low, self.action_high)
         alpha = self.temperature.alpha

@@ -32,6 +32,9 @@ Two TorchRL behaviours kept on purpose (a reader meets them in production):
   stored detached); values read from the batch are used as given.
 * forward's outputs, and V(s), V(s') from the network, are written only after every input check
   has passed, so a refused batch is left as it was.
+* ``skip_existing=True`` keeps a V(s) or V(s') already in the batch instead of running the value
+  network for it (``None``, the default, follows ``tensordict.nn.set_skip_existing``, off unless
+  switched on). TorchRL needs both or neither; rlteach takes each that is there.
 """
 
 from __future__ import annotations
@@ -42,7 +45,12 @@ from enum import Enum
 
 import torch
 from tensordict import TensorDictBase
-from tensordict.nn import ProbabilisticTensorDictSequential, TensorDictModule, set_interaction_type
+from tensordict.nn import (
+    ProbabilisticTensorDictSequential,
+    TensorDictModule,
+    set_interaction_type,
+    skip_existing,
+)
 from tensordict.nn.probabilistic import interaction_type
 from tensordict.utils import NestedKey, unravel_key
 
@@ -141,11 +149,25 @@ class ValueEstimatorBase(torch.nn.Module):
         # The loss owns the value network; the estimator only borrows it, so it is stored outside
         # the module's registry and its parameters are not counted twice (as TorchRL does).
         self.__dict__["value_network"] = value_network
+        # A loss with a target critic (ReinforceLoss(delay_value=True)) sets this: V(s') is then
+        # bootstrapped from the target network, V(s) still from value_network (TorchRL's
+        # target_params). None: value_network for both.
+        self.__dict__["target_value_network"] = None
         self.differentiable = differentiable
-        self.skip_existing = skip_existing  # accepted for TorchRL compatibility, not used
+        # True: V(s) and V(s') already in the batch are used as they are, not recomputed by the
+        # value network; None: follow tensordict.nn's global switch (set_skip_existing), as TorchRL
+        self.skip_existing = skip_existing
         self._device = torch.device("cpu") if device is None else torch.device(device)
         self.time_dim = time_dim
         self._tensor_keys = self._AcceptedKeys()
+
+    def use_target_value_network(self, network: torch.nn.Module | None) -> None:
+        """Bootstrap V(s') from ``network`` (a loss's target critic); ``None``: ``value_network``.
+
+        Borrowed like ``value_network``: kept outside the module registry, so the estimator's
+        ``parameters()`` and ``state_dict()`` do not change.
+        """
+        self.__dict__["target_value_network"] = network
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -224,19 +246,35 @@ class ValueEstimatorBase(torch.nn.Module):
             gamma = gamma ** steps.view_as(reward)
         return gamma
 
+    def _skips_existing(self) -> bool:
+        """Whether values already in the batch are kept (``skip_existing``, else the global switch)."""
+        return skip_existing() if self.skip_existing is None else bool(self.skip_existing)
+
+    def _run_value_network(self, td: TensorDictBase, *, next_states: bool = False) -> torch.Tensor:
+        """V at the states of ``td`` (the root, or the "next" sub-TensorDict if ``next_states``).
+
+        With ``skip_existing`` a value already stored there is returned as it is, as TorchRL's
+        value network (a ``TensorDictModule`` run under ``set_skip_existing``) would leave it.
+        The next states' values come from ``target_value_network`` when one is set.
+        """
+        key = self.tensor_keys.value
+        if self._skips_existing() and key in td.keys(include_nested=True):
+            return td.get(key)
+        net = self.value_network
+        if next_states and self.target_value_network is not None:
+            net = self.target_value_network
+        with _held_out(net):
+            return net(td.select(*net.in_keys, strict=False)).get(key)
+
     def _values(self, td: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
         """V(s_t) and V(s'_t): from the value network (V(s'_t) detached), or read from the batch.
 
         Nothing is written here: ``_store`` writes the values once every check has passed.
         """
-        key = self.tensor_keys.value
-        net = self.value_network
-        if net is None:
+        if self.value_network is None:
             return self._get(td, "value"), self._get(td, "value", under_next=True)
-        with _held_out(net):
-            value = net(td.select(*net.in_keys, strict=False)).get(key)
-            next_in = td.get("next").select(*net.in_keys, strict=False)
-            next_value = net(next_in).get(key)
+        value = self._run_value_network(td)
+        next_value = self._run_value_network(td.get("next"), next_states=True)
         return value, next_value.detach()
 
     def _store(self, td: TensorDictBase, value, next_value, **outputs) -> None:
@@ -249,12 +287,9 @@ class ValueEstimatorBase(torch.nn.Module):
 
     def _next_value(self, td: TensorDictBase) -> torch.Tensor:
         """V(s'_t) alone, for ``value_estimate`` called without ``next_value``."""
-        net = self.value_network
-        if net is None:
+        if self.value_network is None:
             return self._get(td, "value", under_next=True)
-        with _held_out(net):
-            next_in = td.get("next").select(*net.in_keys, strict=False)
-            return net(next_in).get(self.tensor_keys.value)
+        return self._run_value_network(td.get("next"), next_states=True)
 
     def _reward(self, td: TensorDictBase, *, average: bool = False, eps: float = 1e-5):
         """r_t, standardised over the batch when ``average``."""
