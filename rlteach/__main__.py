@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 EPILOG = """examples:
   python -m rlteach train ppo                  PPO on CartPole-v1, seed 0, log + curve + checkpoint in runs/ppo
@@ -209,16 +210,29 @@ def _bench(args) -> int:
     return 0
 
 
+def _remove_if_empty_and_new(folders: list[Path]) -> None:
+    """Remove the folders this run created (deepest first) that are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()  # only succeeds on an empty folder
+        except OSError:
+            return
+
+
 def _train(args) -> int:
+    from rlteach.checkpoint import CHECKPOINT_NAME
     from rlteach.train import TrainError, train_run
 
+    out = Path(args.out or f"runs/{args.algo}")
+    # the folders a failed run must not leave behind empty: those that do not exist yet
+    new_folders = [p for p in (out, *out.parents) if not p.exists()]
     try:
         train_run(
             args.algo,
             env_id=args.env,
             seed=args.seed,
             steps=args.steps,
-            out=args.out or f"runs/{args.algo}",
+            out=out,
             resume=args.resume,
             eval_every=args.eval_every,
             eval_episodes=args.eval_episodes,
@@ -227,8 +241,27 @@ def _train(args) -> int:
             progress=not args.no_progress,
         )
     except (TrainError, ValueError, FileNotFoundError) as err:
+        _remove_if_empty_and_new(new_folders)
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        _remove_if_empty_and_new(new_folders)
+        if (out / CHECKPOINT_NAME).is_file():
+            how = f"continue with: python -m rlteach train {args.algo} --out {out} --resume"
+        else:
+            how = "no checkpoint was saved yet, so start it again (without --resume)"
+        print(f"\ninterrupted: {how}", file=sys.stderr)
+        return 130
+    except OSError as err:  # the machine's fault: disk full, folder made read-only, ...
+        _remove_if_empty_and_new(new_folders)
+        where = f" ({err.filename})" if err.filename else ""
+        print(
+            f"error: could not write the run's files{where}: {err.strerror or err}. Free some "
+            f"space or choose another --out folder; a run with a checkpoint can be continued "
+            f"with --resume.",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -240,6 +273,12 @@ def _evaluate(args) -> int:
     except (TrainError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing was written; run the evaluation again.", file=sys.stderr)
+        return 130
+    except OSError as err:
+        print(f"error: could not read {args.checkpoint}: {err.strerror or err}.", file=sys.stderr)
+        return 1
     meta = data["meta"]
     from rlteach.envs_multiagent import MULTIAGENT_TASKS
 

@@ -69,6 +69,7 @@ import os
 import pickle
 import random
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,17 @@ def _set_global_rngs(state: dict) -> None:
 # ------------------------------------------------------------------------------ checkpointer
 
 
+def _check_zip_crc(path: Path) -> None:
+    """A torch file is a zip archive whose members carry a CRC-32; torch.load does not check
+    them, so a flipped byte in a tensor would load silently. Check them all first."""
+    if not zipfile.is_zipfile(path):
+        return  # torch.load then says what it is not
+    with zipfile.ZipFile(path) as archive:
+        bad = archive.testzip()
+    if bad is not None:
+        raise ValueError(f"the entry {bad!r} fails its CRC-32 check")
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint file (a directory means its ``checkpoint.pt``), with a clear error."""
     path = Path(path)
@@ -210,9 +222,29 @@ def load_checkpoint(path: str | Path) -> dict:
             f"No checkpoint at {path}. `python -m rlteach train ALGO --out DIR` writes "
             f"DIR/{CHECKPOINT_NAME}."
         )
-    data = torch.load(path, map_location="cpu", weights_only=False)
+    if path.stat().st_size == 0:
+        raise ValueError(
+            f"{path} is empty (0 bytes): the run was stopped while its first checkpoint was being "
+            f"written, or the disk was full. Delete it and start the run again."
+        )
+    try:
+        _check_zip_crc(path)
+        data = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # truncated, corrupted, or not a torch file at all
+        raise ValueError(
+            f"{path} cannot be read as an rlteach checkpoint ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else 'no detail'}). It is truncated, "
+            f"corrupted or was written by another tool; delete it (or restore a copy) and start "
+            f"the run again."
+        ) from err
     if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path} is not an rlteach checkpoint (format {FORMAT_VERSION}).")
+        raise ValueError(
+            f"{path} is not an rlteach checkpoint (format {FORMAT_VERSION}): it was written by "
+            f"another tool or another version of rlteach. Use another --out folder."
+        )
+    missing = [k for k in ("meta", "frames", "finished", "next_save", "objects", "rng") if k not in data]
+    if missing:
+        raise ValueError(f"{path} is an incomplete rlteach checkpoint (no {', '.join(missing)}).")
     return data
 
 
@@ -220,12 +252,15 @@ def write_csv(path: str | Path, curve) -> None:
     """The evaluation log as CSV (``env_steps,seconds,mean_return``), written atomically."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["env_steps", "seconds", "mean_return"])
-        for p in curve:
-            writer.writerow([p.env_steps, f"{p.seconds:.3f}", repr(float(p.mean_return))])
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["env_steps", "seconds", "mean_return"])
+            for p in curve:
+                writer.writerow([p.env_steps, f"{p.seconds:.3f}", repr(float(p.mean_return))])
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (disk full, Ctrl-C) leaves no temp file
 
 
 class Checkpointer:
@@ -235,7 +270,7 @@ class Checkpointer:
     ``meta`` (a dict: algorithm, task, seed, budget, config) is stored alongside and returned by
     :func:`load_checkpoint`; the command line uses it to refuse resuming with other settings.
     When an evaluator is tracked, ``directory/log.csv`` is rewritten with its evaluation history
-    at each save, so the log on disk always matches the checkpoint.
+    right after each save (and on resume), so the log on disk is never ahead of the checkpoint.
     """
 
     def __init__(
@@ -316,14 +351,19 @@ class Checkpointer:
             "policy": self.policy,
         }
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(data, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)  # atomic: the old checkpoint or the new one, never half
+        finally:
+            tmp.unlink(missing_ok=True)  # a failed write (disk full, Ctrl-C) leaves no temp file
+        # The log after the checkpoint: if the process dies in between, log.csv is behind the
+        # checkpoint, never ahead of it, and --resume rewrites it from the checkpoint anyway.
         evaluators = [o for o in self.objects.values() if _is_evaluator(o)]
         if evaluators:
             write_csv(self.directory / "log.csv", evaluators[0].result.curve)
-        os.replace(tmp, self.path)  # the checkpoint last: log.csv is never behind it
         self.saves += 1
 
 

@@ -25,6 +25,7 @@ own task and budget, without checkpoints.
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -144,6 +145,36 @@ def _threshold(algo: str, env_id: str) -> float | None:
     return SOLVED_THRESHOLDS.get(env_id)
 
 
+SEED_MAX = 2**32 - 1
+"""The largest seed NumPy's generators accept (they take 0 ... 2**32 - 1)."""
+
+
+def check_seed(seed, option: str = "--seed", count: int = 1) -> None:
+    """Refuse a seed NumPy cannot take: ``seed ... seed + count - 1`` must lie in [0, 2**32 - 1]."""
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX - count + 1:
+        raise TrainError(
+            f"{option} must be an integer from 0 to {SEED_MAX - count + 1} (NumPy's seeds are "
+            f"0 ... 2**32 - 1{f', and {count} consecutive seeds are used' if count > 1 else ''}), "
+            f"got {seed}."
+        )
+
+
+def check_out_folder(out: Path) -> None:
+    """``--out`` must be a folder this process can write, or a path where one can be made."""
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"--out {out} is a file, not a folder: choose a folder for the run.")
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise TrainError(f"--out {out}: {existing} is a file, so no folder can be made there.")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise TrainError(
+            f"--out {out}: the folder {existing} is read-only for this user; choose a folder you "
+            f"can write to."
+        )
+
+
 def train_run(
     algo: str,
     *,
@@ -180,6 +211,8 @@ def train_run(
         value = asked[name]
         if value is not None and (isinstance(value, bool) or value < 1):
             raise TrainError(f"--{name.replace('_', '-')} must be a positive integer, got {value}.")
+    check_seed(seed)
+    check_out_folder(out)
     if resume:
         trainable, registry = _registries()
         if not getattr(trainable.get(algo), "resumable", False):
@@ -326,6 +359,7 @@ def evaluate_checkpoint(path: str | Path, episodes: int = 10, seed: int = EVAL_S
 
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise TrainError(f"--episodes must be a positive integer, got {episodes!r}.")
+    check_seed(seed, "--seed", count=episodes)
     data = load_checkpoint(path)
     policy, meta = data["policy"], data["meta"]
     if policy is None:

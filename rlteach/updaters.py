@@ -97,6 +97,21 @@ class TargetNetUpdater:
         for _, source, target in self.loss_module.target_network_pairs():
             yield from _paired_tensors(source, target, trainable_only=trainable_only)
 
+    def _checked_pairs(self, *, trainable_only: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every (online, target) pair, all matched and shape-checked before any is copied.
+
+        A mismatch found half-way through would otherwise leave the targets half updated.
+        """
+        pairs = list(self._pairs(trainable_only=trainable_only))
+        for p, p_target in pairs:
+            if p.shape != p_target.shape:
+                raise RuntimeError(
+                    f"{type(self).__name__}: an online tensor of shape {list(p.shape)} has a "
+                    f"target of shape {list(p_target.shape)}: the online network changed after "
+                    f"the loss copied it. Build the loss again from the current network."
+                )
+        return pairs
+
     @torch.no_grad()
     def init_(self) -> None:
         """Copy every online network, parameters and buffers, into its target: theta' <- theta."""
@@ -104,7 +119,7 @@ class TargetNetUpdater:
             warnings.warn(
                 f"{type(self).__name__} was already initialised; copying again.", stacklevel=2
             )
-        for p, p_target in self._pairs(trainable_only=False):
+        for p, p_target in self._checked_pairs(trainable_only=False):
             p_target.copy_(p)
         self.initialized = True
 
@@ -117,7 +132,13 @@ class TargetNetUpdater:
         return {"initialized": self.initialized}
 
     def load_state_dict(self, state: dict) -> None:
-        self.initialized = state.get("initialized", self.initialized)
+        initialized = state.get("initialized", self.initialized)
+        if not isinstance(initialized, bool):
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: 'initialized' must be a bool, got "
+                f"{initialized!r}. Pass a dict saved by {type(self).__name__}.state_dict()."
+            )
+        self.initialized = initialized
 
     def __repr__(self) -> str:
         names = [name for name, _, _ in self.loss_module.target_network_pairs()]
@@ -181,7 +202,7 @@ class SoftUpdate(TargetNetUpdater):
     @torch.no_grad()
     def step(self) -> None:
         """Apply (TGT-1) once to every trainable parameter of every target network."""
-        for p, p_target in self._pairs(trainable_only=True):
+        for p, p_target in self._checked_pairs(trainable_only=True):
             # (TGT-1) theta' <- (1 - tau) theta' + tau theta, in place
             p_target.mul_(1.0 - self.tau).add_(p, alpha=self.tau)
 
@@ -197,6 +218,8 @@ class HardUpdate(TargetNetUpdater):
     ``step()`` counts calls and applies (TGT-2), :math:`\theta' \leftarrow \theta`, on every
     ``value_network_update_interval``-th call, as in the DQN paper's "every C steps reset
     :math:`\hat Q = Q`": with interval 3 the copies happen on calls 3, 6, 9, ...
+    A copy is due once the counter *reaches or passes* the period, so the schedule stays right
+    after ``load_state_dict`` with a larger counter or when the interval is lowered mid-run.
 
     .. note:: TorchRL 0.14 copies one call later: its counter runs 0, 1, ..., N and copies
        when it *equals* N, so its period is N + 1 calls (calls 4, 8, 12, ... for N = 3).
@@ -235,18 +258,26 @@ class HardUpdate(TargetNetUpdater):
     def step(self) -> None:
         """Count this call; on every N-th (TorchRL: (N+1)-th) call copy the networks over."""
         period = self.value_network_update_interval + (1 if self.count_like_torchrl else 0)
-        self.counter += 1
-        if self.counter == period:
-            for p, p_target in self._pairs(trainable_only=True):
+        counter = self.counter + 1
+        if counter >= period:  # ">=": a loaded counter or a lowered interval may have passed it
+            for p, p_target in self._checked_pairs(trainable_only=True):
                 p_target.copy_(p)  # (TGT-2) theta' <- theta
-            self.counter = 0
+            counter = 0
+        self.counter = counter  # counted only once the copy (if any) has succeeded
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "counter": self.counter}
 
     def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.counter = state.get("counter", self.counter)
+        counter = state.get("counter", self.counter)
+        if isinstance(counter, bool) or not isinstance(counter, int) or counter < 0:
+            raise ValueError(
+                f"HardUpdate.load_state_dict: 'counter' must be an integer >= 0 (step() calls "
+                f"since the last copy), got {counter!r}. Pass a dict saved by "
+                f"HardUpdate.state_dict()."
+            )
+        super().load_state_dict(state)  # checks 'initialized' before anything is set
+        self.counter = counter
 
     def __repr__(self) -> str:
         return (

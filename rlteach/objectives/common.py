@@ -47,6 +47,7 @@ from tensordict import TensorDictBase, unravel_key
 from tensordict.utils import NestedKey
 from torch import nn
 
+from rlteach._checks import check_finite, get_key, key_str
 from rlteach.objectives.utils import _reduce, read_inputs
 from rlteach.value import (
     GAE,
@@ -200,6 +201,9 @@ class LossModule(nn.Module):
     # Coefficient buffers a schedule may set from a plain number, ``loss.entropy_coeff = 0.003``
     # (TorchRL's ``_schedulable_buffers``); see ``__setattr__``.
     _schedulable_buffers: frozenset = frozenset()
+    # Rewards, flags, values are exactly [*B, 1] and log-probabilities [*B]; multi-agent losses,
+    # whose entries may carry an agent dim, set this to False (and check the agent dim themselves).
+    _strict_input_shapes: bool = True
 
     # The key names a loss shares with its value estimator. ``set_keys`` and
     # ``make_value_estimator`` pass the loss's value for each of these names, when the loss has
@@ -501,7 +505,44 @@ class LossModule(nn.Module):
         keys = {name: getattr(self.tensor_keys, name) for name in names}
         for name in next_names:
             keys[f"next_{name}"] = _next(getattr(self.tensor_keys, name))
-        return read_inputs(td, keys, owner=type(self).__name__, check_nan=check_nan)
+        return read_inputs(
+            td,
+            keys,
+            owner=type(self).__name__,
+            check_nan=check_nan,
+            strict_shapes=self._strict_input_shapes,
+        )
+
+    def _check_network_inputs(
+        self, td: TensorDictBase, *networks: nn.Module, next_step: bool = True
+    ) -> None:
+        """Every entry the networks read from the batch: present, finite, and (with ``next_step``)
+        present under ``"next"`` with the same shape.
+
+        This is what keeps a NaN observation from flowing into a loss and a ``td_error`` that a
+        prioritised buffer would then store. An ensemble (``nn.ModuleList``) is checked member
+        by member.
+        """
+        owner = type(self).__name__
+        keys: list[NestedKey] = []
+        for network in networks:
+            members = network if isinstance(network, nn.ModuleList) else [network]
+            for member in members:
+                keys += [k for k in getattr(member, "in_keys", []) if k not in keys]
+        tensors = {}
+        for key in keys:
+            now = get_key(td, key, owner=owner)
+            tensors[key_str(key)] = now
+            if next_step:
+                later = get_key(td, _next(key), owner=owner)
+                tensors[key_str(_next(key))] = later
+                if isinstance(now, torch.Tensor) and now.shape != later.shape:
+                    raise ValueError(
+                        f"{owner}: {key_str(key)} has shape {list(now.shape)} but "
+                        f"{key_str(_next(key))} has shape {list(later.shape)}; an observation "
+                        f"and the next one must have the same shape."
+                    )
+        check_finite(owner, **{k: v for k, v in tensors.items() if isinstance(v, torch.Tensor)})
 
     def _reduce_loss(
         self,

@@ -70,7 +70,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.utils import NestedKey
 
-from rlteach._checks import check_choice, check_finite, get_key, key_str
+from rlteach._checks import check_choice
 from rlteach.modules.ensemble import QValueEnsemble, make_qvalue_ensemble
 from rlteach.objectives._actions import (
     auto_target_entropy,
@@ -257,11 +257,7 @@ class CrossQLoss(LossModule):
         owner = type(self).__name__
         check_action_spec_read(self, owner)
         x = self._read_inputs(td, "action", next_names=("reward", "done", "terminated"))
-        observations = {}
-        for key in self.actor_network.in_keys:
-            for k in (key, _next(key)):
-                observations[key_str(k)] = get_key(td, k, owner=owner)
-        check_finite(owner, **observations)
+        self._check_network_inputs(td, self.actor_network)
         check_action_in_bounds(owner, x["action"], self.action_low, self.action_high)
 
     def _q_inputs(self, td: TensorDictBase, action: torch.Tensor) -> list[torch.Tensor]:

@@ -165,8 +165,7 @@ class DDPGLoss(LossModule):
             target = self.value_estimator.value_estimate(td, next_value=next_q.unsqueeze(-1))
             target = target.squeeze(-1)
         loss = distance_loss(pred, target, self.loss_function)  # (DDPG-2)
-        td_error = (pred - target).detach().pow(2)
-        td.set(self.tensor_keys.priority, td_error)
+        td_error = (pred - target).detach().pow(2)  # forward writes it into the batch
         metadata = {
             "td_error": td_error,
             "pred_value": pred.detach(),
@@ -184,6 +183,10 @@ class DDPGLoss(LossModule):
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         """The DDPG losses of a replay batch (critic first, then actor, as TorchRL)."""
         self._read_inputs(tensordict, next_names=("reward", "done", "terminated"))
+        self._check_network_inputs(tensordict, self.actor_network)  # observations, now and next
+        self._check_network_inputs(tensordict, self.value_network, next_step=False)  # + action
         loss_value, metadata = self.loss_value(tensordict)
         loss_actor = self.loss_actor(tensordict)
+        # written into the caller's batch only once both losses have been formed
+        tensordict.set(self.tensor_keys.priority, metadata["td_error"])
         return TensorDict({"loss_actor": loss_actor, "loss_value": loss_value, **metadata}, [])

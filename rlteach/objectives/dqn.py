@@ -54,7 +54,7 @@ from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torch import nn
 
-from rlteach._checks import check_choice, check_gamma
+from rlteach._checks import check_choice, check_finite, check_gamma
 from rlteach.modules.qvalue import check_action_space, check_support_matches
 from rlteach.objectives.common import LossModule, resolve_value_type
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
@@ -134,6 +134,37 @@ def _infer_action_space(action: torch.Tensor, batch, n_actions: int) -> str:
         f"([*B] or [*B, 1]) nor a one-hot vector ([*B, {n_actions}]). Pass action_space= to "
         f"the loss."
     )
+
+
+def _priority_weights(self: LossModule, tensordict: TensorDictBase) -> torch.Tensor | None:
+    """Prioritized replay's importance weights as [*B], or None; checked before any work."""
+    owner, keys = type(self).__name__, self.tensor_keys
+    if self.use_prioritized_weights not in (True, "auto"):
+        return None
+    weights = tensordict.get(keys.priority_weight, None)
+    if weights is None:
+        if self.use_prioritized_weights is True:
+            raise KeyError(
+                f"{owner}: use_prioritized_weights=True but the batch has no "
+                f"{keys.priority_weight!r}; rename it with set_keys(priority_weight=...)."
+            )
+        return None
+    batch = tensordict.batch_size
+    if not weights.is_floating_point() or weights.numel() != batch.numel():
+        raise ValueError(
+            f"{owner}: {keys.priority_weight!r} must hold one floating-point weight per "
+            f"sample ([*B] or [*B, 1] for a batch of size {list(batch)}), got dtype "
+            f"{weights.dtype} and shape {list(weights.shape)}."
+        )
+    if weights.shape not in (batch, (*batch, 1)):
+        raise ValueError(
+            f"{owner}: {keys.priority_weight!r} has shape {list(weights.shape)}; expected "
+            f"{list(batch)} or {list(batch) + [1]}."
+        )
+    check_finite(owner, **{f"{keys.priority_weight!r}": weights})
+    if (weights < 0).any():
+        raise ValueError(f"{owner}: {keys.priority_weight!r} holds a negative weight.")
+    return weights.reshape(batch)
 
 
 class DQNLoss(LossModule):
@@ -308,6 +339,8 @@ class DQNLoss(LossModule):
         owner = type(self).__name__
         keys = self.tensor_keys
         inputs = self._read_inputs(tensordict, "action", next_names=("reward", "terminated"))
+        self._check_network_inputs(tensordict, self.value_network)
+        weights = _priority_weights(self, tensordict)
         net = self.value_network
         batch = tensordict.batch_size
 
@@ -338,18 +371,11 @@ class DQNLoss(LossModule):
 
         # (DQN-4) the regression, and the TD error prioritized replay sorts by
         loss = distance_loss(q_taken, target, self.loss_function)
+        out = TensorDict(loss=self._reduce_loss(loss, weights=weights))
+        # written into the caller's batch only now, with every check passed and the loss formed
         tensordict.set(keys.priority, (q_taken - target).detach().pow(2).unsqueeze(-1))
-        weights = None
-        if self.use_prioritized_weights in (True, "auto"):
-            weights = tensordict.get(keys.priority_weight, None)
-            if weights is None and self.use_prioritized_weights is True:
-                raise KeyError(
-                    f"{owner}: use_prioritized_weights=True but the batch has no "
-                    f"{keys.priority_weight!r}; rename it with set_keys(priority_weight=...)."
-                )
-            if weights is not None and weights.shape != loss.shape:
-                weights = weights.reshape(loss.shape)
-        return TensorDict(loss=self._reduce_loss(loss, weights=weights))
+        return out
+
 
 
 def project_distribution(
@@ -523,6 +549,8 @@ class DistributionalDQNLoss(LossModule):
         owner = type(self).__name__
         keys = self.tensor_keys
         inputs = self._read_inputs(tensordict, "action", next_names=("reward",))
+        self._check_network_inputs(tensordict, self.value_network)
+        weights = _priority_weights(self, tensordict)
         terminated = tensordict.get(
             ("next", keys.terminated), tensordict.get(("next", keys.done), None)
         )
@@ -569,13 +597,10 @@ class DistributionalDQNLoss(LossModule):
 
         # 4. (C51-5) cross-entropy between the projected target and the online prediction
         loss = -(m * log_p_taken).sum(-1)  # [*B]
+        out = TensorDict(loss=self._reduce_loss(loss, weights=weights))
+        # written into the caller's batch only now, with every check passed and the loss formed
         tensordict.set(keys.priority, loss.detach().unsqueeze(-1))
-        weights = None
-        if self.use_prioritized_weights in (True, "auto"):
-            weights = tensordict.get(keys.priority_weight, None)
-            if weights is not None and weights.shape != loss.shape:
-                weights = weights.reshape(loss.shape)
-        return TensorDict(loss=self._reduce_loss(loss, weights=weights))
+        return out
 
 
 def _kind(value_type) -> ValueEstimators:

@@ -70,6 +70,7 @@ class MAPPOLoss(ClipPPOLoss):
     """
 
     default_value_estimator = "magae"
+    _strict_input_shapes = False  # rewards, values and log-probabilities may carry an agent dim
 
     def __init__(
         self,

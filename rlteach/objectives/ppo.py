@@ -50,10 +50,11 @@ Where rlteach follows TorchRL 0.14.1 to the number (and the tests prove it)
   (``1 - Var[y - V] / Var[y]``, population variances over the first batch dim) is logged next
   to it. ``clip_value`` keeps the larger of the unclipped and clipped value losses.
 * KLPEN's β is a buffer updated **in place** at the end of each ``forward`` (PPO-5), after the
-  loss was formed. TorchRL does this with ``beta.data *= ...``, which autograd does not see: the
-  backward pass of ``beta * KL`` then uses the *new* β while the loss value used the old one.
-  rlteach follows the paper by default (value and gradient both use the β of this step);
-  ``beta_update_in_graph=True`` reproduces TorchRL's gradient.
+  whole loss was formed (a refused batch leaves β as it was). TorchRL does this with
+  ``beta.data *= ...``, which autograd does not see: the backward pass of ``beta * KL`` then
+  uses the *new* β while the loss value used the old one. rlteach follows the paper by default
+  (value and gradient both use the β of this step); ``beta_update_in_graph=True`` reproduces
+  TorchRL's gradient.
 
 Not mirrored (TorchRL extras outside the PPO paper): composite (multi-head) action
 distributions and per-head entropy coefficients, ``advantage_norm``, ``delay_actor``,
@@ -667,14 +668,15 @@ class KLPENPPOLoss(PPOLoss):
             # TorchRL's quirk: the value uses the old β, the gradient the updated one.
             penalty = beta * kl.detach() + (beta * factor) * (kl - kl.detach())
         penalised = surrogate - penalty  # (PPO-4)
-        self.beta.mul_(factor)  # (PPO-5) in place, after the loss was formed
 
         out = {
             "loss_objective": -penalised,
             "kl": kl.detach(),
             "kl_approx": kl_approx.detach().mean(),
         }
-        return self._finish(out, dist, td)
+        result = self._finish(out, dist, td)  # may still refuse the batch (no value_target, ...)
+        self.beta.mul_(factor)  # (PPO-5) in place, once the whole loss has been formed
+        return result
 
     def reset(self) -> None:
         """Restore β to its initial value (call it between training runs)."""

@@ -92,6 +92,8 @@ class QMixerLoss(LossModule):
         priority_key: the key where ``td_error`` is written (prefer ``set_keys(priority=...)``).
     """
 
+    _strict_input_shapes = False  # _check_inputs checks the team reward with its own message
+
     @dataclass
     class _AcceptedKeys:
         """Every key the loss reads or writes; rename any with ``set_keys``."""

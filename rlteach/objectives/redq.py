@@ -71,7 +71,7 @@ import dataclasses
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from rlteach._checks import check_choice, check_finite, check_range, get_key, key_str
+from rlteach._checks import check_choice, check_range
 from rlteach.modules.ensemble import make_qvalue_ensemble
 from rlteach.objectives._actions import (
     auto_target_entropy,
@@ -344,11 +344,7 @@ class REDQLoss(LossModule):
         owner = type(self).__name__
         check_action_spec_read(self, owner)
         inputs = self._read_inputs(td, "action", next_names=("reward", "done", "terminated"))
-        observations = {}
-        for key in self.actor_network.in_keys:
-            for k in (key, _next(key)):
-                observations[f"{key_str(k)}"] = get_key(td, k, owner=owner)
-        check_finite(owner, **observations)
+        self._check_network_inputs(td, self.actor_network)
         check_action_in_bounds(owner, inputs["action"], self.action_low, self.action_high)
         return inputs
 

@@ -448,6 +448,7 @@ class SACLoss(LossModule):
         check_action_spec_read(self, type(self).__name__)
         x = self._read_inputs(tensordict, "action", next_names=("reward", "done", "terminated"))
         check_action_in_bounds(type(self).__name__, x["action"], self.action_low, self.action_high)
+        self._check_network_inputs(tensordict, self.actor_network)  # observations, now and next
         alpha = self.temperature.alpha
         if self._version == 2:
             loss_qvalue, td_error = self._qvalue_v2_loss(tensordict, x["action"], alpha)

@@ -235,6 +235,7 @@ class TD3Loss(LossModule):
         owner = type(self).__name__
         x = self._read_inputs(tensordict, "action", next_names=("reward", "done", "terminated"))
         check_action_in_bounds(owner, x["action"], self.min_action, self.max_action)
+        self._check_network_inputs(tensordict, self.actor_network)  # observations, now and next
         loss_actor, metadata_actor = self.actor_loss(tensordict)
         loss_qvalue, metadata = self.value_loss(tensordict)
         tensordict.set(self.tensor_keys.priority, metadata.pop("td_error").max(0).values)

@@ -146,6 +146,7 @@ def read_inputs(
     *,
     owner: str,
     check_nan: bool = True,
+    strict_shapes: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Fetch every input a loss needs, refusing missing keys and NaN / inf before any work.
 
@@ -161,6 +162,9 @@ def read_inputs(
         keys: ``{set_keys name: key in td}``.
         owner: the class name used in messages (``"DQNLoss"``).
         check_nan: also refuse non-finite floating-point inputs (default ``True``).
+        strict_shapes: rewards, flags, values and advantages must be exactly ``[*B, 1]`` and
+            log-probabilities ``[*B]``; ``False`` (multi-agent losses, whose entries may carry an
+            agent dim) only asks for the trailing 1. Dtypes are checked either way.
 
     Returns:
         ``{set_keys name: tensor}`` in the order of ``keys``.
@@ -169,9 +173,16 @@ def read_inputs(
         KeyError: a key is absent.
         ValueError: an entry holds NaN or inf.
     """
+    if td.batch_size.numel() == 0:
+        raise ValueError(
+            f"{owner}: the batch is empty (batch size {list(td.batch_size)}); a loss needs at "
+            f"least one sample. Check the collector or the replay buffer's sample size."
+        )
     values = {}
     for name, key in keys.items():
         values[name] = get_key(td, key, owner=owner, key_name=_base_name(name))
+    for name, value in values.items():
+        _check_layout(owner, td, keys[name], _base_name(name), value, strict=strict_shapes)
     if check_nan:
         check_finite(
             owner,
@@ -182,6 +193,62 @@ def read_inputs(
             },
         )
     return values
+
+
+# The layout of the entries every loss reads by the same name: (dtype kind, trailing shape after
+# the batch dims of the TensorDict holding the entry). Rewards, flags and values carry a
+# trailing singleton dim; log-probabilities have none (DESIGN.md, "Data conventions").
+_LAYOUT = {
+    "reward": ("float", (1,)),
+    "advantage": ("float", (1,)),
+    "value_target": ("float", (1,)),
+    "value": ("float", (1,)),
+    "done": ("bool", (1,)),
+    "terminated": ("bool", (1,)),
+    "truncated": ("bool", (1,)),
+    "sample_log_prob": ("float", ()),
+}
+
+
+def _check_layout(
+    owner: str, td: TensorDictBase, key: NestedKey, name: str, value, *, strict: bool = True
+) -> None:
+    """Refuse an entry of the wrong dtype or shape, e.g. a reward without its trailing dim.
+
+    The shape is compared with the batch size of the TensorDict that holds the entry (so a
+    per-agent reward under ``"agents"`` is checked against that group's batch size).
+    """
+    if name not in _LAYOUT or not isinstance(value, torch.Tensor):
+        return
+    kind, trailing = _LAYOUT[name]
+    where = f"{key_str(key)} (set_keys name {name!r})"
+    if kind == "float" and not value.is_floating_point():
+        raise ValueError(
+            f"{owner}: {where} must be a floating-point tensor, got dtype {value.dtype}. "
+            f"Convert it with .float()."
+        )
+    if kind == "bool" and value.dtype != torch.bool:
+        raise ValueError(
+            f"{owner}: {where} must be a torch.bool flag, got dtype {value.dtype}. Convert it "
+            f"with .bool()."
+        )
+    parent = td.get(key[:-1]) if isinstance(key, tuple) and len(key) > 1 else td
+    expected = (*parent.batch_size, *trailing)
+    if not strict:  # extra (agent) dims allowed; the trailing 1 is still required
+        if trailing and (value.ndim <= parent.batch_dims or value.shape[-1] != 1):
+            raise ValueError(
+                f"{owner}: {where} has shape {list(value.shape)}; it needs a trailing dim of "
+                f"size 1 after the batch size {list(parent.batch_size)}. Add it with "
+                f"x.unsqueeze(-1)."
+            )
+        return
+    if tuple(value.shape) != expected:
+        fix = "x.unsqueeze(-1)" if trailing and value.shape == parent.batch_size else "reshape it"
+        raise ValueError(
+            f"{owner}: {where} has shape {list(value.shape)}, expected {list(expected)} (the "
+            f"batch size {list(parent.batch_size)}"
+            f"{' plus a trailing 1' if trailing else ', no trailing dim'}). Fix it with {fix}."
+        )
 
 
 def _base_name(name: str) -> str:

@@ -105,6 +105,16 @@ def _standardize(x: torch.Tensor, eps: float) -> torch.Tensor:
     return (x - x.mean()) / x.std().clamp_min(eps)
 
 
+def _check_time_dim_type(owner: str, time_dim) -> int | None:
+    """``time_dim`` is ``None`` (time last, or the dim named "time") or an int index."""
+    if time_dim is not None and (isinstance(time_dim, bool) or not isinstance(time_dim, int)):
+        raise ValueError(
+            f"{owner}: time_dim must be an int (the index of the time dim in the batch size) or "
+            f"None, got {time_dim!r}."
+        )
+    return time_dim
+
+
 class ValueEstimatorBase(torch.nn.Module):
     """Shared plumbing of every estimator: keys, value-network calls, time dim, gamma.
 
@@ -158,7 +168,7 @@ class ValueEstimatorBase(torch.nn.Module):
         # value network; None: follow tensordict.nn's global switch (set_skip_existing), as TorchRL
         self.skip_existing = skip_existing
         self._device = torch.device("cpu") if device is None else torch.device(device)
-        self.time_dim = time_dim
+        self.time_dim = _check_time_dim_type(type(self).__name__, time_dim)
         self._tensor_keys = self._AcceptedKeys()
 
     def use_target_value_network(self, network: torch.nn.Module | None) -> None:
@@ -227,11 +237,25 @@ class ValueEstimatorBase(torch.nn.Module):
                 f"{type(self).__name__} needs a TensorDict with a time dim, batch size [*B, T]; "
                 f"got batch size {list(td.batch_size)}."
             )
+        self._time_dim(td)  # the constructor's time_dim must name one of td's dims
 
     def _time_dim(self, td: TensorDictBase, time_dim: int | None = None) -> int:
-        """Time dim of ``td`` as a non-negative index: argument, constructor, dim named 'time', last."""
+        """Time dim of ``td`` as a non-negative index: argument, constructor, dim named 'time', last.
+
+        An explicit ``time_dim`` must name one of the batch dims (``-batch_dims <= time_dim <
+        batch_dims``); anything else is refused rather than wrapped around.
+        """
+        owner = type(self).__name__
         for candidate in (time_dim, self.time_dim):
             if candidate is not None:
+                _check_time_dim_type(owner, candidate)
+                if not -td.batch_dims <= candidate < td.batch_dims:
+                    raise ValueError(
+                        f"{owner}: time_dim={candidate} names no dim of a batch of size "
+                        f"{list(td.batch_size)} (valid: {-td.batch_dims} ... {td.batch_dims - 1}). "
+                        f"Pass the index of the time dim in the batch size, e.g. time_dim=-1 "
+                        f"for [*B, T]."
+                    )
                 return candidate % td.batch_dims
         names = td.names if td._has_names() else []
         if "time" in names:
@@ -400,12 +424,12 @@ class TD1Estimator(ValueEstimatorBase):
         time_dim: int | None = None,
         **kwargs,
     ) -> torch.Tensor:
+        time_dim = self._time_dim(tensordict, time_dim)
         reward = self._reward(tensordict, average=self.average_rewards, eps=1e-5)
         gamma = self._gamma(tensordict, reward)
         if next_value is None:
             next_value = self._next_value(tensordict)
         done, terminated = self._flags(tensordict)
-        time_dim = self._time_dim(tensordict, time_dim)
         target = td1_return_estimate(gamma, next_value, reward, done, terminated, time_dim=time_dim)
         self._store_reward(tensordict, reward)
         return target
@@ -454,12 +478,12 @@ class TDLambdaEstimator(ValueEstimatorBase):
         **kwargs,
     ) -> torch.Tensor:
         # TorchRL floors the reward std at 1e-4 here but at 1e-5 in TD(0) and TD(1).
+        time_dim = self._time_dim(tensordict, time_dim)
         reward = self._reward(tensordict, average=self.average_rewards, eps=1e-4)
         gamma = self._gamma(tensordict, reward)
         if next_value is None:
             next_value = self._next_value(tensordict)
         done, terminated = self._flags(tensordict)
-        time_dim = self._time_dim(tensordict, time_dim)
         estimate = vec_td_lambda_return_estimate if self.vectorized else td_lambda_return_estimate
         target = estimate(
             gamma, self.lmbda, next_value, reward, done, terminated, time_dim=time_dim
@@ -506,6 +530,7 @@ class GAE(ValueEstimatorBase):
 
     def _advantage(self, td: TensorDictBase, time_dim: int | None):
         """(advantage, value_target, V(s), V(s')), the advantage not yet standardised."""
+        time_dim = self._time_dim(td, time_dim)  # refused before the value network runs
         reward = self._reward(td)
         gamma = self._gamma(td, reward)
         value, next_value = self._values(td)
@@ -523,7 +548,7 @@ class GAE(ValueEstimatorBase):
             reward,
             done,
             terminated,
-            time_dim=self._time_dim(td, time_dim),
+            time_dim=time_dim,
         )
         return advantage, value_target, value, next_value
 
@@ -627,6 +652,7 @@ class VTrace(ValueEstimatorBase):
     def forward(self, tensordict: TensorDictBase, *, time_dim: int | None = None) -> TensorDictBase:
         """Write the V-trace ``advantage`` and ``value_target`` (v_t) into ``tensordict``."""
         self._check_batch(tensordict)
+        time_dim = self._time_dim(tensordict, time_dim)  # refused before any network runs
         with torch.set_grad_enabled(self.differentiable):
             reward = self._get(tensordict, "reward", under_next=True)
             gamma = self._gamma(tensordict, reward)
@@ -645,7 +671,7 @@ class VTrace(ValueEstimatorBase):
                 terminated,
                 rho_thresh=self.rho_thresh,
                 c_thresh=self.c_thresh,
-                time_dim=self._time_dim(tensordict, time_dim),
+                time_dim=time_dim,
             )
             if self.average_adv:
                 advantage = _standardize(advantage, 1e-5)

@@ -97,6 +97,7 @@ class MultiAgentGAE(GAE):
 
     def _advantage(self, td: TensorDictBase, time_dim: int | None):
         """(advantage, value_target, V, V'), each ``[*B, T, n, 1]``; not yet standardised."""
+        time_dim = self._time_dim(td, time_dim)  # refused before the value network runs
         value, next_value = self._values(td)
         if value.ndim < td.batch_dims + 2:
             raise ValueError(
@@ -126,7 +127,7 @@ class MultiAgentGAE(GAE):
             reward,
             done,
             terminated,
-            time_dim=self._time_dim(td, time_dim),
+            time_dim=time_dim,
         )
         return advantage, value_target, value, next_value
 
