@@ -10,40 +10,21 @@ before (the install cell pins it). Slow (an install from the package index, abou
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import venv
 from pathlib import Path
 
 import nbformat
 import pytest
-import torch
+from install_helpers import clean_env, fresh_venv, run
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = ROOT / "notebooks" / "01_returns_and_value_estimators.ipynb"
 
 
-def run(cmd, cwd, env, timeout=900):
-    proc = subprocess.run(
-        [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    assert proc.returncode == 0, (
-        f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
-        f"{proc.stderr[-4000:]}"
-    )
-    return proc.stdout
-
-
 def test_chapter_runs_in_a_kernel_without_rlteach(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    venv.EnvBuilder(with_pip=True, clear=True).create(tmp_path / "colab")
-    bindir = tmp_path / "colab" / ("Scripts" if os.name == "nt" else "bin")
+    env = clean_env()
+    bindir = fresh_venv(tmp_path / "colab", "ipykernel", "nbclient", "nbformat", "matplotlib")
     python = bindir / "python"
-    torch_version = torch.__version__.split("+")[0]
-    run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         f"torch=={torch_version}", "ipykernel", "nbclient", "nbformat", "matplotlib"],
-        cwd=tmp_path, env=env)
     probe = "import importlib.util, torch; print(importlib.util.find_spec('rlteach') is None, torch.__version__)"
     missing, torch_before = run([python, "-c", probe], cwd=tmp_path, env=env).split()
     assert missing == "True", "the simulated Colab kernel must start without rlteach"

@@ -9,36 +9,15 @@ minute or two on two cores, most of it pip); the package index must be reachable
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import tarfile
-import venv
 import zipfile
 from pathlib import Path
 
 import pytest
-import torch
+from install_helpers import clean_env, fresh_venv, run
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(cmd, cwd, timeout=900, env=None):
-    proc = subprocess.run(
-        [str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
-    )
-    assert proc.returncode == 0, (
-        f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
-        f"{proc.stderr[-3000:]}"
-    )
-    return proc.stdout
-
-
-def clean_env() -> dict[str, str]:
-    """This process's environment without anything that could point back at the checkout."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["RLTEACH_TEXT_PROGRESS"] = "1"
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +32,10 @@ def dist(tmp_path_factory) -> Path:
 def installed(dist, tmp_path_factory) -> Path:
     """A fresh virtual environment with torch and the built wheel: its bin/ folder."""
     home = tmp_path_factory.mktemp("user")
-    venv.EnvBuilder(with_pip=True, clear=True).create(home / "venv")
-    bindir = home / "venv" / ("Scripts" if os.name == "nt" else "bin")
-    python = bindir / "python"
-    torch_version = torch.__version__.split("+")[0]
-    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    run(pip + [f"torch=={torch_version}"], cwd=home, env=clean_env())
+    bindir = fresh_venv(home / "venv")
     (wheel,) = dist.glob("rlteach-*.whl")
-    run(pip + [wheel], cwd=home, env=clean_env())
+    run([bindir / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         wheel], cwd=home, env=clean_env())
     return bindir
 
 
