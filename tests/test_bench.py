@@ -177,7 +177,8 @@ def test_cli_losses_writes_the_table(tmp_path, monkeypatch):
     )  # fmt: skip
     assert cli.main(["bench", "--losses", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "losses.json").read_text())
-    assert report["machine"] and report["command"].startswith("python -m rlteach bench --losses")
+    assert "1 torch threads" in report["machine"]  # the threads the timing used
+    assert report["command"].startswith("python -m rlteach bench --losses")
     assert [r["loss"] for r in report["rows"]] == ["DQNLoss", "DistributionalDQNLoss"]
     text = (tmp_path / "losses.md").read_text()
     assert text.startswith("Measured on ") and "| DQNLoss (double DQN)" in text

@@ -29,6 +29,8 @@ OFF_POLICY_BATCH = 256
 """transitions per off-policy loss call (a typical replay batch)"""
 MULTIAGENT_BATCH = (32, 32)
 """[environments, time] per multi-agent loss call, 3 agents"""
+TORCH_THREADS = 1
+"""as the recipes train"""
 
 
 def _forward_backward(loss, batch: TensorDict) -> float:
@@ -366,7 +368,7 @@ def time_losses(
         ) from err
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(TORCH_THREADS)
     try:
         generator = torch.Generator().manual_seed(0)
         torch.manual_seed(0)
@@ -426,7 +428,13 @@ def write_losses(rows: list[dict], out_dir) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     command = f"python -m rlteach bench --losses --out {out_dir}"
-    report = {"machine": machine_description(), "command": command, "rows": rows}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TORCH_THREADS)  # the machine line names the threads the timing used
+    try:
+        machine = machine_description()
+    finally:
+        torch.set_num_threads(threads)
+    report = {"machine": machine, "command": command, "rows": rows}
     (out / "losses.json").write_text(json.dumps(report, indent=1))
     header = f"Measured on {report['machine']} with `{command}`.\n\n"
     (out / "losses.md").write_text(header + losses_table(rows))
