@@ -254,11 +254,13 @@ def _losses(results_dir: Path) -> list[str]:
     _on_path()
     from rlteach.objectives._timing import losses_table
 
+    notes = results_dir / "losses-notes.md"  # what the person who timed them has to say
     return [
         "## Losses beside TorchRL\n",
         LOSSES_INTRO,
         f"- Machine: {report['machine']}",
         f"- Command: `{report['command']}`\n",
+        *([notes.read_text().strip() + "\n"] if notes.is_file() else []),
         losses_table(report["rows"]),
     ]
 
