@@ -44,14 +44,17 @@ bench: $(STAMP)
 
 # Re-measure every registered recipe (5 seeds) into benchmarks/ (the two long simple-spread
 # entries, about 9 minutes per seed, side by side on the two cores into benchmarks/spread-*/),
-# then every recipe that has a Stable-Baselines3 counterpart beside SB3 (3 seeds) into
-# benchmarks/sb3/, and regenerate the book's page. Several hours on 2 cores.
+# then every recipe that has a Stable-Baselines3 counterpart beside SB3 (3 seeds, RL-Zoo's settings
+# read from rl-zoo3) into benchmarks/sb3-zoo/ (an older benchmarks/sb3*/ run with hand-transcribed
+# settings then drops off the page), every loss beside TorchRL's into benchmarks/losses.*, and
+# regenerate the book's page. Several hours on 2 cores.
 benchmarks: $(STAMP)
 	nice -n 10 $(PY) -m rlteach bench --seeds 5 --skip mappo-spread ippo-spread --out benchmarks
 	nice -n 10 $(PY) -m rlteach bench --seeds 5 --algo mappo-spread --out benchmarks/spread-mappo & \
 	  a=$$!; nice -n 10 $(PY) -m rlteach bench --seeds 5 --algo ippo-spread \
 	  --out benchmarks/spread-ippo & b=$$!; wait $$a && wait $$b
-	nice -n 10 $(PY) -m rlteach bench --compare sb3 --seeds 3 --out benchmarks/sb3
+	nice -n 10 $(PY) -m rlteach bench --compare sb3 --seeds 3 --out benchmarks/sb3-zoo
+	nice -n 10 $(PY) -m rlteach bench --losses --out benchmarks
 	$(PY) scripts/benchmarks_page.py
 
 clean:

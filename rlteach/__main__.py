@@ -15,7 +15,8 @@ EPILOG = """examples:
   python -m rlteach bench                      every entry, 5 seeds, report in bench-results/
   python -m rlteach bench --algo NAME --seeds 3 --quick
   python -m rlteach bench --estimators         time rlteach's GAE (loop and vectorised) against TorchRL's
-  python -m rlteach bench --losses             time ClipPPOLoss forward+backward (batch 4096) against TorchRL's
+  python -m rlteach bench --losses             time every loss's forward+backward against TorchRL's
+  python -m rlteach bench --losses --out benchmarks    ... and write losses.md / losses.json there
   python -m rlteach bench --compare sb3 --algo ppo-cartpole --seeds 3
                                                the same tasks with Stable-Baselines3 (RL-Zoo hyper-parameters)
 
@@ -118,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default 5)")
     bench.add_argument("--quick", action="store_true", help="the small CI/classroom budgets")
     bench.add_argument(
-        "--out", default="bench-results", help="output folder (default bench-results)"
+        "--out",
+        help="output folder (default bench-results; with --losses, written only when given)",
     )
     bench.add_argument(
         "--compare",
@@ -128,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--losses",
         action="store_true",
-        help="instead of training, time ClipPPOLoss forward+backward against TorchRL's",
+        help="instead of training, time every loss's forward+backward against TorchRL's "
+        "(same networks and batch, 1 torch thread, median of repeats)",
     )
     bench.add_argument(
         "--estimators",
@@ -155,13 +158,17 @@ def _list() -> int:
 
 def _bench(args) -> int:
     if args.losses:
-        from rlteach.objectives._timing import time_losses
+        from rlteach.objectives._timing import losses_table, time_losses, write_losses
 
-        for row in time_losses():
-            print(
-                f"{row['name']:48s} rlteach {row['rlteach_seconds'] * 1e3:7.2f} ms   TorchRL "
-                f"{row['torchrl_seconds'] * 1e3:7.2f} ms   ratio {row['ratio']:.2f}"
-            )
+        try:
+            rows = time_losses(progress=True)
+        except ImportError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(losses_table(rows))
+        if args.out:
+            write_losses(rows, args.out)
+            print(f"Written to {args.out}/ (losses.md, losses.json).")
         return 0
     if args.estimators:
         from rlteach.value._timing import time_estimators
@@ -186,6 +193,7 @@ def _bench(args) -> int:
     if args.seeds < 1:
         print(f"--seeds must be at least 1, got {args.seeds}.", file=sys.stderr)
         return 2
+    args.out = args.out or "bench-results"
     try:
         rows = run_bench(
             args.algo,

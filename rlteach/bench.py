@@ -236,7 +236,9 @@ def run_bench(
         if entry.name in other_runs:
             row["compare"] = compare_row(row, summarize(entry, other_runs[entry.name]))
             row["compare"]["library"] = sb3.version()
-            row["compare"]["hyperparameters"] = sb3.SB3_TASKS[entry.name].source
+            settings = sb3.zoo_settings(sb3.SB3_TASKS[entry.name])
+            row["compare"]["hyperparameters"] = settings.source
+            row["compare"]["rl_zoo3"] = settings.zoo_version
         rows.append(row)
         _plot_entry(entry, runs, out / f"{entry.name}.png", other_runs.get(entry.name))
     command = "python -m rlteach bench " + " ".join(
@@ -301,8 +303,10 @@ def compare_table(rows: Sequence[dict]) -> str:
     rows = [r for r in rows if "compare" in r]
     if not rows:
         return "No selected entry has a counterpart in the other library.\n"
+    versions = sorted({r["compare"]["rl_zoo3"] for r in rows if r["compare"].get("rl_zoo3")})
+    zoo = f" (hyper-parameters read from rl-zoo3 {', '.join(versions)})" if versions else ""
     lines = [
-        f"rlteach beside {rows[0]['compare']['library']} on the same seeds, with the same "
+        f"rlteach beside {rows[0]['compare']['library']}{zoo} on the same seeds, with the same "
         "evaluation protocol (ratio = rlteach / SB3; below 1, rlteach needed less):\n",
         "| task | solved (rlteach / SB3) | steps to solve: rlteach | SB3 | ratio "
         "| seconds to solve: rlteach | SB3 | ratio | SB3 hyper-parameters |",

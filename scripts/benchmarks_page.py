@@ -20,6 +20,29 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 COMPARE_INTRO = """\
+The same tasks trained by Stable-Baselines3 (with sb3-contrib for CrossQ) by
+`python -m rlteach bench --compare sb3`: in one run, on the same seeds, one training at a time,
+with rlteach's evaluation protocol (10 deterministic episodes every evaluation interval,
+evaluation time not counted) on both sides. SB3's settings are RL-Zoo's tuned entry for the task,
+read from the `hyperparams/<algo>.yml` files of the installed `rl-zoo3` package (the version is
+given with each run), parsed as the zoo parses them; a task without an entry would run on SB3's
+defaults, labelled "SB3 defaults". A ratio is rlteach's median over SB3's; below 1, rlteach
+needed less. Left out: REINFORCE, C51, REDQ and the multi-agent entries (SB3 has no such
+algorithms). SB3 evaluates at its own batch boundaries, so its step counts can exceed the
+evaluation grid's by part of a batch.
+"""
+
+LOSSES_INTRO = """\
+Forward and backward of each rlteach loss beside TorchRL 0.14's class of the same name, by
+`python -m rlteach bench --losses`: the same networks (same weights) and the same batch on both
+sides, the two timed alternately pass after pass (one torch thread), each time the median of the
+timed passes after warm-up passes. The on-policy batches carry their advantage and value target,
+so that only the loss is timed; MAPPO and IPPO compute their multi-agent GAE inside, on both
+sides. A ratio is rlteach's median over TorchRL's, measured in the same run; below 1, rlteach is
+faster.
+"""
+
+INTRO = """\
 The same tasks trained by Stable-Baselines3 (with sb3-contrib for CrossQ) using RL-Zoo's tuned
 hyper-parameters, by `python -m rlteach bench --compare sb3`: in one run, on the same seeds, one
 training at a time, with rlteach's evaluation protocol (10 deterministic episodes every
@@ -139,19 +162,24 @@ def render(
         parts.append(extra_table + "\n")
     if compare_dirs is None:
         compare_dirs = sorted(p.parent for p in results_dir.glob("sb3*/results.json"))
-    others = [(d, *_load(d)) for d in compare_dirs]
+    others = _current_comparisons([(d, *_load(d)) for d in compare_dirs])
     if others:
         parts.append("## Beside Stable-Baselines3\n")
         parts.append(COMPARE_INTRO)
-    for _, other, other_text in others:
-        compare = (
-            other_text[other_text.index("rlteach beside") :]
-            if "rlteach beside" in other_text
-            else ""
-        )
+    newer = {v for _, other, _ in others for v in _zoo_versions(other)}
+    for folder, other, superseded in others:
         parts.append(f"- Machine: {other['machine']}")
-        parts.append(f"- Command: `{other['command']}`\n")
-        parts.append(compare + "\n")
+        parts.append(f"- Command: `{other['command']}`")
+        parts.append(f"- SB3 settings: {_zoo_line(other, newer if superseded else set())}\n")
+        parts.extend(_notes(folder))
+        if superseded:
+            parts.append(
+                "Re-measured below with the settings read from rl-zoo3, and left out here: "
+                + ", ".join(f"`{name}`" for name in superseded)
+                + ".\n"
+            )
+        parts.append(compare_table(other["rows"]) + "\n")
+    parts.extend(_losses(results_dir))
     curves = _curves(report, results_dir, "###", "")
     curves += [c for d, extra, _ in extras for c in _curves(extra, d, "###", "")]
     if curves:
@@ -171,6 +199,77 @@ def render(
     return "\n".join(parts).rstrip() + "\n"
 
 
+def _zoo_versions(report: dict) -> set[str]:
+    return {r["compare"]["rl_zoo3"] for r in report["rows"] if r["compare"].get("rl_zoo3")}
+
+
+def _zoo_line(report: dict, newer: set[str]) -> str:
+    """Where a comparison run's SB3 settings came from (``newer``: the rl-zoo3 versions of the
+    runs that re-measured some of its entries)."""
+    versions = _zoo_versions(report)
+    if versions:
+        return (
+            "read from rl-zoo3 " + ", ".join(sorted(versions)) + "'s `hyperparams/<algo>.yml` "
+            "(the last column names each entry)"
+        )
+    line = (
+        "transcribed by hand from RL-Zoo's `hyperparams/<algo>.yml` (a run made before the bench "
+        "read rl-zoo3)"
+    )
+    if newer:  # the entries whose transcription differed were re-measured; the rest agree
+        line += f"; for the rows shown they equal rl-zoo3 {', '.join(sorted(newer))}'s entries"
+    return line
+
+
+def _current_comparisons(runs: list[tuple]) -> list[tuple]:
+    """(folder, report, names left out) per comparison run, keeping each entry's newest settings:
+    a row measured with hand-transcribed settings gives way to a run of the same entry whose
+    settings were read from rl-zoo3. A run with no row left is not shown."""
+    from_zoo = {r["name"] for _, report, _ in runs if _zoo_versions(report) for r in report["rows"]}
+    current = []
+    for folder, report, _ in runs:
+        superseded = []
+        if not _zoo_versions(report):
+            superseded = [r["name"] for r in report["rows"] if r["name"] in from_zoo]
+        rows = [r for r in report["rows"] if r["name"] not in superseded]
+        if rows:
+            current.append((folder, {**report, "rows": rows}, superseded))
+    return current
+
+
+def compare_table(rows: list[dict]) -> str:
+    """The bench's own comparison table (``rlteach.bench.compare_table``) of these rows."""
+    _on_path()
+    from rlteach.bench import compare_table as table
+
+    return table(rows).strip()
+
+
+def _losses(results_dir: Path) -> list[str]:
+    """The loss timing table (``bench --losses --out``'s ``losses.json``), if committed."""
+    path = results_dir / "losses.json"
+    if not path.is_file():
+        return []
+    report = json.loads(path.read_text())
+    _on_path()
+    from rlteach.objectives._timing import losses_table
+
+    notes = results_dir / "losses-notes.md"  # what the person who timed them has to say
+    return [
+        "## Losses beside TorchRL\n",
+        LOSSES_INTRO,
+        f"- Machine: {report['machine']}",
+        f"- Command: `{report['command']}`\n",
+        *([notes.read_text().strip() + "\n"] if notes.is_file() else []),
+        losses_table(report["rows"]),
+    ]
+
+
+def _on_path() -> None:
+    if str(ROOT) not in sys.path:  # run as a script from a checkout without the package installed
+        sys.path.insert(0, str(ROOT))
+
+
 def _book_position(report: dict, order: list[str]) -> int:
     """Where a run's first entry comes in the book (unregistered names last)."""
     positions = [order.index(r["name"]) for r in report["rows"] if r["name"] in order]
@@ -179,8 +278,7 @@ def _book_position(report: dict, order: list[str]) -> int:
 
 def _registered() -> list[str]:
     """Every registered bench entry, in the book's order."""
-    if str(ROOT) not in sys.path:  # run as a script from a checkout without the package installed
-        sys.path.insert(0, str(ROOT))
+    _on_path()
     from rlteach.bench import select
     from rlteach.recipes import load_all
 

@@ -159,3 +159,46 @@ def test_launch_buttons_come_from_one_repository_url():
     assert url.startswith("https://github.com/")
     buttons = cfg["launch_buttons"]
     assert buttons["binderhub_url"] and buttons["colab_url"]
+
+
+def test_benchmarks_page_prefers_settings_read_from_rl_zoo3(tmp_path):
+    """A comparison row measured with hand-transcribed SB3 settings gives way to a run of the same
+    entry whose settings were read from rl-zoo3; a run with nothing left is not shown."""
+    report = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    (tmp_path / "results.json").write_text(json.dumps({**report, "rows": report["rows"][:2]}))
+    first, second = report["rows"][0], report["rows"][1]
+
+    def compare_run(folder, rows, zoo):
+        folder.mkdir()
+        rows = [
+            {**row, "compare": {
+                "seeds": 3, "seeds_solved": 3, "median_steps_to_solve": 1000,
+                "median_seconds_to_solve": 1.0, "final_return_mean": 0.0, "final_return_std": 0.0,
+                "steps_ratio": 1.0, "seconds_ratio": 1.0, "library": "Stable-Baselines3 X",
+                "hyperparameters": f"from {folder.name}", **({"rl_zoo3": zoo} if zoo else {}),
+            }}
+            for row in rows
+        ]  # fmt: skip
+        run = {"machine": "m", "command": f"python -m rlteach bench {folder.name}", "rows": rows}
+        (folder / "results.json").write_text(json.dumps(run))
+
+    compare_run(tmp_path / "sb3", [first, second], None)
+    compare_run(tmp_path / "sb3-old", [second], None)
+    compare_run(tmp_path / "sb3-zoo", [second], "9.9.9")
+    (tmp_path / "losses.json").write_text(
+        json.dumps({"machine": "m", "command": "python -m rlteach bench --losses", "rows": [
+            {"name": "DQNLoss, batch 8", "rlteach_seconds": 0.001, "torchrl_seconds": 0.002,
+             "ratio": 0.5},
+        ]})  # fmt: skip
+    )
+    text = benchmarks_page.render(tmp_path, tmp_path / "page.md", extra_dirs=[])
+    section = text.split("## Beside Stable-Baselines3")[1]
+    assert "bench sb3-old" not in section  # all its rows re-measured from the zoo
+    assert section.count(f"| {second['name']} (") == 1 and "from sb3-zoo" in section
+    assert section.count(f"| {first['name']} (") == 1 and "from sb3 |" in section
+    assert f"left out here: `{second['name']}`" in section
+    assert "read from rl-zoo3 9.9.9" in section
+    assert "for the rows shown they equal rl-zoo3 9.9.9's entries" in section
+    losses = text.split("## Losses beside TorchRL")[1]
+    assert "- Command: `python -m rlteach bench --losses`" in losses
+    assert "| DQNLoss, batch 8 | 1.00 | 2.00 | 0.50 |" in losses
