@@ -36,6 +36,7 @@ from torch.distributions import Distribution, Independent
 
 from rlteach._checks import check_choice, check_range
 from rlteach.objectives.common import LossModule
+from rlteach.objectives.functional import policy_gradient_objective
 from rlteach.objectives.reinforce import (
     _PG_ESTIMATORS,
     check_clip_value,
@@ -257,7 +258,7 @@ class A2CLoss(LossModule):
         dist = distribution(self.actor_network, td)
         log_prob = dist.log_prob(x["action"]).unsqueeze(-1)  # [*B, T, 1]
         # (A2C-1) advantage-weighted score function
-        out = {"loss_objective": -(log_prob * x["advantage"])}
+        out = {"loss_objective": policy_gradient_objective(log_prob, x["advantage"])}
         if self.entropy_bonus:
             h = entropy(dist, self.samples_mc_entropy)
             out["entropy"] = h.detach().mean()  # logging only

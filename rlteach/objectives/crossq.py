@@ -81,6 +81,7 @@ from rlteach.objectives._actions import (
     use_action_spec,
 )
 from rlteach.objectives.common import LossModule, _next
+from rlteach.objectives.functional import crossq_split_joint
 from rlteach.objectives.sac import Temperature
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
 from rlteach.value import ValueEstimators
@@ -285,10 +286,10 @@ class CrossQLoss(LossModule):
         next_in = self._q_inputs(next_td, next_action)
         joint = [torch.cat([x, x_next], dim=0) for x, x_next in zip(now_in, next_in, strict=True)]
         q_joint = self.qvalue_network(*joint).squeeze(-1)  # [N, 2B]
-        batch = tensordict.shape[0]
-        q, q_next = q_joint[:, :batch], q_joint[:, batch:]
         # (CQ-2) the target: min over critics, soft value, one-step TD; no gradient
-        next_value = (q_next.min(0)[0] - self._alpha * next_log_prob).detach()
+        q, next_value = crossq_split_joint(
+            q_joint, next_log_prob, self._alpha, batch=tensordict.shape[0]
+        )
         target = self.value_estimator.value_estimate(
             tensordict, next_value=next_value.unsqueeze(-1)
         )

@@ -76,6 +76,11 @@ from torch import nn
 from rlteach._checks import check_choice, check_range
 from rlteach.modules import TanhNormal
 from rlteach.objectives.common import LossModule
+from rlteach.objectives.functional import (
+    ppo_beta_factor,
+    ppo_clip_objective,
+    ppo_kl_penalty_objective,
+)
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
 from rlteach.value import ValueEstimators
 
@@ -526,12 +531,9 @@ class ClipPPOLoss(PPOLoss):
         advantage = self._advantage(td)
         log_weight, dist, kl_approx = self._log_weight(td, old_log_prob, advantage)  # (PPO-1)
 
-        surrogate = log_weight.exp() * advantage  # (PPO-2) r_t Â_t
-        # (PPO-3) clip(r, 1-ε, 1+ε), done on log r: log(1-ε) <= log r <= log(1+ε)
-        low, high = torch.log1p(-self.clip_epsilon_low), torch.log1p(self.clip_epsilon_high)
-        log_weight_clipped = log_weight.clamp(low, high)
-        surrogate_clipped = log_weight_clipped.exp() * advantage
-        clipped_surrogate = torch.minimum(surrogate, surrogate_clipped)  # (PPO-3) pessimistic min
+        clipped_surrogate, log_weight_clipped = ppo_clip_objective(  # (PPO-2), (PPO-3)
+            log_weight, advantage, self.clip_epsilon_low, self.clip_epsilon_high
+        )
 
         with torch.no_grad():
             clip_fraction = (log_weight_clipped != log_weight).to(log_weight.dtype).mean()
@@ -652,22 +654,14 @@ class KLPENPPOLoss(PPOLoss):
         old_dist = self._dist_module.get_dist(td)  # π_old from the stored parameters
         advantage = self._advantage(td)
         log_weight, dist, kl_approx = self._log_weight(td, old_log_prob, advantage)  # (PPO-1)
-        surrogate = log_weight.exp() * advantage  # (PPO-2) r_t Â_t
-
         kl = self._kl(old_dist, dist).unsqueeze(-1)
         with torch.no_grad():
-            d = kl.mean()
-            factor = 1.0
-            if d > 1.5 * self.dtarg:  # (PPO-5) policy moved too far: stronger penalty
-                factor = self.increment
-            elif d < self.dtarg / 1.5:  # (PPO-5) policy barely moved: weaker penalty
-                factor = self.decrement
+            factor = ppo_beta_factor(kl.mean(), self.dtarg, self.increment, self.decrement)
         beta = self.beta.clone()
-        penalty = beta * kl
         if self.beta_update_in_graph:
-            # TorchRL's quirk: the value uses the old β, the gradient the updated one.
-            penalty = beta * kl.detach() + (beta * factor) * (kl - kl.detach())
-        penalised = surrogate - penalty  # (PPO-4)
+            penalised = self._penalised_like_torchrl(log_weight, advantage, kl, beta, factor)
+        else:
+            penalised = ppo_kl_penalty_objective(log_weight, advantage, kl, beta)  # (PPO-4)
 
         out = {
             "loss_objective": -penalised,
@@ -677,6 +671,16 @@ class KLPENPPOLoss(PPOLoss):
         result = self._finish(out, dist, td)  # may still refuse the batch (no value_target, ...)
         self.beta.mul_(factor)  # (PPO-5) in place, once the whole loss has been formed
         return result
+
+    # ---------------------------------------------------------------- reproducing TorchRL
+
+    @staticmethod
+    def _penalised_like_torchrl(log_weight, advantage, kl, beta, factor) -> torch.Tensor:
+        """``beta_update_in_graph=True``, TorchRL's quirk: the value of the penalty uses the old
+        β, its gradient the updated one."""
+        surrogate = log_weight.exp() * advantage  # (PPO-2) r_t Â_t
+        penalty = beta * kl.detach() + (beta * factor) * (kl - kl.detach())
+        return surrogate - penalty  # (PPO-4)
 
     def reset(self) -> None:
         """Restore β to its initial value (call it between training runs)."""

@@ -82,6 +82,7 @@ from rlteach.objectives._actions import (
     use_action_spec,
 )
 from rlteach.objectives.common import LossModule, _next
+from rlteach.objectives.functional import redq_soft_target_value
 from rlteach.objectives.sac import Temperature
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
 from rlteach.value import ValueEstimators
@@ -404,7 +405,7 @@ class REDQLoss(LossModule):
         next_td = td.get("next")
         with torch.no_grad():
             q_next = self._target_q(next_td, next_action, subset)
-            next_value = (q_next - self.alpha * next_log_prob.detach()).min(0)[0]  # [B]
+            next_value = redq_soft_target_value(q_next, next_log_prob, self.alpha)  # [B]
             target = self.value_estimator.value_estimate(td, next_value=next_value.unsqueeze(-1))
         return next_value, target.squeeze(-1)
 

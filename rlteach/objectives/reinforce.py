@@ -39,6 +39,7 @@ from torch.func import functional_call
 
 from rlteach._checks import check_choice, check_finite, check_range
 from rlteach.objectives.common import LossModule
+from rlteach.objectives.functional import policy_gradient_objective
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
 from rlteach.value import ValueEstimators
 
@@ -306,7 +307,7 @@ class ReinforceLoss(LossModule):
         if log_prob.shape == x["advantage"].shape[:-1]:
             log_prob = log_prob.unsqueeze(-1)  # [*B, T] -> [*B, T, 1], like the advantage
         # (REINFORCE-2) surrogate; the advantage is a constant for the policy gradient
-        loss_actor = -log_prob * x["advantage"].detach()
+        loss_actor = policy_gradient_objective(log_prob, x["advantage"].detach())
 
         # (REINFORCE-3) baseline regression
         value = critic_value(

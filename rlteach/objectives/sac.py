@@ -71,6 +71,11 @@ from rlteach.objectives._actions import (
     use_action_spec,
 )
 from rlteach.objectives.common import LossModule, _next
+from rlteach.objectives.functional import (
+    sac_actor_objective,
+    soft_state_value,
+    temperature_loss,
+)
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
 from rlteach.value import ValueEstimators
 
@@ -151,7 +156,7 @@ class Temperature(nn.Module):
         """(SAC-4) per sample: :math:`-\\log\\alpha\\,(\\log\\pi + \\bar{\\mathcal H})`."""
         if self.target_entropy is None:
             return torch.zeros_like(log_prob)
-        return -self.log_alpha * (log_prob.detach() + self.target_entropy)
+        return temperature_loss(self.log_alpha, log_prob, self.target_entropy)
 
 
 class SACLoss(LossModule):
@@ -379,7 +384,7 @@ class SACLoss(LossModule):
             next_action, next_log_prob = rsample_and_log_prob(self.actor_network, next_td)
             next_inputs = self._q_inputs(td.get("next"), next_action)
             next_q = self._target("qvalue_network")(*next_inputs)
-            next_value = (next_q - alpha * next_log_prob.unsqueeze(-1)).min(0).values
+            next_value = soft_state_value(next_q, next_log_prob, alpha)
             target = self._bootstrap(td, next_value)
         pred = self.qvalue_network(*self._q_inputs(td, action)).squeeze(-1)  # [N, *B]
         # (SAC-2) every critic regresses on the same target; the critics' losses are summed
@@ -435,13 +440,13 @@ class SACLoss(LossModule):
         actor_td = td.select(*self.actor_network.in_keys)
         action, log_prob = rsample_and_log_prob(self.actor_network, actor_td)
         q = self.qvalue_network(*self._q_inputs(td, action), detach_params=True)
-        min_q = q.squeeze(-1).min(0).values
-        if log_prob.shape != min_q.shape:
+        q = q.squeeze(-1)
+        if log_prob.shape != q.shape[1:]:
             raise ValueError(
                 f"{type(self).__name__}: log pi has shape {list(log_prob.shape)} but Q has "
-                f"{list(min_q.shape)}; the actor's log_prob must be summed over the action dims."
+                f"{list(q.shape[1:])}; the actor's log_prob must be summed over the action dims."
             )
-        return self._reduce_loss(alpha * log_prob - min_q), log_prob.detach()
+        return self._reduce_loss(sac_actor_objective(q, log_prob, alpha)), log_prob.detach()
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         """The SAC losses of a replay batch (see the module docstring for the equations)."""
