@@ -573,11 +573,11 @@ class LossModule(nn.Module):
             )
 
     @staticmethod
-    def _check_options(reduction: str | None, *loss_function: str | None) -> str:
-        """Check ``loss_function`` when given, then ``reduction``; returns the reduction
-        (``None`` means ``"mean"``)."""
-        for name in loss_function:
-            check_choice("loss_function", name, LOSS_FUNCTIONS)
+    def _check_options(reduction: str | None, **loss_functions: str | None) -> str:
+        """Check the distance names given (``loss_function=``, ``loss_critic_type=``), then
+        ``reduction``; returns the reduction (``None`` means ``"mean"``)."""
+        for name, value in loss_functions.items():
+            check_choice(name, value, LOSS_FUNCTIONS)
         reduction = "mean" if reduction is None else reduction
         check_choice("reduction", reduction, REDUCTIONS)
         return reduction

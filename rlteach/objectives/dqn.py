@@ -152,7 +152,7 @@ class DQNLoss(LossModule):
         if double_dqn and not delay_value:
             raise ValueError(DOUBLE_NEEDS_TARGET.format(owner=owner))
         self._refuse_gamma(gamma, estimator="td0")
-        reduction = self._check_options(reduction, loss_function)
+        reduction = self._check_options(reduction, loss_function=loss_function)
         self._check_use_prioritized_weights(use_prioritized_weights)
         if action_space is None:
             action_space = getattr(value_network, "action_space", None)

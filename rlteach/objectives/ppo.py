@@ -73,7 +73,7 @@ from tensordict.utils import NestedKey
 from torch import distributions as D
 from torch import nn
 
-from rlteach._checks import check_choice, check_range
+from rlteach._checks import check_range
 from rlteach.modules import TanhNormal
 from rlteach.objectives.common import LossModule
 from rlteach.objectives.functional import (
@@ -81,7 +81,7 @@ from rlteach.objectives.functional import (
     ppo_clip_objective,
     ppo_kl_penalty_objective,
 )
-from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
+from rlteach.objectives.utils import distance_loss
 from rlteach.value import ValueEstimators
 
 # The std floor of the advantage standardisation: float32's resolution, as in TorchRL.
@@ -234,11 +234,7 @@ class PPOLoss(LossModule):
     ) -> None:
         owner = type(self).__name__
         # ---- every check first: a refused call changes nothing
-        if gamma is not None:
-            raise TypeError(
-                f"{owner} takes no gamma: set it on the value estimator with "
-                f"loss.make_value_estimator('gae', gamma={gamma}, lmbda=...)."
-            )
+        self._refuse_gamma(gamma, estimator="gae")
         if actor_network is None:
             raise TypeError(f"{owner} needs an actor_network.")
         if critic_coeff is None and critic_network is not None:
@@ -250,9 +246,7 @@ class PPOLoss(LossModule):
                 f"{owner}: critic_coeff={critic_coeff} needs a critic_network; pass one, or "
                 f"critic_coeff=None to train the actor alone on a given advantage."
             )
-        check_choice("loss_critic_type", loss_critic_type, LOSS_FUNCTIONS)
-        reduction = "mean" if reduction is None else reduction
-        check_choice("reduction", reduction, REDUCTIONS)
+        reduction = self._check_options(reduction, loss_critic_type=loss_critic_type)
         entropy_coeff = 0.01 if entropy_coeff is None else entropy_coeff
         check_range("entropy_coeff", entropy_coeff)
         if critic_coeff is not None:

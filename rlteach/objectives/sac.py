@@ -60,13 +60,13 @@ from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torch import nn
 
-from rlteach._checks import check_choice, check_range
+from rlteach._checks import check_range
 from rlteach.modules.ensemble import QValueEnsemble, make_qvalue_ensemble
 from rlteach.objectives._actions import (
-    auto_target_entropy,
+    attach_action_spec,
     check_action_in_bounds,
     check_action_spec_read,
-    read_action_spec_when_keyed,
+    read_spec_and_target_entropy,
     rsample_and_log_prob,
     use_action_spec,
 )
@@ -76,7 +76,7 @@ from rlteach.objectives.functional import (
     soft_state_value,
     temperature_loss,
 )
-from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
+from rlteach.objectives.utils import distance_loss
 from rlteach.value import ValueEstimators
 
 __all__ = ["SACLoss", "Temperature"]
@@ -253,36 +253,15 @@ class SACLoss(LossModule):
     ) -> None:
         owner = type(self).__name__
         # every argument is checked before anything is stored
-        if gamma is not None:
-            raise TypeError(
-                f"{owner}: gamma is not a constructor argument (as in TorchRL 0.14); set it with "
-                f"loss.make_value_estimator('td0', gamma={gamma})."
-            )
-        reduction = "mean" if reduction is None else reduction
-        check_choice("reduction", reduction, REDUCTIONS)
-        check_choice("loss_function", loss_function, LOSS_FUNCTIONS)
-        if action_spec is None:
-            action_spec = getattr(actor_network, "spec", None)
-        # read under "action" now, or, for a Composite without it, when set_keys names the key
-        spec_read = read_action_spec_when_keyed(action_spec, "action", owner)
-        low = high = None
-        auto_entropy = target_entropy == "auto"
-        if spec_read is not None:
-            shape, low, high = spec_read
-            if auto_entropy:
-                target_entropy = auto_target_entropy(shape, owner)
-        elif auto_entropy:
-            target_entropy = 0.0  # a placeholder until the spec is read: forward refuses to run
-        if isinstance(target_entropy, str):
-            raise ValueError(
-                f'{owner}: target_entropy must be "auto" or a number, got {target_entropy!r}.'
-            )
+        self._refuse_gamma(gamma, estimator="td0")
+        reduction = self._check_options(reduction, loss_function=loss_function)
+        spec = read_spec_and_target_entropy(action_spec, actor_network, target_entropy, owner)
         temperature = Temperature(
             alpha_init=alpha_init,
             min_alpha=min_alpha,
             max_alpha=max_alpha,
             fixed_alpha=fixed_alpha,
-            target_entropy=target_entropy,
+            target_entropy=spec.target_entropy,
             owner=owner,
         )
         qvalue = make_qvalue_ensemble(qvalue_network, num_qvalue_nets, owner)
@@ -303,11 +282,7 @@ class SACLoss(LossModule):
         if value_network is not None:
             self._register_network("value_network", value_network, create_target=delay_value)
         self.temperature = temperature
-        self.register_buffer("action_low", low)  # None (no bounds) is not saved
-        self.register_buffer("action_high", high)
-        self._action_spec = action_spec
-        self._auto_target_entropy = auto_entropy
-        self._action_spec_pending = spec_read is None
+        attach_action_spec(self, spec, as_buffers=True)
 
     def _after_set_keys(self, renamed: set[str]) -> None:
         if "action" in renamed:  # TorchRL reads the spec under the action key in force

@@ -37,7 +37,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 
-from rlteach._checks import check_choice, check_range
+from rlteach._checks import check_range
 from rlteach.modules.ensemble import QValueEnsemble, make_qvalue_ensemble
 from rlteach.objectives._actions import (
     check_action_in_bounds,
@@ -46,7 +46,7 @@ from rlteach.objectives._actions import (
 )
 from rlteach.objectives.common import LossModule, _next
 from rlteach.objectives.functional import clipped_double_q, td3_target_action
-from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
+from rlteach.objectives.utils import distance_loss
 from rlteach.value import ValueEstimators
 
 __all__ = ["TD3Loss"]
@@ -131,14 +131,8 @@ class TD3Loss(LossModule):
         clipped_double_q: bool = True,
     ) -> None:
         owner = type(self).__name__
-        if gamma is not None:
-            raise TypeError(
-                f"{owner}: gamma is not a constructor argument (as in TorchRL 0.14); set it with "
-                f"loss.make_value_estimator('td0', gamma={gamma})."
-            )
-        reduction = "mean" if reduction is None else reduction
-        check_choice("reduction", reduction, REDUCTIONS)
-        check_choice("loss_function", loss_function, LOSS_FUNCTIONS)
+        self._refuse_gamma(gamma, estimator="td0")
+        reduction = self._check_options(reduction, loss_function=loss_function)
         check_range(f"{owner}: policy_noise", policy_noise, 0.0)
         check_range(f"{owner}: noise_clip", noise_clip, 0.0)
         if clipped_double_q and (isinstance(num_qvalue_nets, int) and num_qvalue_nets < 2):
