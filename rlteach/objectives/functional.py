@@ -94,7 +94,7 @@ def ppo_clip_objective(
     ==============  ==========  ==================================================
     ``log_weight``  [*B, 1]     log r_t(θ) = log π_θ(a_t|s_t) - log π_old(a_t|s_t)
     ``advantage``   [*B, 1]     Â_t
-    ``clip_*``      scalar      ε_low, ε_high (both ε in the paper)
+    ``clip_*``      []          ε_low, ε_high as tensors (both ε in the paper)
     returns         [*B, 1] x2  the surrogate to maximise, and log r after clipping
     ==============  ==========  ==================================================
     """
