@@ -229,6 +229,13 @@ class A2CLoss(LossModule):
             keys += list(self.critic_network.in_keys)
         return list(dict.fromkeys(keys))
 
+    def _check_constant_action(self, action: torch.Tensor) -> None:
+        if action.requires_grad:
+            raise RuntimeError(
+                f"A2CLoss: the stored action {self.tensor_keys.action!r} requires grad; the "
+                f"score function needs a constant action. Store action.detach()."
+            )
+
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Compute the A2C loss terms from a batch (see the class docstring for the keys)."""
         td = tensordict.clone(False)  # estimator outputs stay out of the caller's TensorDict
@@ -242,11 +249,7 @@ class A2CLoss(LossModule):
         names += ("value_target",) if critic else ()
         names += ("value",) if clip else ()
         x = self._read_inputs(td, *names)
-        if x["action"].requires_grad:
-            raise RuntimeError(
-                f"A2CLoss: the stored action {self.tensor_keys.action!r} requires grad; the "
-                f"score function needs a constant action. Store action.detach()."
-            )
+        self._check_constant_action(x["action"])
 
         dist = distribution(self.actor_network, td)
         log_prob = dist.log_prob(x["action"]).unsqueeze(-1)  # [*B, T, 1]

@@ -639,13 +639,7 @@ class KLPENPPOLoss(PPOLoss):
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         """The KL-penalised surrogate (PPO-4), then the β update (PPO-5)."""
         td, old_log_prob = self._read_batch(tensordict)
-        missing = [k for k in self._dist_module.in_keys if td.get(k, None) is None]
-        if missing:
-            raise KeyError(
-                f"KLPENPPOLoss needs the old policy's distribution parameters {missing} in the "
-                f"batch (store the actor's output when collecting) to compute KL[π_old ‖ π_θ]."
-            )
-        old_dist = self._dist_module.get_dist(td)  # π_old from the stored parameters
+        old_dist = self._old_distribution(td)  # π_old from the stored parameters
         advantage = self._advantage(td)
         log_weight, dist, kl_approx = self._log_weight(td, old_log_prob, advantage)  # (PPO-1)
         kl = self._kl(old_dist, dist).unsqueeze(-1)
@@ -665,6 +659,16 @@ class KLPENPPOLoss(PPOLoss):
         result = self._finish(out, dist, td)  # may still refuse the batch (no value_target, ...)
         self.beta.mul_(factor)  # (PPO-5) in place, once the whole loss has been formed
         return result
+
+    def _old_distribution(self, td: TensorDictBase) -> D.Distribution:
+        """π_old, rebuilt from the distribution parameters stored in the batch (checked)."""
+        missing = [k for k in self._dist_module.in_keys if td.get(k, None) is None]
+        if missing:
+            raise KeyError(
+                f"KLPENPPOLoss needs the old policy's distribution parameters {missing} in the "
+                f"batch (store the actor's output when collecting) to compute KL[π_old ‖ π_θ]."
+            )
+        return self._dist_module.get_dist(td)
 
     # ---------------------------------------------------------------- reproducing TorchRL
 

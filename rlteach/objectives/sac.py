@@ -375,23 +375,12 @@ class SACLoss(LossModule):
             next_value = value_net(next_td).get(self.tensor_keys.value)
             target = self._bootstrap(td, next_value)
         inputs = self._q_inputs(td, action)
-        if not self.v1_like_torchrl:
-            pred = self.qvalue_network(*inputs).squeeze(-1)  # every critic on the whole batch
-            loss = distance_loss(pred, target.expand_as(pred), self.loss_function).sum(0)
-            td_error = (pred - target).detach().abs().max(0).values
-            return self._reduce_loss(loss), td_error
-        # TorchRL: critic i sees only the i-th of N equal slices of the batch
-        n, shape = self.num_qvalue_nets, td.shape
-        if shape[0] % n:
-            raise ValueError(
-                f"{type(self).__name__}(v1_like_torchrl=True) cuts the batch into "
-                f"num_qvalue_nets={n} slices: its first dim ({shape[0]}) must be divisible by {n}."
-            )
-        chunks = [x.reshape(n, -1, *x.shape[1:]) for x in inputs]
-        pred = self.qvalue_network(*chunks, shared_inputs=False).squeeze(-1)
-        loss = distance_loss(pred, target.reshape(n, -1, *target.shape[1:]), self.loss_function)
-        td_error = (pred.detach() - target.reshape(pred.shape)).pow(2).reshape(shape)
-        return self._reduce_loss(loss.reshape(shape)), td_error
+        if self.v1_like_torchrl:
+            return self._qvalue_v1_loss_like_torchrl(td, inputs, target)
+        pred = self.qvalue_network(*inputs).squeeze(-1)  # every critic on the whole batch
+        loss = distance_loss(pred, target.expand_as(pred), self.loss_function).sum(0)
+        td_error = (pred - target).detach().abs().max(0).values
+        return self._reduce_loss(loss), td_error
 
     def _value_loss(self, td: TensorDictBase, alpha: torch.Tensor) -> torch.Tensor:
         pred = self.value_network(td.select(*self.value_network.in_keys)).get(
@@ -416,12 +405,15 @@ class SACLoss(LossModule):
         action, log_prob = rsample_and_log_prob(self.actor_network, actor_td)
         q = self.qvalue_network(*self._q_inputs(td, action), detach_params=True)
         q = q.squeeze(-1)
+        self._check_log_prob_shape(log_prob, q)
+        return self._reduce_loss(sac_actor_objective(q, log_prob, alpha)), log_prob.detach()
+
+    def _check_log_prob_shape(self, log_prob: torch.Tensor, q: torch.Tensor) -> None:
         if log_prob.shape != q.shape[1:]:
             raise ValueError(
                 f"{type(self).__name__}: log pi has shape {list(log_prob.shape)} but Q has "
                 f"{list(q.shape[1:])}; the actor's log_prob must be summed over the action dims."
             )
-        return self._reduce_loss(sac_actor_objective(q, log_prob, alpha)), log_prob.detach()
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         """The SAC losses of a replay batch (see the module docstring for the equations)."""
@@ -448,3 +440,19 @@ class SACLoss(LossModule):
         out["alpha"] = alpha
         out["entropy"] = -log_prob.mean()
         return TensorDict(out, batch_size=[])
+
+    # ------------------------------------------------------------ reproducing TorchRL (v1)
+
+    def _qvalue_v1_loss_like_torchrl(self, td: TensorDictBase, inputs, target: torch.Tensor):
+        """``v1_like_torchrl=True``: critic i sees only the i-th of N equal slices of the batch."""
+        n, shape = self.num_qvalue_nets, td.shape
+        if shape[0] % n:
+            raise ValueError(
+                f"{type(self).__name__}(v1_like_torchrl=True) cuts the batch into "
+                f"num_qvalue_nets={n} slices: its first dim ({shape[0]}) must be divisible by {n}."
+            )
+        chunks = [x.reshape(n, -1, *x.shape[1:]) for x in inputs]
+        pred = self.qvalue_network(*chunks, shared_inputs=False).squeeze(-1)
+        loss = distance_loss(pred, target.reshape(n, -1, *target.shape[1:]), self.loss_function)
+        td_error = (pred.detach() - target.reshape(pred.shape)).pow(2).reshape(shape)
+        return self._reduce_loss(loss.reshape(shape)), td_error
