@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 
 import torch
 from tensordict import TensorDictBase, unravel_key
@@ -589,6 +590,16 @@ class LossModule(nn.Module):
                 f"{cls.__name__}: use_prioritized_weights must be True, False or 'auto', got "
                 f"{use_prioritized_weights!r}."
             )
+
+    def _set_deprecated_priority_key(self, priority_key: NestedKey | None) -> None:
+        """TorchRL's deprecated ``priority_key=`` argument: warn, then ``set_keys(priority=)``."""
+        if priority_key is not None:
+            warnings.warn(
+                "priority_key is deprecated (as in TorchRL); use loss.set_keys(priority=...).",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            self.set_keys(priority=priority_key)
 
     def _prioritized_weights(self, tensordict: TensorDictBase) -> torch.Tensor | None:
         """Prioritized replay's importance weights as [*B], or None; checked before any work.

@@ -32,7 +32,6 @@ The mathematics is in :mod:`rlteach.objectives.functional` (:func:`action_value_
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -178,13 +177,7 @@ class DQNLoss(LossModule):
         self.reduction = reduction
         self.use_prioritized_weights = use_prioritized_weights
         self._register_network("value_network", value_network, create_target=delay_value)
-        if priority_key is not None:
-            warnings.warn(
-                "priority_key is deprecated (as in TorchRL); use loss.set_keys(priority=...).",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            self.set_keys(priority=priority_key)
+        self._set_deprecated_priority_key(priority_key)
 
     # ------------------------------------------------------------------ keys, estimator
 
