@@ -222,9 +222,12 @@ class DQNLoss(LossModule):
         # (DQN-2) / (DQN-3) the value of the next state, never differentiated
         with torch.no_grad():
             next_in = tensordict.get("next").select(*net.in_keys, strict=False)
-            next_q_online = net(next_in.copy()).get(keys.action_value) if self.double_dqn else None
-            next_q_target = target_net(next_in.copy()).get(keys.action_value)
-            next_value = dqn_next_value(next_q_target, next_q_online)  # [*B, 1]
+            if self.double_dqn:  # (DQN-3) choose a' with θ, evaluate it with θ'
+                next_q_online = net(next_in.copy()).get(keys.action_value)
+                next_q_target = target_net(next_in.copy()).get(keys.action_value)
+                next_value = dqn_next_value(next_q_target, next_q_online)  # [*B, 1]
+            else:  # (DQN-2) max_a' Q_θ'(s', a'), the greedy actor's chosen_action_value
+                next_value = target_net(next_in.copy()).get(keys.value)  # [*B, 1]
 
         # y_t = r_t + γ (1 - term_t) next_value for TD(0); TD(1), TD(λ) chain along time
         target = self.value_estimator.value_estimate(tensordict, next_value=next_value)

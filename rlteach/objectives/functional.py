@@ -158,6 +158,9 @@ def dqn_next_value(
     ``next_action_value_online``    [*B, n_actions]  Q_θ(s_{t+1}, ·) for Double DQN, or None
     returns                         [*B, 1]          the bootstrap value, no gradient needed
     ==============================  ==============  ======================================
+
+    For (DQN-2), :class:`~rlteach.objectives.DQNLoss` reads the same number from the greedy
+    actor's ``chosen_action_value`` (as TorchRL does), which a masked actor may restrict.
     """
     if next_action_value_online is None:
         return next_action_value_target.max(-1, keepdim=True).values  # (DQN-2)
