@@ -21,8 +21,8 @@ function                           what                                         
 :func:`c51_cross_entropy`          -Σ m log p                                           C51-5
 :func:`td3_target_action`          target-policy smoothing                              TD3-1
 :func:`clipped_double_q`           min over the critics (or the first)                  TD3-2
-:func:`soft_state_value`           min_i Q_i(s', a') - α log π(a'|s')                   SAC-1
-:func:`sac_actor_objective`        α log π(ã|s) - min_i Q_i(s, ã)                       SAC-3
+:func:`soft_state_value`           min_i Q_i(s', a') - α log π(a'∣s')                   SAC-1
+:func:`sac_actor_objective`        α log π(ã∣s) - min_i Q_i(s, ã)                       SAC-3
 :func:`temperature_loss`           -log α (log π + H̄)                                   SAC-4
 :func:`redq_soft_target_value`     the soft value from a random subset of critics       REDQ-2
 :func:`crossq_split_joint`         the joint batch's halves: Q(s, a) and the target     CQ-1, 2
@@ -73,10 +73,10 @@ __all__ = [
 
 
 def policy_gradient_objective(log_prob: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
-    r"""The score-function loss -log π(a_t|s_t) Â_t (Williams 1992; Mnih et al. 2016, A2C-1).
+    r"""The score-function loss -log π(a_t∣s_t) Â_t (Williams 1992; Mnih et al. 2016, A2C-1).
 
     ===============  ==========  ==================================================
-    ``log_prob``     [*B, T, 1]  log π_θ(a_t|s_t), differentiable in θ
+    ``log_prob``     [*B, T, 1]  log π_θ(a_t∣s_t), differentiable in θ
     ``advantage``    [*B, T, 1]  Â_t, a constant for the policy gradient
     returns          [*B, T, 1]  the per-sample loss; its gradient is -∇log π Â
     ===============  ==========  ==================================================
@@ -92,7 +92,7 @@ def ppo_clip_objective(
     The clip is done on log r: log(1-ε) <= log r <= log(1+ε), as TorchRL does.
 
     ==============  ==========  ==================================================
-    ``log_weight``  [*B, 1]     log r_t(θ) = log π_θ(a_t|s_t) - log π_old(a_t|s_t)
+    ``log_weight``  [*B, 1]     log r_t(θ) = log π_θ(a_t∣s_t) - log π_old(a_t∣s_t)
     ``advantage``   [*B, 1]     Â_t
     ``clip_*``      []          ε_low, ε_high as tensors (both ε in the paper)
     returns         [*B, 1] x2  the surrogate to maximise, and log r after clipping
@@ -113,7 +113,7 @@ def ppo_kl_penalty_objective(
     ==============  ==========  ==================================================
     ``log_weight``  [*B, 1]     log r_t(θ)
     ``advantage``   [*B, 1]     Â_t
-    ``kl``          [*B, 1]     KL[π_old(·|s_t) ‖ π_θ(·|s_t)]
+    ``kl``          [*B, 1]     KL[π_old(·∣s_t) ‖ π_θ(·∣s_t)]
     ``beta``        []          β, the penalty coefficient
     returns         [*B, 1]     the penalised surrogate, to maximise
     ==============  ==========  ==================================================
@@ -153,11 +153,11 @@ def dqn_next_value(
 
         Q_{θ'}(s', \arg\max_{a'} Q_θ(s', a'))  \tag{DQN-3}
 
-    ==============================  ==============  ======================================
+    ==============================  ===============  ======================================
     ``next_action_value_target``    [*B, n_actions]  Q_θ'(s_{t+1}, ·), the target network
     ``next_action_value_online``    [*B, n_actions]  Q_θ(s_{t+1}, ·) for Double DQN, or None
     returns                         [*B, 1]          the bootstrap value, no gradient needed
-    ==============================  ==============  ======================================
+    ==============================  ===============  ======================================
 
     For (DQN-2), :class:`~rlteach.objectives.DQNLoss` reads the same number from the greedy
     actor's ``chosen_action_value`` (as TorchRL does), which a masked actor may restrict.
@@ -197,9 +197,9 @@ def c51_next_distribution(
     ========================  ==========================  =====================================
     ``next_log_p_target``     [*B, n_atoms, n_actions]    log p_i(s', a) of the target network
     ``support``               [n_atoms]                   z_1 < ... < z_N
-    ``next_log_p_online``     [*B, n_atoms, n_actions]    the online network's, to choose a*
+    ``next_log_p_online``     [*B, n_atoms, n_actions]    the online network's, to choose
                                                           (TorchRL's choice); None: the target's
-    returns                   [*B, n_atoms]               p(s', a*) from the target network
+    returns                   [*B, n_atoms]               the target network's p(s', ·), chosen action
     ========================  ==========================  =====================================
     """
     log_p_choose = next_log_p_target if next_log_p_online is None else next_log_p_online
@@ -312,11 +312,11 @@ def clipped_double_q(next_q: torch.Tensor, clipped: bool = True) -> torch.Tensor
 def soft_state_value(
     next_q: torch.Tensor, next_log_prob: torch.Tensor, alpha: torch.Tensor
 ) -> torch.Tensor:
-    r"""The soft value min_i Q'_i(s', a') - α log π(a'|s'), a' ~ π(·|s') (Haarnoja 2018b, SAC-1).
+    r"""The soft value min_i Q'_i(s', a') - α log π(a'∣s'), a' ~ π(·∣s') (Haarnoja 2018b, SAC-1).
 
     ===================  ===========  ==================================================
     ``next_q``           [N, *B, 1]   Q'_i(s_{t+1}, a') of the N (target) critics
-    ``next_log_prob``    [*B]         log π(a'|s_{t+1})
+    ``next_log_prob``    [*B]         log π(a'∣s_{t+1})
     ``alpha``            []           α, the temperature (detached)
     returns              [*B, 1]      V(s_{t+1}), to bootstrap from
     ===================  ===========  ==================================================
@@ -327,11 +327,11 @@ def soft_state_value(
 def sac_actor_objective(
     q: torch.Tensor, log_prob: torch.Tensor, alpha: torch.Tensor
 ) -> torch.Tensor:
-    r"""α log π(ã|s) - min_i Q_i(s, ã), ã = tanh(μ + σ ξ) reparameterised (Haarnoja 2018b, SAC-3).
+    r"""α log π(ã∣s) - min_i Q_i(s, ã), ã = tanh(μ + σ ξ) reparameterised (Haarnoja 2018b, SAC-3).
 
     =============  ===========  ====================================================
     ``q``          [N, *B]      Q_i(s, ã), the critics' parameters detached
-    ``log_prob``   [*B]         log π(ã|s), differentiable through ã
+    ``log_prob``   [*B]         log π(ã∣s), differentiable through ã
     ``alpha``      []           α (detached)
     returns        [*B]         the per-sample actor loss
     =============  ===========  ====================================================
@@ -342,7 +342,7 @@ def sac_actor_objective(
 def temperature_loss(
     log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: torch.Tensor
 ) -> torch.Tensor:
-    r"""-log α (log π(ã|s) + H̄), per sample (Haarnoja 2018b, section 5; SAC-4).
+    r"""-log α (log π(ã∣s) + H̄), per sample (Haarnoja 2018b, section 5; SAC-4).
 
     Its gradient in log α is H - H̄ with H ≈ -log π: descent raises α while the policy's
     entropy is below the target H̄. ``log_prob`` [*B] is detached here; returns [*B].
@@ -353,11 +353,11 @@ def temperature_loss(
 def redq_soft_target_value(
     next_q_subset: torch.Tensor, next_log_prob: torch.Tensor, alpha: torch.Tensor
 ) -> torch.Tensor:
-    r"""min over a random subset M of the critics of Q'_i(s', a') - α log π(a'|s') (Chen 2021).
+    r"""min over a random subset M of the critics of Q'_i(s', a') - α log π(a'∣s') (Chen 2021).
 
     ===================  ===========  ====================================================
     ``next_q_subset``    [M, *B]      Q'_i(s_{t+1}, a') for the M critics drawn (REDQ-1)
-    ``next_log_prob``    [*B]         log π(a'|s_{t+1})
+    ``next_log_prob``    [*B]         log π(a'∣s_{t+1})
     ``alpha``            []           α
     returns              [*B]         the soft value of s_{t+1} (REDQ-2)
     ===================  ===========  ====================================================
@@ -375,7 +375,7 @@ def crossq_split_joint(
 
     ===================  ===========  ====================================================
     ``q_joint``          [N, 2B]      Q_i over the joint batch, the first B rows are (s, a)
-    ``next_log_prob``    [B]          log π(a'|s')
+    ``next_log_prob``    [B]          log π(a'∣s')
     ``alpha``            []           α
     returns              [N, B], [B]  Q_i(s, a), and min_i Q_i(s', a') - α log π (detached)
     ===================  ===========  ====================================================
