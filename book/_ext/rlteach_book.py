@@ -250,6 +250,9 @@ class RlteachApi(SphinxDirective):
             packages = [self.arguments[0]]
         else:
             raise self.error("rlteach-api needs a module name or the :rest: flag")
+        # a module with a section of its own on this page is declared there, not in a list
+        page = Path(self.env.doc2path(self.env.docname)).read_text(encoding="utf-8")
+        own_section = set(re.findall(r"rlteach-api::[ \t]+(\S+)", page))
         lines: list[str] = []
         for package in packages:
             done.add(package)
@@ -260,12 +263,9 @@ class RlteachApi(SphinxDirective):
             if subs:
                 lines += [f".. rubric:: Modules of {package}", ""]
             for sub in subs:
-                lines += [
-                    f".. py:module:: {sub}",
-                    "",
-                    f"* ``{sub}``: {summary_line(sub)}",
-                    "",
-                ]
+                lines += [f".. py:module:: {sub}"]
+                lines += ["   :no-index:"] if sub in own_section else []
+                lines += ["", f"* ``{sub}``: {summary_line(sub)}", ""]
         content = StringList(lines, source=f"<rlteach-api {' '.join(packages)}>")
         node = nodes.container()
         nested_parse_with_titles(self.state, content, node)

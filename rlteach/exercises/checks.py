@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from rlteach.objectives.functional import policy_gradient_objective, ppo_clip_objective
 from rlteach.value import (
     generalized_advantage_estimate,
     reward2go,
@@ -439,7 +440,7 @@ def check_reinforce_loss(fn: Callable, quiet: bool = False) -> None:
                 f"check_reinforce_loss: your function raised {type(err).__name__}: {err} on the "
                 f"case '{label}'."
             ) from err
-        expected = -(log_prob * advantage).mean()
+        expected = policy_gradient_objective(log_prob, advantage).mean()
         check_close(
             f"loss (case '{label}')",
             loss,
@@ -512,7 +513,8 @@ def check_clip_objective(fn: Callable, quiet: bool = False) -> None:
         ),
     ]:
         clipped = ratio.clamp(1 - eps, 1 + eps)
-        expected = torch.minimum(ratio * advantage, clipped * advantage)
+        eps_t = torch.tensor(eps)
+        expected, _ = ppo_clip_objective(ratio.log(), advantage, eps_t, eps_t)  # as PPO computes
         cases.append(
             _Case(
                 label,

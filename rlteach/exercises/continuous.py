@@ -47,6 +47,7 @@ from rlteach.exercises.checks import ExerciseError, _Case, _col, _run
 from rlteach.modules import BatchRenorm1d, TanhNormal, make_normal_actor
 from rlteach.modules import make_state_action_value_network as _q_net
 from rlteach.objectives import DDPGLoss, REDQLoss, TD3Loss
+from rlteach.objectives.functional import td_target
 from rlteach.updaters import SoftUpdate
 
 __all__ = [
@@ -368,7 +369,7 @@ def _td3_target_reference(reward, next_q1, next_q2, done, terminated, gamma, cli
         gamma=gamma,
     )
     if not clipped:
-        return reward + gamma * (~terminated).float() * next_q1
+        return td_target(reward, terminated, gamma, next_q1)  # (TD3-2) without the min
     return meta["target_value"].reshape(batch, 1)
 
 

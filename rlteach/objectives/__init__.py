@@ -5,10 +5,11 @@ helpers. Later chapters add their losses to this list.
 """
 
 from rlteach.objectives.a2c import A2CLoss
+from rlteach.objectives.c51 import DistributionalDQNLoss, project_distribution
 from rlteach.objectives.common import LossModule, default_value_kwargs, resolve_value_type
 from rlteach.objectives.crossq import CrossQLoss
 from rlteach.objectives.ddpg import DDPGLoss
-from rlteach.objectives.dqn import DistributionalDQNLoss, DQNLoss, project_distribution
+from rlteach.objectives.dqn import DQNLoss
 from rlteach.objectives.mappo import IPPOLoss, MAPPOLoss
 from rlteach.objectives.ppo import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 from rlteach.objectives.qmixer import QMixerLoss

@@ -12,6 +12,7 @@ rlteach never imports TorchRL or Gymnasium for this: it reads the attributes.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -97,6 +98,60 @@ def use_action_spec(loss, owner: str) -> None:
     if loss._auto_target_entropy:
         loss.temperature.target_entropy.fill_(auto_target_entropy(shape, owner))
     loss.action_low, loss.action_high = low, high
+
+
+@dataclasses.dataclass
+class ActionSpecRead:
+    """What SAC, REDQ and CrossQ read from an action spec when they are built."""
+
+    spec: object  # the spec itself, kept to be read again when set_keys renames the action
+    low: torch.Tensor | None  # the action bounds, or None
+    high: torch.Tensor | None
+    target_entropy: float  # a number; a placeholder 0.0 while ``pending`` and "auto"
+    auto: bool  # built with target_entropy="auto": -dim(A) once the spec is read
+    pending: bool  # a Composite spec with no entry under "action" yet
+
+
+def read_spec_and_target_entropy(
+    action_spec, actor_network, target_entropy, owner: str
+) -> ActionSpecRead:
+    """The action spec (``action_spec``, else the actor's ``.spec``) → bounds and target entropy.
+
+    ``target_entropy="auto"`` becomes -dim(A) (:func:`auto_target_entropy`). A ``Composite``
+    spec without an ``"action"`` entry is read when ``set_keys`` names the action key
+    (:func:`use_action_spec`); until then ``forward`` refuses to run.
+
+    Raises:
+        ValueError: ``target_entropy`` a string other than ``"auto"``; "auto" with no action shape.
+    """
+    spec = action_spec if action_spec is not None else getattr(actor_network, "spec", None)
+    spec_read = read_action_spec_when_keyed(spec, "action", owner)
+    low = high = None
+    auto_entropy = target_entropy == "auto"
+    if spec_read is not None:
+        shape, low, high = spec_read
+        if auto_entropy:
+            target_entropy = auto_target_entropy(shape, owner)
+    elif auto_entropy:
+        target_entropy = 0.0  # a placeholder until the spec is read: forward refuses to run
+    if isinstance(target_entropy, str):
+        raise ValueError(
+            f'{owner}: target_entropy must be "auto" or a number, got {target_entropy!r}.'
+        )
+    return ActionSpecRead(spec, low, high, target_entropy, auto_entropy, spec_read is None)
+
+
+def attach_action_spec(loss, read: ActionSpecRead, *, as_buffers: bool = False) -> None:
+    """Store what :func:`read_spec_and_target_entropy` read on the loss (bounds as buffers
+    when ``as_buffers``, so that they are saved in its ``state_dict``, as SAC does)."""
+    if as_buffers:
+        loss.register_buffer("action_low", read.low)  # None (no bounds) is not saved
+        loss.register_buffer("action_high", read.high)
+    else:
+        loss.action_low, loss.action_high = read.low, read.high
+    loss._action_spec = read.spec
+    loss._auto_target_entropy = read.auto
+    loss._action_spec_pending = read.pending
 
 
 def check_action_spec_read(loss, owner: str) -> None:

@@ -34,8 +34,9 @@ from tensordict.utils import NestedKey
 from torch import nn
 from torch.distributions import Distribution, Independent
 
-from rlteach._checks import check_choice, check_range
+from rlteach._checks import check_range
 from rlteach.objectives.common import LossModule
+from rlteach.objectives.functional import policy_gradient_objective
 from rlteach.objectives.reinforce import (
     _PG_ESTIMATORS,
     check_clip_value,
@@ -45,7 +46,6 @@ from rlteach.objectives.reinforce import (
     distribution,
     estimate_advantage,
 )
-from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS
 from rlteach.value import ValueEstimators
 
 
@@ -171,26 +171,20 @@ class A2CLoss(LossModule):
         actor_network = actor if actor is not None else actor_network
         critic_network = critic if critic is not None else critic_network
         check_networks("A2CLoss", actor_network, critic_network)
-        if gamma is not None:
-            raise TypeError(
-                "A2CLoss does not take gamma: set it on the value estimator with "
-                "loss.make_value_estimator(ValueEstimators.GAE, gamma=...)."
-            )
+        self._refuse_gamma(gamma, estimator="gae")
         if advantage_norm is not None:
             raise NotImplementedError(
                 "A2CLoss(advantage_norm=...) is not supported by rlteach; standardise the "
                 "advantage with make_value_estimator('gae', average_gae=True) instead."
             )
         entropy_coeff = 0.01 if entropy_coeff is None else entropy_coeff
-        reduction = "mean" if reduction is None else reduction
         check_range("entropy_coeff", entropy_coeff)
         if critic_coeff is not None:
             check_range("critic_coeff", critic_coeff)
         if isinstance(samples_mc_entropy, bool) or not isinstance(samples_mc_entropy, int):
             raise ValueError(f"samples_mc_entropy must be an int >= 1, got {samples_mc_entropy!r}.")
         check_range("samples_mc_entropy", samples_mc_entropy, 1)
-        check_choice("loss_critic_type", loss_critic_type, LOSS_FUNCTIONS)
-        check_choice("reduction", reduction, REDUCTIONS)
+        reduction = self._check_options(reduction, loss_critic_type=loss_critic_type)
         clip = check_clip_value(clip_value)
         super().__init__()
         self._register_network("actor_network", actor_network)
@@ -235,6 +229,13 @@ class A2CLoss(LossModule):
             keys += list(self.critic_network.in_keys)
         return list(dict.fromkeys(keys))
 
+    def _check_constant_action(self, action: torch.Tensor) -> None:
+        if action.requires_grad:
+            raise RuntimeError(
+                f"A2CLoss: the stored action {self.tensor_keys.action!r} requires grad; the "
+                f"score function needs a constant action. Store action.detach()."
+            )
+
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Compute the A2C loss terms from a batch (see the class docstring for the keys)."""
         td = tensordict.clone(False)  # estimator outputs stay out of the caller's TensorDict
@@ -248,16 +249,12 @@ class A2CLoss(LossModule):
         names += ("value_target",) if critic else ()
         names += ("value",) if clip else ()
         x = self._read_inputs(td, *names)
-        if x["action"].requires_grad:
-            raise RuntimeError(
-                f"A2CLoss: the stored action {self.tensor_keys.action!r} requires grad; the "
-                f"score function needs a constant action. Store action.detach()."
-            )
+        self._check_constant_action(x["action"])
 
         dist = distribution(self.actor_network, td)
         log_prob = dist.log_prob(x["action"]).unsqueeze(-1)  # [*B, T, 1]
         # (A2C-1) advantage-weighted score function
-        out = {"loss_objective": -(log_prob * x["advantage"])}
+        out = {"loss_objective": policy_gradient_objective(log_prob, x["advantage"])}
         if self.entropy_bonus:
             h = entropy(dist, self.samples_mc_entropy)
             out["entropy"] = h.detach().mean()  # logging only

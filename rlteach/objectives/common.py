@@ -41,14 +41,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 
 import torch
 from tensordict import TensorDictBase, unravel_key
 from tensordict.utils import NestedKey
 from torch import nn
 
-from rlteach._checks import check_finite, get_key, key_str
-from rlteach.objectives.utils import _reduce, read_inputs
+from rlteach._checks import check_choice, check_finite, get_key, key_str
+from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, _reduce, read_inputs
 from rlteach.value import (
     GAE,
     TD0Estimator,
@@ -557,6 +558,82 @@ class LossModule(nn.Module):
         ``mask=`` explicitly where a loss needs one.
         """
         return _reduce(loss, self.reduction, mask=mask, weights=weights)
+
+    # ------------------------------------------------------------------ argument checks
+    # Written once here, so that a loss's constructor states its checks in a line each and its
+    # forward reads like the paper's algorithm box.
+
+    @classmethod
+    def _refuse_gamma(cls, gamma, estimator: str = "td0") -> None:
+        """TorchRL 0.14 losses take no ``gamma``: the discount belongs to the value estimator."""
+        if gamma is not None:
+            raise TypeError(
+                f"{cls.__name__} takes no gamma argument (as in TorchRL 0.14): the discount "
+                f"belongs to the value estimator. Use "
+                f"loss.make_value_estimator({estimator!r}, gamma={gamma})."
+            )
+
+    @staticmethod
+    def _check_options(reduction: str | None, **loss_functions: str | None) -> str:
+        """Check the distance names given (``loss_function=``, ``loss_critic_type=``), then
+        ``reduction``; returns the reduction (``None`` means ``"mean"``)."""
+        for name, value in loss_functions.items():
+            check_choice(name, value, LOSS_FUNCTIONS)
+        reduction = "mean" if reduction is None else reduction
+        check_choice("reduction", reduction, REDUCTIONS)
+        return reduction
+
+    @classmethod
+    def _check_use_prioritized_weights(cls, use_prioritized_weights) -> None:
+        if use_prioritized_weights not in (True, False, "auto"):
+            raise ValueError(
+                f"{cls.__name__}: use_prioritized_weights must be True, False or 'auto', got "
+                f"{use_prioritized_weights!r}."
+            )
+
+    def _set_deprecated_priority_key(self, priority_key: NestedKey | None) -> None:
+        """TorchRL's deprecated ``priority_key=`` argument: warn, then ``set_keys(priority=)``."""
+        if priority_key is not None:
+            warnings.warn(
+                "priority_key is deprecated (as in TorchRL); use loss.set_keys(priority=...).",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            self.set_keys(priority=priority_key)
+
+    def _prioritized_weights(self, tensordict: TensorDictBase) -> torch.Tensor | None:
+        """Prioritized replay's importance weights as [*B], or None; checked before any work.
+
+        Reads ``self.use_prioritized_weights`` (``True``, ``False`` or ``"auto"``: weigh by
+        the ``priority_weight`` key when the batch has it) and ``tensor_keys.priority_weight``.
+        """
+        owner, keys = type(self).__name__, self.tensor_keys
+        if self.use_prioritized_weights not in (True, "auto"):
+            return None
+        weights = tensordict.get(keys.priority_weight, None)
+        if weights is None:
+            if self.use_prioritized_weights is True:
+                raise KeyError(
+                    f"{owner}: use_prioritized_weights=True but the batch has no "
+                    f"{keys.priority_weight!r}; rename it with set_keys(priority_weight=...)."
+                )
+            return None
+        batch = tensordict.batch_size
+        if not weights.is_floating_point() or weights.numel() != batch.numel():
+            raise ValueError(
+                f"{owner}: {keys.priority_weight!r} must hold one floating-point weight per "
+                f"sample ([*B] or [*B, 1] for a batch of size {list(batch)}), got dtype "
+                f"{weights.dtype} and shape {list(weights.shape)}."
+            )
+        if weights.shape not in (batch, (*batch, 1)):
+            raise ValueError(
+                f"{owner}: {keys.priority_weight!r} has shape {list(weights.shape)}; expected "
+                f"{list(batch)} or {list(batch) + [1]}."
+            )
+        check_finite(owner, **{f"{keys.priority_weight!r}": weights})
+        if (weights < 0).any():
+            raise ValueError(f"{owner}: {keys.priority_weight!r} holds a negative weight.")
+        return weights.reshape(batch)
 
     # ------------------------------------------------------------------ misc
 

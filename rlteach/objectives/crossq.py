@@ -73,16 +73,17 @@ from tensordict.utils import NestedKey
 from rlteach._checks import check_choice
 from rlteach.modules.ensemble import QValueEnsemble, make_qvalue_ensemble
 from rlteach.objectives._actions import (
-    auto_target_entropy,
+    attach_action_spec,
     check_action_in_bounds,
     check_action_spec_read,
-    read_action_spec_when_keyed,
+    read_spec_and_target_entropy,
     rsample_and_log_prob,
     use_action_spec,
 )
 from rlteach.objectives.common import LossModule, _next
+from rlteach.objectives.functional import crossq_split_joint
 from rlteach.objectives.sac import Temperature
-from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
+from rlteach.objectives.utils import distance_loss
 from rlteach.value import ValueEstimators
 
 __all__ = ["CrossQLoss"]
@@ -164,36 +165,20 @@ class CrossQLoss(LossModule):
         scalar_output_mode: str | None = None,
     ) -> None:
         owner = type(self).__name__
-        check_choice("loss_function", loss_function, LOSS_FUNCTIONS)
-        reduction = "mean" if reduction is None else reduction
-        check_choice("reduction", reduction, REDUCTIONS)
+        reduction = self._check_options(reduction, loss_function=loss_function)
         check_choice("scalar_output_mode", scalar_output_mode, (None, "exclude", "non_tensor"))
         if separate_losses:
             raise ValueError(
                 f"{owner}: separate_losses=True (for actors and critics that share parameters) "
                 f"is not implemented in rlteach; build separate networks and leave it False."
             )
-        spec = action_spec if action_spec is not None else getattr(actor_network, "spec", None)
-        # read under "action" now, or, for a Composite without it, when set_keys names the key
-        spec_read = read_action_spec_when_keyed(spec, "action", owner)
-        low = high = None
-        auto_entropy = target_entropy == "auto"
-        if spec_read is not None:
-            shape, low, high = spec_read
-            if auto_entropy:
-                target_entropy = auto_target_entropy(shape, owner)
-        elif auto_entropy:
-            target_entropy = 0.0  # a placeholder until the spec is read: forward refuses to run
-        if isinstance(target_entropy, str):
-            raise ValueError(
-                f'{owner}: target_entropy must be "auto" or a number, got {target_entropy!r}.'
-            )
+        spec = read_spec_and_target_entropy(action_spec, actor_network, target_entropy, owner)
         temperature = Temperature(
             alpha_init=alpha_init,
             min_alpha=min_alpha,
             max_alpha=max_alpha,
             fixed_alpha=fixed_alpha,
-            target_entropy=target_entropy,
+            target_entropy=spec.target_entropy,
             owner=owner,
         )
         qvalue = make_qvalue_ensemble(qvalue_network, num_qvalue_nets, owner)
@@ -209,10 +194,7 @@ class CrossQLoss(LossModule):
         self.reduction = reduction
         self.deactivate_vmap = deactivate_vmap
         self.scalar_output_mode = scalar_output_mode
-        self.action_low, self.action_high = low, high
-        self._action_spec = spec
-        self._auto_target_entropy = auto_entropy
-        self._action_spec_pending = spec_read is None
+        attach_action_spec(self, spec)
 
     # ------------------------------------------------------------------ keys and alpha
 
@@ -285,10 +267,10 @@ class CrossQLoss(LossModule):
         next_in = self._q_inputs(next_td, next_action)
         joint = [torch.cat([x, x_next], dim=0) for x, x_next in zip(now_in, next_in, strict=True)]
         q_joint = self.qvalue_network(*joint).squeeze(-1)  # [N, 2B]
-        batch = tensordict.shape[0]
-        q, q_next = q_joint[:, :batch], q_joint[:, batch:]
         # (CQ-2) the target: min over critics, soft value, one-step TD; no gradient
-        next_value = (q_next.min(0)[0] - self._alpha * next_log_prob).detach()
+        q, next_value = crossq_split_joint(
+            q_joint, next_log_prob, self._alpha, batch=tensordict.shape[0]
+        )
         target = self.value_estimator.value_estimate(
             tensordict, next_value=next_value.unsqueeze(-1)
         )

@@ -32,10 +32,9 @@ from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torch.func import functional_call
 
-from rlteach._checks import check_choice
 from rlteach.objectives._actions import deterministic_action
 from rlteach.objectives.common import LossModule, _next
-from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
+from rlteach.objectives.utils import distance_loss
 from rlteach.value import ValueEstimators
 
 __all__ = ["DDPGLoss"]
@@ -107,14 +106,8 @@ class DDPGLoss(LossModule):
         reduction: str | None = None,
     ) -> None:
         owner = type(self).__name__
-        if gamma is not None:
-            raise TypeError(
-                f"{owner}: gamma is not a constructor argument (as in TorchRL 0.14); set it with "
-                f"loss.make_value_estimator('td0', gamma={gamma})."
-            )
-        reduction = "mean" if reduction is None else reduction
-        check_choice("reduction", reduction, REDUCTIONS)
-        check_choice("loss_function", loss_function, LOSS_FUNCTIONS)
+        self._refuse_gamma(gamma, estimator="td0")
+        reduction = self._check_options(reduction, loss_function=loss_function)
         if not isinstance(value_network, TensorDictModule):
             raise TypeError(
                 f"{owner}: value_network must be a tensordict.nn.TensorDictModule writing "

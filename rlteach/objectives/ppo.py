@@ -73,10 +73,15 @@ from tensordict.utils import NestedKey
 from torch import distributions as D
 from torch import nn
 
-from rlteach._checks import check_choice, check_range
+from rlteach._checks import check_range
 from rlteach.modules import TanhNormal
 from rlteach.objectives.common import LossModule
-from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
+from rlteach.objectives.functional import (
+    ppo_beta_factor,
+    ppo_clip_objective,
+    ppo_kl_penalty_objective,
+)
+from rlteach.objectives.utils import distance_loss
 from rlteach.value import ValueEstimators
 
 # The std floor of the advantage standardisation: float32's resolution, as in TorchRL.
@@ -229,11 +234,7 @@ class PPOLoss(LossModule):
     ) -> None:
         owner = type(self).__name__
         # ---- every check first: a refused call changes nothing
-        if gamma is not None:
-            raise TypeError(
-                f"{owner} takes no gamma: set it on the value estimator with "
-                f"loss.make_value_estimator('gae', gamma={gamma}, lmbda=...)."
-            )
+        self._refuse_gamma(gamma, estimator="gae")
         if actor_network is None:
             raise TypeError(f"{owner} needs an actor_network.")
         if critic_coeff is None and critic_network is not None:
@@ -245,9 +246,7 @@ class PPOLoss(LossModule):
                 f"{owner}: critic_coeff={critic_coeff} needs a critic_network; pass one, or "
                 f"critic_coeff=None to train the actor alone on a given advantage."
             )
-        check_choice("loss_critic_type", loss_critic_type, LOSS_FUNCTIONS)
-        reduction = "mean" if reduction is None else reduction
-        check_choice("reduction", reduction, REDUCTIONS)
+        reduction = self._check_options(reduction, loss_critic_type=loss_critic_type)
         entropy_coeff = 0.01 if entropy_coeff is None else entropy_coeff
         check_range("entropy_coeff", entropy_coeff)
         if critic_coeff is not None:
@@ -526,12 +525,9 @@ class ClipPPOLoss(PPOLoss):
         advantage = self._advantage(td)
         log_weight, dist, kl_approx = self._log_weight(td, old_log_prob, advantage)  # (PPO-1)
 
-        surrogate = log_weight.exp() * advantage  # (PPO-2) r_t Â_t
-        # (PPO-3) clip(r, 1-ε, 1+ε), done on log r: log(1-ε) <= log r <= log(1+ε)
-        low, high = torch.log1p(-self.clip_epsilon_low), torch.log1p(self.clip_epsilon_high)
-        log_weight_clipped = log_weight.clamp(low, high)
-        surrogate_clipped = log_weight_clipped.exp() * advantage
-        clipped_surrogate = torch.minimum(surrogate, surrogate_clipped)  # (PPO-3) pessimistic min
+        clipped_surrogate, log_weight_clipped = ppo_clip_objective(  # (PPO-2), (PPO-3)
+            log_weight, advantage, self.clip_epsilon_low, self.clip_epsilon_high
+        )
 
         with torch.no_grad():
             clip_fraction = (log_weight_clipped != log_weight).to(log_weight.dtype).mean()
@@ -643,31 +639,17 @@ class KLPENPPOLoss(PPOLoss):
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         """The KL-penalised surrogate (PPO-4), then the β update (PPO-5)."""
         td, old_log_prob = self._read_batch(tensordict)
-        missing = [k for k in self._dist_module.in_keys if td.get(k, None) is None]
-        if missing:
-            raise KeyError(
-                f"KLPENPPOLoss needs the old policy's distribution parameters {missing} in the "
-                f"batch (store the actor's output when collecting) to compute KL[π_old ‖ π_θ]."
-            )
-        old_dist = self._dist_module.get_dist(td)  # π_old from the stored parameters
+        old_dist = self._old_distribution(td)  # π_old from the stored parameters
         advantage = self._advantage(td)
         log_weight, dist, kl_approx = self._log_weight(td, old_log_prob, advantage)  # (PPO-1)
-        surrogate = log_weight.exp() * advantage  # (PPO-2) r_t Â_t
-
         kl = self._kl(old_dist, dist).unsqueeze(-1)
         with torch.no_grad():
-            d = kl.mean()
-            factor = 1.0
-            if d > 1.5 * self.dtarg:  # (PPO-5) policy moved too far: stronger penalty
-                factor = self.increment
-            elif d < self.dtarg / 1.5:  # (PPO-5) policy barely moved: weaker penalty
-                factor = self.decrement
+            factor = ppo_beta_factor(kl.mean(), self.dtarg, self.increment, self.decrement)
         beta = self.beta.clone()
-        penalty = beta * kl
         if self.beta_update_in_graph:
-            # TorchRL's quirk: the value uses the old β, the gradient the updated one.
-            penalty = beta * kl.detach() + (beta * factor) * (kl - kl.detach())
-        penalised = surrogate - penalty  # (PPO-4)
+            penalised = self._penalised_like_torchrl(log_weight, advantage, kl, beta, factor)
+        else:
+            penalised = ppo_kl_penalty_objective(log_weight, advantage, kl, beta)  # (PPO-4)
 
         out = {
             "loss_objective": -penalised,
@@ -677,6 +659,26 @@ class KLPENPPOLoss(PPOLoss):
         result = self._finish(out, dist, td)  # may still refuse the batch (no value_target, ...)
         self.beta.mul_(factor)  # (PPO-5) in place, once the whole loss has been formed
         return result
+
+    def _old_distribution(self, td: TensorDictBase) -> D.Distribution:
+        """π_old, rebuilt from the distribution parameters stored in the batch (checked)."""
+        missing = [k for k in self._dist_module.in_keys if td.get(k, None) is None]
+        if missing:
+            raise KeyError(
+                f"KLPENPPOLoss needs the old policy's distribution parameters {missing} in the "
+                f"batch (store the actor's output when collecting) to compute KL[π_old ‖ π_θ]."
+            )
+        return self._dist_module.get_dist(td)
+
+    # ---------------------------------------------------------------- reproducing TorchRL
+
+    @staticmethod
+    def _penalised_like_torchrl(log_weight, advantage, kl, beta, factor) -> torch.Tensor:
+        """``beta_update_in_graph=True``, TorchRL's quirk: the value of the penalty uses the old
+        β, its gradient the updated one."""
+        surrogate = log_weight.exp() * advantage  # (PPO-2) r_t Â_t
+        penalty = beta * kl.detach() + (beta * factor) * (kl - kl.detach())
+        return surrogate - penalty  # (PPO-4)
 
     def reset(self) -> None:
         """Restore β to its initial value (call it between training runs)."""

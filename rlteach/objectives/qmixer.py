@@ -60,7 +60,7 @@ from torch import nn
 
 from rlteach._checks import check_choice, get_key, key_str
 from rlteach.objectives.common import LossModule
-from rlteach.objectives.utils import LOSS_FUNCTIONS, distance_loss
+from rlteach.objectives.utils import distance_loss
 from rlteach.value import ValueEstimators
 
 __all__ = ["QMixerLoss"]
@@ -129,12 +129,8 @@ class QMixerLoss(LossModule):
         priority_key: NestedKey | None = None,
     ) -> None:
         # ---- every check first: a refused call changes nothing
-        if gamma is not None:
-            raise TypeError(
-                f"QMixerLoss takes no gamma (as in TorchRL 0.14): set it on the value estimator "
-                f"with loss.make_value_estimator('td0', gamma={gamma})."
-            )
-        check_choice("loss_function", loss_function, LOSS_FUNCTIONS)
+        self._refuse_gamma(gamma, estimator="td0")
+        self._check_options(None, loss_function=loss_function)
         if not isinstance(local_value_network, TensorDictModuleBase):
             raise TypeError(
                 f"QMixerLoss: local_value_network must be a tensordict.nn module writing "

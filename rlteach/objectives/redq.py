@@ -74,16 +74,17 @@ from tensordict import TensorDict, TensorDictBase
 from rlteach._checks import check_choice, check_range
 from rlteach.modules.ensemble import make_qvalue_ensemble
 from rlteach.objectives._actions import (
-    auto_target_entropy,
+    attach_action_spec,
     check_action_in_bounds,
     check_action_spec_read,
     policy_distribution,
-    read_action_spec_when_keyed,
+    read_spec_and_target_entropy,
     use_action_spec,
 )
 from rlteach.objectives.common import LossModule, _next
+from rlteach.objectives.functional import redq_soft_target_value
 from rlteach.objectives.sac import Temperature
-from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
+from rlteach.objectives.utils import distance_loss
 from rlteach.value import ValueEstimators
 
 __all__ = ["REDQLoss"]
@@ -224,11 +225,7 @@ class REDQLoss(LossModule):
     ) -> None:
         owner = type(self).__name__
         # --- every argument is checked before anything is built
-        if gamma is not None:
-            raise TypeError(
-                f"{owner}: gamma is no longer a constructor argument (as in TorchRL 0.14); set it "
-                f"with loss.make_value_estimator(ValueEstimators.TD0, gamma={gamma})."
-            )
+        self._refuse_gamma(gamma, estimator="td0")
         _check_int(owner, "num_qvalue_nets", num_qvalue_nets, 2)
         _check_int(owner, "sub_sample_len", sub_sample_len, 1)
         if sub_sample_len > num_qvalue_nets:
@@ -237,9 +234,7 @@ class REDQLoss(LossModule):
                 f"{num_qvalue_nets}: the target takes the min over a subset of the ensemble. "
                 f"Pass sub_sample_len <= num_qvalue_nets (the paper uses 2 of 10)."
             )
-        check_choice("loss_function", loss_function, LOSS_FUNCTIONS)
-        reduction = "mean" if reduction is None else reduction
-        check_choice("reduction", reduction, REDUCTIONS)
+        reduction = self._check_options(reduction, loss_function=loss_function)
         check_choice("scalar_output_mode", scalar_output_mode, (None, "exclude", "non_tensor"))
         check_range("min_alpha", min_alpha, 0.0, low_open=True)
         check_range("max_alpha", max_alpha, min_alpha)
@@ -254,17 +249,7 @@ class REDQLoss(LossModule):
             raise ValueError(
                 f'{owner}: target_entropy must be a number or "auto", got {target_entropy!r}.'
             )
-        spec = action_spec if action_spec is not None else getattr(actor_network, "spec", None)
-        # read under "action" now, or, for a Composite without it, when set_keys names the key
-        spec_read = read_action_spec_when_keyed(spec, "action", owner)
-        low = high = None
-        auto_entropy = target_entropy == "auto"
-        if spec_read is not None:
-            shape, low, high = spec_read
-            if auto_entropy:
-                target_entropy = auto_target_entropy(shape, owner)
-        elif auto_entropy:
-            target_entropy = 0.0  # a placeholder until the spec is read: forward refuses to run
+        spec = read_spec_and_target_entropy(action_spec, actor_network, target_entropy, owner)
         ensemble = make_qvalue_ensemble(qvalue_network, num_qvalue_nets, owner)
 
         super().__init__()
@@ -281,16 +266,13 @@ class REDQLoss(LossModule):
         self.reduction = reduction
         self.deactivate_vmap = deactivate_vmap
         self.scalar_output_mode = scalar_output_mode
-        self.action_low, self.action_high = low, high
-        self._action_spec = spec
-        self._auto_target_entropy = auto_entropy
-        self._action_spec_pending = spec_read is None
+        attach_action_spec(self, spec)
         self.temperature = REDQTemperature(
             alpha_init=alpha_init,
             min_alpha=min_alpha,
             max_alpha=max_alpha,
             fixed_alpha=fixed_alpha,
-            target_entropy=target_entropy,
+            target_entropy=spec.target_entropy,
             owner=owner,
         )
 
@@ -404,7 +386,7 @@ class REDQLoss(LossModule):
         next_td = td.get("next")
         with torch.no_grad():
             q_next = self._target_q(next_td, next_action, subset)
-            next_value = (q_next - self.alpha * next_log_prob.detach()).min(0)[0]  # [B]
+            next_value = redq_soft_target_value(q_next, next_log_prob, self.alpha)  # [B]
             target = self.value_estimator.value_estimate(td, next_value=next_value.unsqueeze(-1))
         return next_value, target.squeeze(-1)
 

@@ -37,9 +37,10 @@ from tensordict.utils import NestedKey
 from torch import nn
 from torch.func import functional_call
 
-from rlteach._checks import check_choice, check_finite, check_range
+from rlteach._checks import check_finite, check_range
 from rlteach.objectives.common import LossModule
-from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
+from rlteach.objectives.functional import policy_gradient_objective
+from rlteach.objectives.utils import distance_loss
 from rlteach.value import ValueEstimators
 
 # The estimators a policy-gradient loss can take its advantage from (TorchRL also lists its
@@ -243,19 +244,13 @@ class ReinforceLoss(LossModule):
         actor_network = actor if actor is not None else actor_network
         critic_network = critic if critic is not None else critic_network
         check_networks("ReinforceLoss", actor_network, critic_network)
-        if gamma is not None:
-            raise TypeError(
-                "ReinforceLoss does not take gamma: set it on the value estimator with "
-                "loss.make_value_estimator(ValueEstimators.GAE, gamma=...)."
-            )
+        self._refuse_gamma(gamma, estimator="gae")
         if delay_value and not functional:
             raise RuntimeError(
                 "ReinforceLoss: delay_value=True and functional=False are incompatible (as in "
                 "TorchRL, where the target critic is a set of functional parameters)."
             )
-        reduction = "mean" if reduction is None else reduction
-        check_choice("loss_critic_type", loss_critic_type, LOSS_FUNCTIONS)
-        check_choice("reduction", reduction, REDUCTIONS)
+        reduction = self._check_options(reduction, loss_critic_type=loss_critic_type)
         clip = check_clip_value(clip_value)
         super().__init__()
         self.delay_value = delay_value
@@ -306,7 +301,7 @@ class ReinforceLoss(LossModule):
         if log_prob.shape == x["advantage"].shape[:-1]:
             log_prob = log_prob.unsqueeze(-1)  # [*B, T] -> [*B, T, 1], like the advantage
         # (REINFORCE-2) surrogate; the advantage is a constant for the policy gradient
-        loss_actor = -log_prob * x["advantage"].detach()
+        loss_actor = policy_gradient_objective(log_prob, x["advantage"].detach())
 
         # (REINFORCE-3) baseline regression
         value = critic_value(

@@ -60,18 +60,23 @@ from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torch import nn
 
-from rlteach._checks import check_choice, check_range
+from rlteach._checks import check_range
 from rlteach.modules.ensemble import QValueEnsemble, make_qvalue_ensemble
 from rlteach.objectives._actions import (
-    auto_target_entropy,
+    attach_action_spec,
     check_action_in_bounds,
     check_action_spec_read,
-    read_action_spec_when_keyed,
+    read_spec_and_target_entropy,
     rsample_and_log_prob,
     use_action_spec,
 )
 from rlteach.objectives.common import LossModule, _next
-from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
+from rlteach.objectives.functional import (
+    sac_actor_objective,
+    soft_state_value,
+    temperature_loss,
+)
+from rlteach.objectives.utils import distance_loss
 from rlteach.value import ValueEstimators
 
 __all__ = ["SACLoss", "Temperature"]
@@ -151,7 +156,7 @@ class Temperature(nn.Module):
         """(SAC-4) per sample: :math:`-\\log\\alpha\\,(\\log\\pi + \\bar{\\mathcal H})`."""
         if self.target_entropy is None:
             return torch.zeros_like(log_prob)
-        return -self.log_alpha * (log_prob.detach() + self.target_entropy)
+        return temperature_loss(self.log_alpha, log_prob, self.target_entropy)
 
 
 class SACLoss(LossModule):
@@ -248,36 +253,15 @@ class SACLoss(LossModule):
     ) -> None:
         owner = type(self).__name__
         # every argument is checked before anything is stored
-        if gamma is not None:
-            raise TypeError(
-                f"{owner}: gamma is not a constructor argument (as in TorchRL 0.14); set it with "
-                f"loss.make_value_estimator('td0', gamma={gamma})."
-            )
-        reduction = "mean" if reduction is None else reduction
-        check_choice("reduction", reduction, REDUCTIONS)
-        check_choice("loss_function", loss_function, LOSS_FUNCTIONS)
-        if action_spec is None:
-            action_spec = getattr(actor_network, "spec", None)
-        # read under "action" now, or, for a Composite without it, when set_keys names the key
-        spec_read = read_action_spec_when_keyed(action_spec, "action", owner)
-        low = high = None
-        auto_entropy = target_entropy == "auto"
-        if spec_read is not None:
-            shape, low, high = spec_read
-            if auto_entropy:
-                target_entropy = auto_target_entropy(shape, owner)
-        elif auto_entropy:
-            target_entropy = 0.0  # a placeholder until the spec is read: forward refuses to run
-        if isinstance(target_entropy, str):
-            raise ValueError(
-                f'{owner}: target_entropy must be "auto" or a number, got {target_entropy!r}.'
-            )
+        self._refuse_gamma(gamma, estimator="td0")
+        reduction = self._check_options(reduction, loss_function=loss_function)
+        spec = read_spec_and_target_entropy(action_spec, actor_network, target_entropy, owner)
         temperature = Temperature(
             alpha_init=alpha_init,
             min_alpha=min_alpha,
             max_alpha=max_alpha,
             fixed_alpha=fixed_alpha,
-            target_entropy=target_entropy,
+            target_entropy=spec.target_entropy,
             owner=owner,
         )
         qvalue = make_qvalue_ensemble(qvalue_network, num_qvalue_nets, owner)
@@ -298,11 +282,7 @@ class SACLoss(LossModule):
         if value_network is not None:
             self._register_network("value_network", value_network, create_target=delay_value)
         self.temperature = temperature
-        self.register_buffer("action_low", low)  # None (no bounds) is not saved
-        self.register_buffer("action_high", high)
-        self._action_spec = action_spec
-        self._auto_target_entropy = auto_entropy
-        self._action_spec_pending = spec_read is None
+        attach_action_spec(self, spec, as_buffers=True)
 
     def _after_set_keys(self, renamed: set[str]) -> None:
         if "action" in renamed:  # TorchRL reads the spec under the action key in force
@@ -379,7 +359,7 @@ class SACLoss(LossModule):
             next_action, next_log_prob = rsample_and_log_prob(self.actor_network, next_td)
             next_inputs = self._q_inputs(td.get("next"), next_action)
             next_q = self._target("qvalue_network")(*next_inputs)
-            next_value = (next_q - alpha * next_log_prob.unsqueeze(-1)).min(0).values
+            next_value = soft_state_value(next_q, next_log_prob, alpha)
             target = self._bootstrap(td, next_value)
         pred = self.qvalue_network(*self._q_inputs(td, action)).squeeze(-1)  # [N, *B]
         # (SAC-2) every critic regresses on the same target; the critics' losses are summed
@@ -395,23 +375,12 @@ class SACLoss(LossModule):
             next_value = value_net(next_td).get(self.tensor_keys.value)
             target = self._bootstrap(td, next_value)
         inputs = self._q_inputs(td, action)
-        if not self.v1_like_torchrl:
-            pred = self.qvalue_network(*inputs).squeeze(-1)  # every critic on the whole batch
-            loss = distance_loss(pred, target.expand_as(pred), self.loss_function).sum(0)
-            td_error = (pred - target).detach().abs().max(0).values
-            return self._reduce_loss(loss), td_error
-        # TorchRL: critic i sees only the i-th of N equal slices of the batch
-        n, shape = self.num_qvalue_nets, td.shape
-        if shape[0] % n:
-            raise ValueError(
-                f"{type(self).__name__}(v1_like_torchrl=True) cuts the batch into "
-                f"num_qvalue_nets={n} slices: its first dim ({shape[0]}) must be divisible by {n}."
-            )
-        chunks = [x.reshape(n, -1, *x.shape[1:]) for x in inputs]
-        pred = self.qvalue_network(*chunks, shared_inputs=False).squeeze(-1)
-        loss = distance_loss(pred, target.reshape(n, -1, *target.shape[1:]), self.loss_function)
-        td_error = (pred.detach() - target.reshape(pred.shape)).pow(2).reshape(shape)
-        return self._reduce_loss(loss.reshape(shape)), td_error
+        if self.v1_like_torchrl:
+            return self._qvalue_v1_loss_like_torchrl(td, inputs, target)
+        pred = self.qvalue_network(*inputs).squeeze(-1)  # every critic on the whole batch
+        loss = distance_loss(pred, target.expand_as(pred), self.loss_function).sum(0)
+        td_error = (pred - target).detach().abs().max(0).values
+        return self._reduce_loss(loss), td_error
 
     def _value_loss(self, td: TensorDictBase, alpha: torch.Tensor) -> torch.Tensor:
         pred = self.value_network(td.select(*self.value_network.in_keys)).get(
@@ -435,13 +404,16 @@ class SACLoss(LossModule):
         actor_td = td.select(*self.actor_network.in_keys)
         action, log_prob = rsample_and_log_prob(self.actor_network, actor_td)
         q = self.qvalue_network(*self._q_inputs(td, action), detach_params=True)
-        min_q = q.squeeze(-1).min(0).values
-        if log_prob.shape != min_q.shape:
+        q = q.squeeze(-1)
+        self._check_log_prob_shape(log_prob, q)
+        return self._reduce_loss(sac_actor_objective(q, log_prob, alpha)), log_prob.detach()
+
+    def _check_log_prob_shape(self, log_prob: torch.Tensor, q: torch.Tensor) -> None:
+        if log_prob.shape != q.shape[1:]:
             raise ValueError(
                 f"{type(self).__name__}: log pi has shape {list(log_prob.shape)} but Q has "
-                f"{list(min_q.shape)}; the actor's log_prob must be summed over the action dims."
+                f"{list(q.shape[1:])}; the actor's log_prob must be summed over the action dims."
             )
-        return self._reduce_loss(alpha * log_prob - min_q), log_prob.detach()
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         """The SAC losses of a replay batch (see the module docstring for the equations)."""
@@ -468,3 +440,19 @@ class SACLoss(LossModule):
         out["alpha"] = alpha
         out["entropy"] = -log_prob.mean()
         return TensorDict(out, batch_size=[])
+
+    # ------------------------------------------------------------ reproducing TorchRL (v1)
+
+    def _qvalue_v1_loss_like_torchrl(self, td: TensorDictBase, inputs, target: torch.Tensor):
+        """``v1_like_torchrl=True``: critic i sees only the i-th of N equal slices of the batch."""
+        n, shape = self.num_qvalue_nets, td.shape
+        if shape[0] % n:
+            raise ValueError(
+                f"{type(self).__name__}(v1_like_torchrl=True) cuts the batch into "
+                f"num_qvalue_nets={n} slices: its first dim ({shape[0]}) must be divisible by {n}."
+            )
+        chunks = [x.reshape(n, -1, *x.shape[1:]) for x in inputs]
+        pred = self.qvalue_network(*chunks, shared_inputs=False).squeeze(-1)
+        loss = distance_loss(pred, target.reshape(n, -1, *target.shape[1:]), self.loss_function)
+        td_error = (pred.detach() - target.reshape(pred.shape)).pow(2).reshape(shape)
+        return self._reduce_loss(loss.reshape(shape)), td_error

@@ -37,7 +37,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 
-from rlteach._checks import check_choice, check_range
+from rlteach._checks import check_range
 from rlteach.modules.ensemble import QValueEnsemble, make_qvalue_ensemble
 from rlteach.objectives._actions import (
     check_action_in_bounds,
@@ -45,7 +45,8 @@ from rlteach.objectives._actions import (
     read_action_spec,
 )
 from rlteach.objectives.common import LossModule, _next
-from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, distance_loss
+from rlteach.objectives.functional import clipped_double_q, td3_target_action
+from rlteach.objectives.utils import distance_loss
 from rlteach.value import ValueEstimators
 
 __all__ = ["TD3Loss"]
@@ -130,14 +131,8 @@ class TD3Loss(LossModule):
         clipped_double_q: bool = True,
     ) -> None:
         owner = type(self).__name__
-        if gamma is not None:
-            raise TypeError(
-                f"{owner}: gamma is not a constructor argument (as in TorchRL 0.14); set it with "
-                f"loss.make_value_estimator('td0', gamma={gamma})."
-            )
-        reduction = "mean" if reduction is None else reduction
-        check_choice("reduction", reduction, REDUCTIONS)
-        check_choice("loss_function", loss_function, LOSS_FUNCTIONS)
+        self._refuse_gamma(gamma, estimator="td0")
+        reduction = self._check_options(reduction, loss_function=loss_function)
         check_range(f"{owner}: policy_noise", policy_noise, 0.0)
         check_range(f"{owner}: noise_clip", noise_clip, 0.0)
         if clipped_double_q and (isinstance(num_qvalue_nets, int) and num_qvalue_nets < 2):
@@ -206,18 +201,21 @@ class TD3Loss(LossModule):
         """(TD3-1)-(TD3-3); the metadata holds ``td_error``, ``next_state_value``,
         ``pred_value`` and ``target_value``."""
         action = td.get(self.tensor_keys.action)
-        # (TD3-1) target policy smoothing: clipped Gaussian noise on the target action
-        noise = (torch.randn_like(action) * self.policy_noise).clamp(
-            -self.noise_clip, self.noise_clip
-        )
+        xi = torch.randn_like(action)  # drawn before the target actor runs, as TorchRL
         with torch.no_grad():
             next_td = td.get("next")
-            next_action = self._act(self._target("actor_network"), next_td) + noise
-            next_action = next_action.clamp(self.min_action, self.max_action)
+            # (TD3-1) target policy smoothing: clipped Gaussian noise on the target action
+            next_action = td3_target_action(
+                self._act(self._target("actor_network"), next_td),
+                xi,
+                self.policy_noise,
+                self.noise_clip,
+                self.min_action,
+                self.max_action,
+            )
             next_q = self._target("qvalue_network")(*self._q_inputs(next_td, next_action))
             # (TD3-2) clipped double Q: the smallest of the target critics
-            next_q = next_q.squeeze(-1)
-            next_value = next_q.min(0).values if self.clipped_double_q else next_q[0]
+            next_value = clipped_double_q(next_q.squeeze(-1), self.clipped_double_q)
             target = self.value_estimator.value_estimate(td, next_value=next_value.unsqueeze(-1))
             target = target.squeeze(-1)
         pred = self.qvalue_network(*self._q_inputs(td, action)).squeeze(-1)  # [N, *B]

@@ -528,13 +528,22 @@ class GAE(ValueEstimatorBase):
         self.average_gae = average_gae
         self.vectorized = vectorized
 
-    def _advantage(self, td: TensorDictBase, time_dim: int | None):
-        """(advantage, value_target, V(s), V(s')), the advantage not yet standardised."""
-        time_dim = self._time_dim(td, time_dim)  # refused before the value network runs
+    def _gae_inputs(self, td: TensorDictBase, time_dim: int):
+        """(gamma, V(s), V(s'), reward, done, terminated), read from the batch and checked."""
         reward = self._reward(td)
         gamma = self._gamma(td, reward)
         value, next_value = self._values(td)
         done, terminated = self._flags(td)
+        return gamma, value, next_value, reward, done, terminated
+
+    def _standardize_advantage(self, advantage: torch.Tensor) -> torch.Tensor:
+        """``average_gae``: (Â - mean) / max(std, 1e-4) over the whole batch."""
+        return _standardize(advantage, 1e-4)
+
+    def _advantage(self, td: TensorDictBase, time_dim: int | None):
+        """(advantage, value_target, V(s), V(s')), the advantage not yet standardised."""
+        time_dim = self._time_dim(td, time_dim)  # refused before the value network runs
+        gamma, value, next_value, reward, done, terminated = self._gae_inputs(td, time_dim)
         estimate = (
             vec_generalized_advantage_estimate
             if self.vectorized
@@ -558,7 +567,7 @@ class GAE(ValueEstimatorBase):
         with torch.set_grad_enabled(self.differentiable):
             advantage, value_target, value, next_value = self._advantage(tensordict, time_dim)
             if self.average_gae:
-                advantage = _standardize(advantage, 1e-4)
+                advantage = self._standardize_advantage(advantage)
             self._store(
                 tensordict, value, next_value, advantage=advantage, value_target=value_target
             )

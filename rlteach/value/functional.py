@@ -170,6 +170,38 @@ def _is_per_step(x, ref: torch.Tensor) -> bool:
     return isinstance(x, torch.Tensor) and x.shape == ref.shape
 
 
+def _prepare(
+    owner: str, time_dim: int, gamma, lmbda=None, *, extras=(), rolling_gamma=None, **data
+):
+    """The preamble every estimator shares, in one place.
+
+    1. ``terminated`` defaults to ``done``;
+    2. every check runs before any computation (:func:`_check_inputs`), and ``rolling_gamma=False``
+       is refused unless gamma or lmbda has one value per step;
+    3. the time axis moves to dim -2 (:func:`_move_time`), ``extras`` (thresholds) with it;
+    4. gamma and lmbda become tensors of the data's shape.
+
+    Returns ``(data, gamma, lmbda, extras, undo)``, ``data`` in the order of the keywords.
+    """
+    if "terminated" in data and data["terminated"] is None:
+        data["terminated"] = data["done"]
+    _check_inputs(owner, gamma=gamma, lmbda=lmbda, **data)
+    reward = data["reward"]
+    if rolling_gamma is False and not (_is_per_step(gamma, reward) or _is_per_step(lmbda, reward)):
+        what = "gamma" if lmbda is None else "gamma or lmbda"
+        raise ValueError(
+            f"{owner}: rolling_gamma=False only makes sense with one {what} per step (a tensor "
+            f"of shape {list(reward.shape)}); got {'a single gamma' if lmbda is None else 'single values'}."
+        )
+    moved, (gamma, lmbda, *extras), undo = _move_time(
+        owner, time_dim, list(data.values()), [gamma, lmbda, *extras]
+    )
+    reward = moved[list(data).index("reward")]
+    gamma = _like(gamma, reward)
+    lmbda = None if lmbda is None else _like(lmbda, reward)
+    return moved, gamma, lmbda, extras, undo
+
+
 # ---------------------------------------------------------------------------------------------
 # TD(0): the one-step return.
 # ---------------------------------------------------------------------------------------------
@@ -276,26 +308,16 @@ def td1_return_estimate(
 
     All tensors ``[*B, T, F]`` (time at ``time_dim``); returns the same shape.
     """
-    if terminated is None:
-        terminated = done
-    owner = "td1_return_estimate"
-    _check_inputs(
-        owner,
-        gamma=gamma,
+    (next_state_value, reward, done, terminated), gamma, _, _, undo = _prepare(
+        "td1_return_estimate",
+        time_dim,
+        gamma,
+        rolling_gamma=rolling_gamma,
         next_state_value=next_state_value,
         reward=reward,
         done=done,
         terminated=terminated,
     )
-    if rolling_gamma is False and not _is_per_step(gamma, reward):
-        raise ValueError(
-            f"{owner}: rolling_gamma=False only makes sense with one gamma per step (a tensor "
-            f"of shape {list(reward.shape)}); got a single gamma."
-        )
-    (next_state_value, reward, done, terminated), (gamma,), undo = _move_time(
-        owner, time_dim, [next_state_value, reward, done, terminated], [gamma]
-    )
-    gamma = _like(gamma, reward)
     T = reward.shape[-2]
     not_terminated = (~terminated).to(reward.dtype)
     done_f = done.to(reward.dtype)
@@ -338,8 +360,6 @@ def td1_advantage_estimate(
 
     All tensors ``[*B, T, F]`` (time at ``time_dim``); returns the same shape.
     """
-    if terminated is None:
-        terminated = done
     check_same_shape("td1_advantage_estimate", state_value=state_value, reward=reward)
     returns = td1_return_estimate(
         gamma, next_state_value, reward, done, terminated, rolling_gamma, time_dim=time_dim
@@ -384,31 +404,17 @@ def td_lambda_return_estimate(
 
     All tensors ``[*B, T, F]`` (time at ``time_dim``); returns the same shape.
     """
-    if terminated is None:
-        terminated = done
-    owner = "td_lambda_return_estimate"
-    _check_inputs(
-        owner,
-        gamma=gamma,
-        lmbda=lmbda,
+    (next_state_value, reward, done, terminated), gamma, lmbda, _, undo = _prepare(
+        "td_lambda_return_estimate",
+        time_dim,
+        gamma,
+        lmbda,
+        rolling_gamma=rolling_gamma,
         next_state_value=next_state_value,
         reward=reward,
         done=done,
         terminated=terminated,
     )
-    if (
-        rolling_gamma is False
-        and not _is_per_step(gamma, reward)
-        and not _is_per_step(lmbda, reward)
-    ):
-        raise ValueError(
-            f"{owner}: rolling_gamma=False only makes sense with one gamma or lmbda per step (a "
-            f"tensor of shape {list(reward.shape)}); got single values."
-        )
-    (next_state_value, reward, done, terminated), (gamma, lmbda), undo = _move_time(
-        owner, time_dim, [next_state_value, reward, done, terminated], [gamma, lmbda]
-    )
-    gamma, lmbda = _like(gamma, reward), _like(lmbda, reward)
     T = reward.shape[-2]
     bootstrap_value = (~terminated).to(reward.dtype) * next_state_value  # V̄_t
     done_f = done.to(reward.dtype)
@@ -449,8 +455,6 @@ def td_lambda_advantage_estimate(
 
     All tensors ``[*B, T, F]`` (time at ``time_dim``); returns the same shape.
     """
-    if terminated is None:
-        terminated = done
     check_same_shape("td_lambda_advantage_estimate", state_value=state_value, reward=reward)
     returns = td_lambda_return_estimate(
         gamma, lmbda, next_state_value, reward, done, terminated, rolling_gamma, time_dim=time_dim
@@ -491,23 +495,17 @@ def generalized_advantage_estimate(
     All tensors ``[*B, T, F]`` (time at ``time_dim``). Returns ``(advantage, value_target)``,
     both of that shape.
     """
-    if terminated is None:
-        terminated = done
-    owner = "generalized_advantage_estimate"
-    _check_inputs(
-        owner,
-        gamma=gamma,
-        lmbda=lmbda,
+    (state_value, next_state_value, reward, done, terminated), gamma, lmbda, _, undo = _prepare(
+        "generalized_advantage_estimate",
+        time_dim,
+        gamma,
+        lmbda,
         state_value=state_value,
         next_state_value=next_state_value,
         reward=reward,
         done=done,
         terminated=terminated,
     )
-    (state_value, next_state_value, reward, done, terminated), (gamma, lmbda), undo = _move_time(
-        owner, time_dim, [state_value, next_state_value, reward, done, terminated], [gamma, lmbda]
-    )
-    gamma, lmbda = _like(gamma, reward), _like(lmbda, reward)
     not_terminated = (~terminated).to(reward.dtype)
     not_done = (~done).to(reward.dtype)
 
@@ -569,12 +567,11 @@ def vtrace_advantage_estimate(
     :math:`\bar c`. All tensors ``[*B, T, F]`` (time at ``time_dim``). Returns
     ``(advantage, value_target)`` where ``value_target`` is :math:`v_t`.
     """
-    if terminated is None:
-        terminated = done
-    owner = "vtrace_advantage_estimate"
-    _check_inputs(
-        owner,
-        gamma=gamma,
+    data, gamma, _, (rho_thresh, c_thresh), undo = _prepare(
+        "vtrace_advantage_estimate",
+        time_dim,
+        gamma,
+        extras=(rho_thresh, c_thresh),
         log_pi=log_pi,
         log_mu=log_mu,
         state_value=state_value,
@@ -583,14 +580,7 @@ def vtrace_advantage_estimate(
         done=done,
         terminated=terminated,
     )
-    data, (gamma, rho_thresh, c_thresh), undo = _move_time(
-        owner,
-        time_dim,
-        [log_pi, log_mu, state_value, next_state_value, reward, done, terminated],
-        [gamma, rho_thresh, c_thresh],
-    )
     log_pi, log_mu, state_value, next_state_value, reward, done, terminated = data
-    gamma = _like(gamma, reward)
     not_terminated = (~terminated).to(reward.dtype)
     not_done = (~done).to(reward.dtype)
 
@@ -634,10 +624,9 @@ def reward2go(reward: torch.Tensor, done: torch.Tensor, gamma, *, time_dim: int 
     Unlike TorchRL, which raises a ``ValueError`` only for a shape mismatch, gamma and NaNs are
     checked too.
     """
-    owner = "reward2go"
-    _check_inputs(owner, gamma=gamma, reward=reward, done=done)
-    (reward, done), (gamma,), undo = _move_time(owner, time_dim, [reward, done], [gamma])
-    gamma = _like(gamma, reward)
+    (reward, done), gamma, _, _, undo = _prepare(
+        "reward2go", time_dim, gamma, reward=reward, done=done
+    )
     not_done = (~done).to(reward.dtype)
     T = reward.shape[-2]
     returns = [None] * T
@@ -693,23 +682,17 @@ def vec_generalized_advantage_estimate(
     (GAE-2) is the linear recursion :math:`x_t = b_t + a_t x_{t+1}` with :math:`b_t = \delta_t`
     and :math:`a_t = \gamma\lambda(1-d_t)`, solved by :func:`_backward_linear_scan`.
     """
-    if terminated is None:
-        terminated = done
-    owner = "vec_generalized_advantage_estimate"
-    _check_inputs(
-        owner,
-        gamma=gamma,
-        lmbda=lmbda,
+    (state_value, next_state_value, reward, done, terminated), gamma, lmbda, _, undo = _prepare(
+        "vec_generalized_advantage_estimate",
+        time_dim,
+        gamma,
+        lmbda,
         state_value=state_value,
         next_state_value=next_state_value,
         reward=reward,
         done=done,
         terminated=terminated,
     )
-    (state_value, next_state_value, reward, done, terminated), (gamma, lmbda), undo = _move_time(
-        owner, time_dim, [state_value, next_state_value, reward, done, terminated], [gamma, lmbda]
-    )
-    gamma, lmbda = _like(gamma, reward), _like(lmbda, reward)
     delta = reward + gamma * (~terminated).to(reward.dtype) * next_state_value - state_value
     trace = gamma * lmbda * (~done).to(reward.dtype)
     advantage = _backward_linear_scan(trace, delta)  # (GAE-2)
@@ -735,27 +718,21 @@ def vec_td_lambda_return_estimate(
     :math:`a_t = \gamma_t\lambda_t(1-d_t)`.
     ``rolling_gamma=False`` is not available here (nor in TorchRL's vectorised version).
     """
-    if terminated is None:
-        terminated = done
-    owner = "vec_td_lambda_return_estimate"
-    _check_inputs(
-        owner,
-        gamma=gamma,
-        lmbda=lmbda,
+    if rolling_gamma is False:
+        raise ValueError(
+            "vec_td_lambda_return_estimate: rolling_gamma=False is only implemented by the loop "
+            "version; call td_lambda_return_estimate instead."
+        )
+    (next_state_value, reward, done, terminated), gamma, lmbda, _, undo = _prepare(
+        "vec_td_lambda_return_estimate",
+        time_dim,
+        gamma,
+        lmbda,
         next_state_value=next_state_value,
         reward=reward,
         done=done,
         terminated=terminated,
     )
-    if rolling_gamma is False:
-        raise ValueError(
-            f"{owner}: rolling_gamma=False is only implemented by the loop version; call "
-            f"td_lambda_return_estimate instead."
-        )
-    (next_state_value, reward, done, terminated), (gamma, lmbda), undo = _move_time(
-        owner, time_dim, [next_state_value, reward, done, terminated], [gamma, lmbda]
-    )
-    gamma, lmbda = _like(gamma, reward), _like(lmbda, reward)
     v_bar = (~terminated).to(reward.dtype) * next_state_value
     done = done.clone()
     done[..., -1, :] = True  # (TDL-3) folded into (TDL-2)

@@ -42,10 +42,6 @@ import torch
 from tensordict import TensorDictBase
 
 from rlteach.value.estimators import GAE
-from rlteach.value.functional import (
-    generalized_advantage_estimate,
-    vec_generalized_advantage_estimate,
-)
 
 __all__ = ["MultiAgentGAE", "broadcast_to_agents"]
 
@@ -95,9 +91,8 @@ class MultiAgentGAE(GAE):
         super().__init__(**kwargs)
         self.agent_dim = agent_dim
 
-    def _advantage(self, td: TensorDictBase, time_dim: int | None):
-        """(advantage, value_target, V, V'), each ``[*B, T, n, 1]``; not yet standardised."""
-        time_dim = self._time_dim(td, time_dim)  # refused before the value network runs
+    def _gae_inputs(self, td: TensorDictBase, time_dim: int):
+        """GAE's inputs with the team's reward, done and terminated copied to every agent."""
         value, next_value = self._values(td)
         if value.ndim < td.batch_dims + 2:
             raise ValueError(
@@ -114,36 +109,10 @@ class MultiAgentGAE(GAE):
         terminated = broadcast_to_agents(terminated, value, self.agent_dim, name="terminated")
         if gamma.ndim:  # gamma^n of n-step transitions has the reward's (team) shape
             gamma = broadcast_to_agents(gamma, value, self.agent_dim, name="gamma")
-        estimate = (
-            vec_generalized_advantage_estimate
-            if self.vectorized
-            else generalized_advantage_estimate
-        )
-        advantage, value_target = estimate(  # (MAGAE-2) = (GAE-1)-(GAE-3) per agent
-            gamma,
-            self.lmbda,
-            value,
-            next_value,
-            reward,
-            done,
-            terminated,
-            time_dim=time_dim,
-        )
-        return advantage, value_target, value, next_value
+        # GAE's forward then runs (MAGAE-2) = (GAE-1)-(GAE-3) per agent
+        return gamma, value, next_value, reward, done, terminated
 
-    def forward(self, tensordict: TensorDictBase, *, time_dim: int | None = None) -> TensorDictBase:
-        """Write per-agent ``advantage`` (standardised per agent if ``average_gae``) and target."""
-        self._check_batch(tensordict)
-        with torch.set_grad_enabled(self.differentiable):
-            advantage, value_target, value, next_value = self._advantage(tensordict, time_dim)
-            if self.average_gae:
-                advantage = self._standardize_per_agent(advantage)
-            self._store(
-                tensordict, value, next_value, advantage=advantage, value_target=value_target
-            )
-        return tensordict
-
-    def _standardize_per_agent(self, advantage: torch.Tensor) -> torch.Tensor:
+    def _standardize_advantage(self, advantage: torch.Tensor) -> torch.Tensor:
         """(MAGAE-3) (Â - mean_i) / max(std_i, 1e-4), statistics over all dims but the agent's."""
         agent_dim = self.agent_dim % advantage.ndim
         dims = [d for d in range(advantage.ndim) if d != agent_dim]
