@@ -6,7 +6,13 @@ helpers. Later chapters add their losses to this list.
 
 from rlteach.objectives.a2c import A2CLoss
 from rlteach.objectives.c51 import DistributionalDQNLoss, project_distribution
-from rlteach.objectives.common import LossModule, default_value_kwargs, resolve_value_type
+from rlteach.objectives.common import (
+    LossModule,
+    UnknownKeyNameError,
+    UnsupportedEstimatorError,
+    default_value_kwargs,
+    resolve_value_type,
+)
 from rlteach.objectives.crossq import CrossQLoss
 from rlteach.objectives.ddpg import DDPGLoss
 from rlteach.objectives.dqn import DQNLoss
@@ -40,6 +46,8 @@ __all__ = [
     "SACLoss",
     "TD3Loss",
     "Temperature",
+    "UnknownKeyNameError",
+    "UnsupportedEstimatorError",
     "default_value_kwargs",
     "distance_loss",
     "resolve_value_type",
