@@ -8,7 +8,9 @@ The cell installs ``rlteach[notebooks]`` (plus ``[marl]`` for the multi-agent ch
 repository named in ``_config.yml`` (the same URL drives the book's Colab and Binder buttons),
 keeping the torch that is already there: pip is given a constraint pinning the installed
 version, so it never swaps Colab's CUDA build for another. Where everything is importable the
-cell does nothing and prints nothing, which is why it is stored with no output.
+cell does nothing and prints nothing, which is why it is stored with no output. In the book it
+is folded (the ``hide-cell`` tag): a reader of the web page does not need it, one who opens the
+chapter in Colab runs it first.
 ``RLTEACH_SOURCE`` points the cell at another source (a local checkout, in the tests).
 tests/test_notebooks_meta.py checks that every chapter has the current cell.
 """
@@ -72,9 +74,12 @@ def first_code_cell(notebook):
     return next(c for c in notebook.cells if c.cell_type == "code")
 
 
+TAGS = ["hide-cell"]
+
+
 def is_current(path: Path, root: Path = ROOT) -> bool:
-    notebook = nbformat.read(path, as_version=4)
-    return first_code_cell(notebook).source == install_cell_source(path.stem, root)
+    cell = first_code_cell(nbformat.read(path, as_version=4))
+    return cell.source == install_cell_source(path.stem, root) and cell.metadata.get("tags") == TAGS
 
 
 def write(path: Path, root: Path = ROOT) -> bool:
@@ -82,13 +87,13 @@ def write(path: Path, root: Path = ROOT) -> bool:
     notebook = nbformat.read(path, as_version=4)
     source = install_cell_source(path.stem, root)
     cell = first_code_cell(notebook)
-    if cell.source == source:
+    if cell.source == source and cell.metadata.get("tags") == TAGS:
         return False
-    if cell.source.startswith(MARKER):
-        cell.source = source
-    else:
-        index = notebook.cells.index(cell)
-        notebook.cells.insert(index, nbformat.v4.new_code_cell(source))
+    if not cell.source.startswith(MARKER):
+        cell = nbformat.v4.new_code_cell(source)
+        notebook.cells.insert(notebook.cells.index(first_code_cell(notebook)), cell)
+    cell.source = source
+    cell.metadata["tags"] = TAGS
     nbformat.write(notebook, path)
     return True
 

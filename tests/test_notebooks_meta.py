@@ -331,6 +331,9 @@ def test_first_code_cell_installs_rlteach_where_it_is_missing(path):
         "run `python scripts/install_cell.py`"
     )
     assert not cell.get("outputs"), f"{path.name}: the install cell stored output (it must be silent)"
+    assert cell["metadata"].get("tags") == install_cell.TAGS, (
+        f"{path.name}: the install cell is not folded in the book; run `python scripts/install_cell.py`"
+    )
 
 
 def test_install_cell_uses_the_book_repository():
