@@ -237,7 +237,51 @@ class ValueEstimatorBase(torch.nn.Module):
                 f"{type(self).__name__} needs a TensorDict with a time dim, batch size [*B, T]; "
                 f"got batch size {list(td.batch_size)}."
             )
+        if td.batch_size.numel() == 0:
+            raise ValueError(
+                f"{type(self).__name__}: the batch is empty (batch size {list(td.batch_size)}); "
+                f"there is nothing to estimate. Collect at least one step per trajectory."
+            )
         self._time_dim(td)  # the constructor's time_dim must name one of td's dims
+
+    # How many dims follow the batch dims: rewards and flags, values. One (the trailing feature
+    # dim, [*B, T, 1]) for every single-agent estimator; MultiAgentGAE's values carry an agent
+    # dim before it, and its team signals may too.
+    _signal_trailing_dims: tuple[int, ...] = (1,)
+    _value_trailing_dims: tuple[int, ...] = (1,)
+
+    def _check_signal(self, td: TensorDictBase, name: str, x: torch.Tensor, trailing=None):
+        """Refuse a reward, value or flag that would give a silently wrong estimate: the batch
+        dims then the trailing dim(s) (``[*B, T, 1]``), floating point and finite (rewards,
+        values) or bool (flags). Nothing is written before these checks pass."""
+        owner = type(self).__name__
+        batch = list(td.batch_size)
+        trailing = self._signal_trailing_dims if trailing is None else trailing
+        if list(x.shape[: td.batch_dims]) != batch or x.ndim - td.batch_dims not in trailing:
+            raise ValueError(
+                f"{owner}: {name} has shape {list(x.shape)}; expected the batch size {batch} "
+                f"followed by a trailing dim, e.g. {batch + [1] * trailing[0]} "
+                f"(add a missing trailing dim with x.unsqueeze(-1))."
+            )
+        if name in ("done", "terminated"):
+            if x.dtype != torch.bool:
+                raise TypeError(
+                    f"{owner}: {name} must be a bool tensor (True where the episode ended), "
+                    f"got {x.dtype}; convert it with x.bool()."
+                )
+            return
+        if not x.is_floating_point():
+            raise TypeError(
+                f"{owner}: {name} must be floating point, got {x.dtype}; convert it with x.float()."
+            )
+        finite = torch.isfinite(x)
+        if not bool(finite.all()):
+            where = tuple(int(i) for i in (~finite).nonzero()[0])
+            what = "NaN" if torch.isnan(x[where]) else "inf"
+            raise ValueError(
+                f"{owner}: {name} contains {what} at index {list(where)}; rewards and values "
+                f"must be finite (check the environment or the value network)."
+            )
 
     def _time_dim(self, td: TensorDictBase, time_dim: int | None = None) -> int:
         """Time dim of ``td`` as a non-negative index: argument, constructor, dim named 'time', last.
@@ -296,10 +340,13 @@ class ValueEstimatorBase(torch.nn.Module):
         Nothing is written here: ``_store`` writes the values once every check has passed.
         """
         if self.value_network is None:
-            return self._get(td, "value"), self._get(td, "value", under_next=True)
-        value = self._run_value_network(td)
-        next_value = self._run_value_network(td.get("next"), next_states=True)
-        return value, next_value.detach()
+            value, next_value = self._get(td, "value"), self._get(td, "value", under_next=True)
+        else:
+            value = self._run_value_network(td)
+            next_value = self._run_value_network(td.get("next"), next_states=True).detach()
+        self._check_signal(td, "value", value, self._value_trailing_dims)
+        self._check_signal(td, "next value", next_value, self._value_trailing_dims)
+        return value, next_value
 
     def _store(self, td: TensorDictBase, value, next_value, **outputs) -> None:
         """Write the outputs (by key name) and, when a value network made them, V(s) and V(s')."""
@@ -312,12 +359,16 @@ class ValueEstimatorBase(torch.nn.Module):
     def _next_value(self, td: TensorDictBase) -> torch.Tensor:
         """V(s'_t) alone, for ``value_estimate`` called without ``next_value``."""
         if self.value_network is None:
-            return self._get(td, "value", under_next=True)
-        return self._run_value_network(td.get("next"), next_states=True)
+            next_value = self._get(td, "value", under_next=True)
+        else:
+            next_value = self._run_value_network(td.get("next"), next_states=True)
+        self._check_signal(td, "next value", next_value, self._value_trailing_dims)
+        return next_value
 
     def _reward(self, td: TensorDictBase, *, average: bool = False, eps: float = 1e-5):
         """r_t, standardised over the batch when ``average``."""
         reward = self._get(td, "reward", under_next=True)
+        self._check_signal(td, "reward", reward)
         return _standardize(reward, eps) if average else reward
 
     def _store_reward(self, td: TensorDictBase, reward: torch.Tensor) -> None:
@@ -329,7 +380,10 @@ class ValueEstimatorBase(torch.nn.Module):
         """(done, terminated); terminated defaults to done when the batch has no such entry."""
         done = self._get(td, "done", under_next=True)
         terminated = td.get(unravel_key(("next", self.tensor_keys.terminated)), None)
-        return done, done if terminated is None else terminated
+        terminated = done if terminated is None else terminated
+        self._check_signal(td, "done", done)
+        self._check_signal(td, "terminated", terminated)
+        return done, terminated
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Write ``advantage`` and ``value_target`` into ``tensordict`` and return it."""
@@ -663,7 +717,7 @@ class VTrace(ValueEstimatorBase):
         self._check_batch(tensordict)
         time_dim = self._time_dim(tensordict, time_dim)  # refused before any network runs
         with torch.set_grad_enabled(self.differentiable):
-            reward = self._get(tensordict, "reward", under_next=True)
+            reward = self._reward(tensordict)
             gamma = self._gamma(tensordict, reward)
             value, next_value = self._values(tensordict)
             log_mu = self._get(tensordict, "sample_log_prob").view_as(value)

@@ -85,6 +85,11 @@ class MultiAgentGAE(GAE):
     ``loss.make_value_estimator(MultiAgentGAE(gamma=..., lmbda=..., value_network=critic))``.
     """
 
+    # values [*B, T, n_agents, 1] (one trailing dim only is refused below, naming the agent dim);
+    # team signals [*B, T, 1] or per agent [*B, T, n_agents, 1]
+    _signal_trailing_dims = (1, 2)
+    _value_trailing_dims = (1, 2)
+
     def __init__(self, *, agent_dim: int = -2, **kwargs) -> None:
         if isinstance(agent_dim, bool) or not isinstance(agent_dim, int):
             raise ValueError(f"MultiAgentGAE: agent_dim must be an int, got {agent_dim!r}.")
