@@ -14,6 +14,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 from torch import nn
+from torchrl_nets import critics_reading, torchrl_tanh_actor
 
 from rlteach.modules import (
     make_crossq_qvalue_network,
@@ -233,28 +234,11 @@ def test_single_module_is_copied_into_independent_critics():
 def test_action_key_set_after_construction_matches_torchrl():
     """Issue 22: an actor writing "my_action" (its spec a Composite under that key), the key set
     afterwards with set_keys, TorchRL's order. Construction used to fail with KeyError: 'action'."""
-    torchrl_modules = pytest.importorskip("torchrl.modules")
-    from tensordict.nn import NormalParamExtractor, TensorDictModule
-
+    pytest.importorskip("torchrl.modules")
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(D, 2 * A), NormalParamExtractor())
-    actor = torchrl_modules.ProbabilisticActor(
-        TensorDictModule(net, ["observation"], ["loc", "scale"]),
-        in_keys=["loc", "scale"],
-        out_keys=["my_action"],
-        spec=torchrl_data.Bounded(-2 * torch.ones(A), 2 * torch.ones(A), (A,)),
-        distribution_class=torchrl_modules.TanhNormal,
-        distribution_kwargs={"low": -2.0, "high": 2.0},
-        return_log_prob=True,
-    )
-    critics = [
-        TensorDictModule(
-            make_state_action_value_network(D, A, (16,)).module,
-            ["observation", "my_action"],
-            ["state_action_value"],
-        )
-        for _ in range(2)
-    ]
+    spec = torchrl_data.Bounded(-2 * torch.ones(A), 2 * torch.ones(A), (A,))
+    actor = torchrl_tanh_actor(D, A, spec, action_key="my_action")
+    critics = critics_reading("my_action", D, A, n=2)
     theirs = torchrl_objectives.CrossQLoss(actor, critics)
     theirs.set_keys(action="my_action")
     ours = CrossQLoss(actor, critics)

@@ -11,6 +11,7 @@ sampler instead, because ``qvalue_loss``/``actor_loss`` draw different shapes th
 import pytest
 import torch
 from tensordict import TensorDict
+from torchrl_nets import critics_reading, torchrl_tanh_actor
 
 from rlteach.modules import make_normal_actor, make_state_action_value_network
 from rlteach.objectives import REDQLoss
@@ -328,18 +329,9 @@ def test_time_dimension_matches_torchrl_fused(reduction):
 def test_time_dimension_matches_torchrl_with_torchrl_networks():
     """Issue 22: the same [B, T] batch with TorchRL's own actor and critic modules."""
     torchrl_modules = pytest.importorskip("torchrl.modules")
-    from tensordict.nn import NormalParamExtractor, TensorDictModule
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(D, 2 * A), NormalParamExtractor())
-    actor = torchrl_modules.ProbabilisticActor(
-        TensorDictModule(net, ["observation"], ["loc", "scale"]),
-        in_keys=["loc", "scale"],
-        spec=_spec(),
-        distribution_class=torchrl_modules.TanhNormal,
-        distribution_kwargs={"low": -2.0, "high": 2.0},
-        return_log_prob=True,
-    )
+    actor = torchrl_tanh_actor(D, A, _spec())
     critic = torchrl_modules.ValueOperator(_PlainCritic(), in_keys=["observation", "action"])
     critics = [critic] + [
         torchrl_modules.ValueOperator(_PlainCritic(), in_keys=["observation", "action"])
@@ -360,28 +352,10 @@ def test_time_dimension_matches_torchrl_with_torchrl_networks():
 def test_action_key_set_after_construction_matches_torchrl():
     """Issue 22: an actor writing "my_action" (its spec a Composite under that key), the key set
     afterwards with set_keys, TorchRL's order. Construction used to fail with KeyError: 'action'."""
-    torchrl_modules = pytest.importorskip("torchrl.modules")
-    from tensordict.nn import NormalParamExtractor, TensorDictModule
-
+    pytest.importorskip("torchrl.modules")
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(D, 2 * A), NormalParamExtractor())
-    actor = torchrl_modules.ProbabilisticActor(
-        TensorDictModule(net, ["observation"], ["loc", "scale"]),
-        in_keys=["loc", "scale"],
-        out_keys=["my_action"],
-        spec=_spec(),
-        distribution_class=torchrl_modules.TanhNormal,
-        distribution_kwargs={"low": -2.0, "high": 2.0},
-        return_log_prob=True,
-    )
-    critics = [
-        TensorDictModule(
-            make_state_action_value_network(D, A, (16,)).module,
-            ["observation", "my_action"],
-            ["state_action_value"],
-        )
-        for _ in range(N)
-    ]
+    actor = torchrl_tanh_actor(D, A, _spec(), action_key="my_action")
+    critics = critics_reading("my_action", D, A, n=N)
     theirs = torchrl_objectives.REDQLoss(actor, critics, num_qvalue_nets=N)
     theirs.set_keys(action="my_action")
     ours = REDQLoss(actor, critics, num_qvalue_nets=N)

@@ -17,6 +17,7 @@ import gymnasium as gym
 import pytest
 import torch
 from tensordict import TensorDict
+from torchrl_nets import critics_reading, torchrl_tanh_actor
 
 from rlteach.modules import (
     TanhNormal,
@@ -336,29 +337,9 @@ def test_errors():
 def _renamed_action_nets(seed=0, n=2):
     """TorchRL's actor writing "my_action" (its spec a Composite under that key) and critics
     reading it: the setting of issue 22, where set_keys(action=...) comes after construction."""
-    from tensordict.nn import NormalParamExtractor, TensorDictModule
-    from torchrl.modules import ProbabilisticActor
-    from torchrl.modules import TanhNormal as TorchRLTanhNormal
-
     torch.manual_seed(seed)
-    net = torch.nn.Sequential(torch.nn.Linear(OBS, 2 * ACT), NormalParamExtractor())
-    actor = ProbabilisticActor(
-        TensorDictModule(net, ["observation"], ["loc", "scale"]),
-        in_keys=["loc", "scale"],
-        out_keys=["my_action"],
-        spec=SPEC,
-        distribution_class=TorchRLTanhNormal,
-        distribution_kwargs={"low": -2.0, "high": 2.0},
-        return_log_prob=True,
-    )
-    qs = [
-        TensorDictModule(
-            make_state_action_value_network(OBS, ACT, (16,)).module,
-            ["observation", "my_action"],
-            ["state_action_value"],
-        )
-        for _ in range(n)
-    ]
+    actor = torchrl_tanh_actor(OBS, ACT, SPEC, action_key="my_action")
+    qs = critics_reading("my_action", OBS, ACT, n)
     return actor, qs
 
 
