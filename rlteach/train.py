@@ -10,6 +10,8 @@ task's action space), and writes into ``--out``:
                    training, evaluation excluded; deterministic policy, ``eval_episodes``
                    episodes seeded 10000, 10001, ...)
 ``curve.png``      the learning curve
+``result.json``    the whole result: the curve, and for the off-policy recipes their training
+                   logs (losses, temperature, ...), training-episode returns and CPU seconds
 ``checkpoint.pt``  the full state of the run at the last checkpoint (see rlteach/checkpoint.py)
 =================  ==========================================================================
 
@@ -305,13 +307,18 @@ def train_run(
     log(
         f"{recipe.algo} on {cfg.env_id}, seed {meta['seed']}: {last.env_steps:,} frames, "
         f"{last.seconds:.1f} s of training, last evaluation return {last.mean_return:.1f}.\n"
-        f"Written: {out / 'log.csv'}, {out / 'curve.png'}, {where}."
+        f"Written: {out / 'log.csv'}, {out / 'result.json'}, {out / 'curve.png'}, {where}."
     )
     return result
 
 
 def _write_outputs(result, out: Path) -> None:
+    import json
+
     write_csv(out / "log.csv", result.curve)
+    tmp = out / "result.json.tmp"
+    tmp.write_text(json.dumps(result.to_dict()))
+    os.replace(tmp, out / "result.json")
     title = f"{result.algo} on {result.env_id}, seed {result.seed}"
     _plot({result.algo: [result]}, _threshold(result.algo, result.env_id), out / "curve.png", title)
 

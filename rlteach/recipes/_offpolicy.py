@@ -58,7 +58,7 @@ from rlteach.progress import progress_bar
 from rlteach.recipes.base import Evaluator, RunResult, seed_everything
 from rlteach.updaters import SoftUpdate
 
-__all__ = ["Agent", "OffPolicyConfig", "OffPolicyResult", "run_offpolicy"]
+__all__ = ["MUJOCO_PROTOCOL", "Agent", "OffPolicyConfig", "OffPolicyResult", "run_offpolicy"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,26 @@ class OffPolicyConfig:
     """updates averaged into one entry of ``result.logs``"""
     torch_threads: int = 1
     """small networks run fastest on one thread"""
+
+
+MUJOCO_PROTOCOL = dict(
+    total_frames=100_000,
+    eval_every=5_000,
+    eval_episodes=10,
+    stop_on_solve=False,
+    buffer_size=1_000_000,
+    batch_size=256,
+    gamma=0.99,
+    tau=0.005,
+    warmup_steps=10_000,
+)
+"""The MuJoCo protocol every off-policy recipe's Hopper-v5 / HalfCheetah-v5 config starts from:
+100,000 environment steps (the sample-efficiency point of the REDQ, DroQ and CrossQ papers),
+the deterministic policy evaluated every 5,000 steps over 10 episodes, and the settings RL-Zoo
+2.9 gives SAC, TD3 and DDPG on ``HalfCheetah-v4`` / ``Hopper-v4`` in ``hyperparams/{sac,td3,
+ddpg}.yml`` (``learning_starts: 10000``, batch 256, a 10^6 buffer; tau 0.005 and gamma 0.99 are
+Stable-Baselines3's defaults, which the zoo keeps). Each recipe adds its own learning rates and
+network sizes."""
 
 
 @dataclass

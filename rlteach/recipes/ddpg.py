@@ -19,7 +19,13 @@ from rlteach.bench import register
 from rlteach.envs import GymEnv
 from rlteach.modules import make_deterministic_actor, make_state_action_value_network
 from rlteach.objectives import DDPGLoss
-from rlteach.recipes._offpolicy import Agent, OffPolicyConfig, OffPolicyResult, run_offpolicy
+from rlteach.recipes._offpolicy import (
+    MUJOCO_PROTOCOL,
+    Agent,
+    OffPolicyConfig,
+    OffPolicyResult,
+    run_offpolicy,
+)
 from rlteach.recipes.base import Checkpointer, register_trainable
 from rlteach.recipes.td3 import make_explorer
 
@@ -87,7 +93,26 @@ def train(
     return run_offpolicy("ddpg", cfg or DDPGConfig(), build, seed, quick, progress, checkpoint)
 
 
+def mujoco_config(env_id: str) -> DDPGConfig:
+    """DDPG on a MuJoCo task: RL-Zoo 2.9's ``ddpg.yml`` for ``Hopper-v4`` / ``HalfCheetah-v4``
+    (``learning_starts: 10000``, Gaussian exploration noise of std 0.1, learning rate 1e-3 for
+    actor and critic, batch 256, networks [400, 300]); the budget and evaluation of
+    :data:`~rlteach.recipes._offpolicy.MUJOCO_PROTOCOL`."""
+    return DDPGConfig(
+        env_id=env_id,
+        **MUJOCO_PROTOCOL,
+        actor_lr=1e-3,
+        critic_lr=1e-3,
+        num_cells=(400, 300),
+        expl_noise=0.1,
+    )
+
+
+CONFIGS = {
+    "Pendulum-v1": DDPGConfig(),
+    "Hopper-v5": mujoco_config("Hopper-v5"),
+    "HalfCheetah-v5": mujoco_config("HalfCheetah-v5"),
+}
+
 register("ddpg-pendulum", "ddpg", "Pendulum-v1", train)
-register_trainable(
-    "ddpg", train, {"Pendulum-v1": DDPGConfig()}, action_spaces=("continuous",), resumable=True
-)
+register_trainable("ddpg", train, CONFIGS, action_spaces=("continuous",), resumable=True)

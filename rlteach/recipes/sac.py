@@ -23,7 +23,13 @@ from rlteach.envs import GymEnv
 from rlteach.modules import make_normal_actor, make_state_action_value_network
 from rlteach.objectives import SACLoss
 from rlteach.objectives._actions import policy_distribution
-from rlteach.recipes._offpolicy import Agent, OffPolicyConfig, OffPolicyResult, run_offpolicy
+from rlteach.recipes._offpolicy import (
+    MUJOCO_PROTOCOL,
+    Agent,
+    OffPolicyConfig,
+    OffPolicyResult,
+    run_offpolicy,
+)
 from rlteach.recipes.base import Checkpointer, register_trainable
 
 
@@ -110,7 +116,29 @@ def train(
     return run_offpolicy("sac", cfg or SACConfig(), build, seed, quick, progress, checkpoint)
 
 
+def mujoco_config(env_id: str) -> SACConfig:
+    """SAC on a MuJoCo task: RL-Zoo 2.9's ``sac.yml`` for ``Hopper-v4`` / ``HalfCheetah-v4``
+    (``learning_starts: 10000`` over Stable-Baselines3's defaults: learning rate 3e-4 for actor,
+    critics and temperature, [256, 256] networks, automatic temperature from 1.0 with target
+    entropy -dim(A)), which are also Haarnoja et al. (2018b), Table 1, apart from the warm-up;
+    the budget and evaluation of
+    :data:`~rlteach.recipes._offpolicy.MUJOCO_PROTOCOL`."""
+    return SACConfig(
+        env_id=env_id,
+        **MUJOCO_PROTOCOL,
+        actor_lr=3e-4,
+        critic_lr=3e-4,
+        alpha_lr=3e-4,
+        alpha_init=1.0,
+        num_cells=(256, 256),
+    )
+
+
+CONFIGS = {
+    "Pendulum-v1": SACConfig(),
+    "Hopper-v5": mujoco_config("Hopper-v5"),
+    "HalfCheetah-v5": mujoco_config("HalfCheetah-v5"),
+}
+
 register("sac-pendulum", "sac", "Pendulum-v1", train)
-register_trainable(
-    "sac", train, {"Pendulum-v1": SACConfig()}, action_spaces=("continuous",), resumable=True
-)
+register_trainable("sac", train, CONFIGS, action_spaces=("continuous",), resumable=True)

@@ -23,7 +23,13 @@ from rlteach.bench import register
 from rlteach.envs import GymEnv
 from rlteach.modules import make_deterministic_actor, make_state_action_value_network
 from rlteach.objectives import TD3Loss
-from rlteach.recipes._offpolicy import Agent, OffPolicyConfig, OffPolicyResult, run_offpolicy
+from rlteach.recipes._offpolicy import (
+    MUJOCO_PROTOCOL,
+    Agent,
+    OffPolicyConfig,
+    OffPolicyResult,
+    run_offpolicy,
+)
 from rlteach.recipes.base import Checkpointer, register_trainable
 
 
@@ -129,7 +135,30 @@ def train(
     return run_offpolicy("td3", cfg or TD3Config(), build, seed, quick, progress, checkpoint)
 
 
+def mujoco_config(env_id: str) -> TD3Config:
+    """TD3 on a MuJoCo task: RL-Zoo 2.9's ``td3.yml`` for ``Hopper-v4`` / ``HalfCheetah-v4``
+    (``learning_starts: 10000``, Gaussian exploration noise of std 0.1, learning rate 1e-3 for
+    actor and critic, batch 256, networks [400, 300]; Stable-Baselines3's TD3 defaults for the
+    rest: target noise 0.2 clipped at 0.5, policy delay 2, as in Fujimoto et al., 2018); the
+    budget and evaluation of :data:`~rlteach.recipes._offpolicy.MUJOCO_PROTOCOL`."""
+    return TD3Config(
+        env_id=env_id,
+        **MUJOCO_PROTOCOL,
+        actor_lr=1e-3,
+        critic_lr=1e-3,
+        num_cells=(400, 300),
+        expl_noise=0.1,
+        policy_noise=0.2,
+        noise_clip=0.5,
+        policy_delay=2,
+    )
+
+
+CONFIGS = {
+    "Pendulum-v1": TD3Config(),
+    "Hopper-v5": mujoco_config("Hopper-v5"),
+    "HalfCheetah-v5": mujoco_config("HalfCheetah-v5"),
+}
+
 register("td3-pendulum", "td3", "Pendulum-v1", train)
-register_trainable(
-    "td3", train, {"Pendulum-v1": TD3Config()}, action_spaces=("continuous",), resumable=True
-)
+register_trainable("td3", train, CONFIGS, action_spaces=("continuous",), resumable=True)
