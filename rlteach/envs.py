@@ -427,12 +427,15 @@ def evaluate_returns(
 
 
 
-def _evaluate_side_by_side(policy, env_id, episodes, seed, mode, max_steps) -> list[float]:
+def _evaluate_side_by_side(
+    policy, env_id, episodes, seed, mode, max_steps, trace: EvalTrace | None = None
+) -> list[float]:
     """The episodes of :func:`evaluate_returns` run at once, one per copy of a vector env.
 
     Copy k is reset with ``seed + k`` (as the one-at-a-time loop resets episode k), and only
     its first episode counts: after it ends, the copy's rewards are ignored. The policy is called
-    once per time step for all episodes instead of once per step per episode.
+    once per time step for all episodes instead of once per step per episode. Given a ``trace``,
+    every step of every counted episode is recorded into it as well.
     """
     venv = VecGymEnv(env_id, episodes)
     td = venv.reset(seed=seed)
@@ -444,11 +447,76 @@ def _evaluate_side_by_side(policy, env_id, episodes, seed, mode, max_steps) -> l
             td, next_root = venv.step_and_maybe_reset(policy(td))
             reward = td["next", "reward"].reshape(episodes).double().numpy()
             returns += np.where(finished, 0.0, reward)
+            if trace is not None:
+                trace.record(td, reward, ~finished)
             finished |= td["next", "done"].reshape(episodes).numpy()
             steps += 1
             td = next_root
     venv.close()
     return returns.tolist()
+
+
+class EvalTrace:
+    """Every step of evaluation episodes: what a value estimate is checked against.
+
+    After :func:`evaluate_trace`, ``observations[k]``, ``actions[k]`` and ``rewards[k]`` hold
+    episode k's steps in order ([L_k, ...] tensors and a float64 array) and ``terminated[k]``
+    says whether it ended in a terminal state (False: cut by the time limit or ``max_steps``).
+    """
+
+    def __init__(self, episodes: int) -> None:
+        self._obs: list[list[torch.Tensor]] = [[] for _ in range(episodes)]
+        self._act: list[list[torch.Tensor]] = [[] for _ in range(episodes)]
+        self._rew: list[list[float]] = [[] for _ in range(episodes)]
+        self.terminated = [False] * episodes
+
+    def record(self, td: TensorDictBase, reward: np.ndarray, live: np.ndarray) -> None:
+        terminated = td["next", "terminated"].reshape(len(self._obs)).numpy()
+        for k in np.flatnonzero(live):
+            self._obs[k].append(td["observation"][k])
+            self._act[k].append(td["action"][k])
+            self._rew[k].append(float(reward[k]))
+            self.terminated[k] = bool(terminated[k])
+
+    @property
+    def observations(self) -> list[torch.Tensor]:
+        return [torch.stack(o) for o in self._obs]
+
+    @property
+    def actions(self) -> list[torch.Tensor]:
+        return [torch.stack(a) for a in self._act]
+
+    @property
+    def rewards(self) -> list[np.ndarray]:
+        return [np.asarray(r, dtype=np.float64) for r in self._rew]
+
+    def discounted_returns(self, gamma: float) -> list[np.ndarray]:
+        """G_t = sum_j gamma^j r_{t+j} within each episode (0 after its last step)."""
+        out = []
+        for rewards in self.rewards:
+            g, acc = np.zeros_like(rewards), 0.0
+            for t in range(len(rewards) - 1, -1, -1):
+                acc = rewards[t] + gamma * acc
+                g[t] = acc
+            out.append(g)
+        return out
+
+
+def evaluate_trace(
+    policy: Policy,
+    env_id: str,
+    episodes: int = 10,
+    seed: int = 0,
+    deterministic: bool = True,
+    max_steps: int | None = None,
+) -> tuple[list[float], EvalTrace]:
+    """:func:`evaluate_returns` on a Gymnasium id (same episodes, same returns), plus the
+    :class:`EvalTrace` of every step: observations, the policy's actions and the rewards."""
+    mode = InteractionType.DETERMINISTIC if deterministic else InteractionType.RANDOM
+    trace = EvalTrace(episodes)
+    returns = _evaluate_side_by_side(policy, env_id, episodes, seed, mode, max_steps, trace)
+    return returns, trace
+
 
 def evaluate(
     policy: Policy,

@@ -42,17 +42,20 @@ lines bookkeeping (after CleanRL).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
 from rlteach.bench import SOLVED_THRESHOLDS
 from rlteach.buffers import ReplayBuffer
 from rlteach.checkpoint import Checkpointer, as_checkpointer
-from rlteach.envs import GymEnv
+from rlteach.envs import EvalTrace, GymEnv, evaluate_trace
+from rlteach.modules.ensemble import QValueEnsemble
 from rlteach.objectives.common import LossModule
 from rlteach.progress import progress_bar
 from rlteach.recipes.base import Evaluator, RunResult, seed_everything
@@ -151,13 +154,67 @@ class OffPolicyResult(RunResult):
     inflated when other programs compete for the cores"""
     episode_returns: list[float] = field(default_factory=list)
     episode_steps: list[int] = field(default_factory=list)
+    value_estimates: list[dict[str, float]] = field(default_factory=list)
+    """one entry per evaluation (see :func:`value_estimate_check`): the critics' estimate of
+    the deterministic policy's value on the states it visited, beside the discounted return it
+    actually obtained from them"""
     agent: Agent | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         data = RunResult(self.algo, self.env_id, self.seed, self.curve).to_dict()
         data.update(logs=self.logs, episode_returns=self.episode_returns)
         data.update(episode_steps=self.episode_steps, cpu_seconds=self.cpu_seconds)
+        data.update(value_estimates=self.value_estimates)
         return data
+
+
+def critic_estimates(loss: LossModule, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """Q_i(s, a) of every critic of the loss, [n_critics, N], with the critics in eval mode
+    (batch norm reads its running statistics and updates nothing) and no gradient."""
+    critic = getattr(loss, "qvalue_network", None) or loss.value_network
+    modes = [(m, m.training) for m in critic.modules()]
+    critic.eval()
+    try:
+        with torch.no_grad():
+            if isinstance(critic, QValueEnsemble):  # Q_i(s, a) of every member at once
+                q = critic(obs, action).reshape(-1, len(obs))
+            else:  # one TensorDictModule critic (DDPG)
+                td = TensorDict({"observation": obs, "action": action}, batch_size=[len(obs)])
+                q = critic(td)[critic.out_keys[0]].reshape(1, len(obs))
+    finally:
+        for module, training in modes:
+            module.training = training
+    return q
+
+
+def value_estimate_check(loss: LossModule, trace: EvalTrace, gamma: float) -> dict[str, float]:
+    """How far the critics' estimate is from the truth, on the states evaluation visited.
+
+    For every state s_t of the evaluation episodes and the deterministic action a_t taken there,
+    the estimate Q_i(s_t, a_t) of each critic and the discounted return G_t actually obtained
+    from s_t on (Fujimoto et al., 2018, section 4.1, measure the same thing on states sampled from
+    the replay buffer). An episode cut by the time limit gives G_t too small near its end, so its
+    last H steps, with gamma^H < 0.01, are left out; an episode that terminated counts entirely.
+    ``q_mean`` averages over critics and states, ``q_min`` takes the smallest critic per state.
+    """
+    cut = math.ceil(math.log(0.01) / math.log(gamma)) if gamma < 1 else None
+    q_all, g_all = [], []
+    returns = trace.discounted_returns(gamma)
+    episodes = zip(trace.observations, trace.actions, returns, trace.terminated, strict=True)
+    for obs, act, g, done in episodes:
+        keep = len(g) if done or cut is None else max(len(g) - cut, 0)
+        if keep:
+            q_all.append(critic_estimates(loss, obs[:keep], act[:keep]))
+            g_all.append(g[:keep])
+    if not q_all:
+        return {"q_mean": math.nan, "q_min": math.nan, "discounted_return": math.nan, "states": 0}
+    q = torch.cat(q_all, dim=1).double()
+    return {
+        "q_mean": float(q.mean()),
+        "q_min": float(q.min(dim=0).values.mean()),
+        "discounted_return": float(np.concatenate(g_all).mean()),
+        "states": int(q.shape[1]),
+    }
 
 
 def _transition(obs, action, next_obs, reward, terminated, truncated) -> TensorDict:
@@ -214,6 +271,7 @@ class _LoopState:
             "cpu_seconds": list(r.cpu_seconds),
             "episode_returns": list(r.episode_returns),
             "episode_steps": list(r.episode_steps),
+            "value_estimates": [dict(v) for v in r.value_estimates],
             "carry": dict(self.carry),
         }
 
@@ -228,6 +286,7 @@ class _LoopState:
         r.cpu_seconds[:] = state["cpu_seconds"]
         r.episode_returns[:] = state["episode_returns"]
         r.episode_steps[:] = state["episode_steps"]
+        r.value_estimates[:] = state.get("value_estimates", [])
         self.carry.clear()
         self.carry.update(state["carry"])
 
@@ -281,6 +340,15 @@ def run_offpolicy(
     result = OffPolicyResult(algo=algo, env_id=cfg.env_id, seed=seed, agent=agent)  # PLUMBING
     threshold = SOLVED_THRESHOLDS.get(cfg.env_id, float("inf"))
     bar = progress_bar(total=cfg.total_frames, desc=f"{algo} {cfg.env_id}", disable=not progress)
+
+    def evaluate_and_check() -> float:  # PLUMBING: the mean return, and the critics' estimate
+        returns, trace = evaluate_trace(
+            agent.eval_policy, cfg.env_id, cfg.eval_episodes, seed=evaluator.seed
+        )
+        check = value_estimate_check(agent.loss, trace, cfg.gamma)
+        result.value_estimates.append({"env_steps": step, **check})
+        return float(np.mean(returns))
+
     evaluator = Evaluator(
         result,
         agent.eval_policy,
@@ -290,6 +358,7 @@ def run_offpolicy(
         cfg.eval_episodes,
         cfg.stop_on_solve,
         bar,
+        evaluate=evaluate_and_check,
     )
     # PLUMBING: the loop's counters (running sums of the logged scalars, ...) in one object
     state = _LoopState(result, agent.extras.get("carry", {}))
