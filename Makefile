@@ -10,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rlteach-installed
 
-.PHONY: install test book execute lab bench benchmarks clean
+.PHONY: install test book execute lab bench benchmarks mujoco clean
 
 install: $(STAMP)
 
@@ -55,6 +55,14 @@ benchmarks: $(STAMP)
 	  --out benchmarks/spread-ippo & b=$$!; wait $$a && wait $$b
 	nice -n 10 $(PY) -m rlteach bench --compare sb3 --seeds 3 --out benchmarks/sb3-zoo
 	nice -n 10 $(PY) -m rlteach bench --losses --out benchmarks
+	$(PY) scripts/benchmarks_page.py
+
+# The MuJoCo runs (SAC, TD3 and DDPG on Hopper-v5 and HalfCheetah-v5, 100k steps, 3 seeds), two
+# at a time, checkpoints in ~/rlteach-runs, results into benchmarks/mujoco/, then the page. After
+# an interruption, run it again: each run resumes. From scratch: rm -rf ~/rlteach-runs first.
+# About 10 hours on 2 cores.
+mujoco: $(STAMP)
+	$(PY) scripts/scale_runs.py --suite mujoco --jobs 2
 	$(PY) scripts/benchmarks_page.py
 
 clean:

@@ -43,19 +43,6 @@ faster.
 """
 
 INTRO = """\
-The same tasks trained by Stable-Baselines3 (with sb3-contrib for CrossQ) using RL-Zoo's tuned
-hyper-parameters, by `python -m rlteach bench --compare sb3`: in one run, on the same seeds, one
-training at a time, with rlteach's evaluation protocol (10 deterministic episodes every
-evaluation interval, evaluation time not counted) on both sides. A ratio is rlteach's median
-over SB3's; below 1, rlteach needed less. Left out: REINFORCE, C51, REDQ and the multi-agent
-entries (SB3 has no such algorithms). SB3 evaluates at its own batch boundaries (for TD3 and
-DDPG with RL-Zoo's settings, at the end of an episode, every 200 steps), so its step counts can
-exceed the evaluation grid's by part of a batch. With RL-Zoo's DQN settings ("almost tuned" for
-CartPole), SB3's greedy policy is unstable under this protocol: it rarely holds a 10-episode
-mean at the threshold, hence its large step counts and the dashes (no seed solved).
-"""
-
-INTRO = """\
 # Benchmarks
 
 Every recipe in the book, trained over several seeds by `python -m rlteach bench` on one
@@ -180,6 +167,7 @@ def render(
             )
         parts.append(compare_table(other["rows"]) + "\n")
     parts.extend(_losses(results_dir))
+    parts.extend(_field_scale(results_dir, page))
     curves = _curves(report, results_dir, "###", "")
     curves += [c for d, extra, _ in extras for c in _curves(extra, d, "###", "")]
     if curves:
@@ -263,6 +251,24 @@ def _losses(results_dir: Path) -> list[str]:
         *([notes.read_text().strip() + "\n"] if notes.is_file() else []),
         losses_table(report["rows"]),
     ]
+
+
+SCALE_SUITES = {"mujoco": "At the field's scale: MuJoCo"}
+"""The field-scale suites (``scripts/scale_runs.py``): folder under the results, heading."""
+
+
+def _field_scale(results_dir: Path, page: Path) -> list[str]:
+    """The reproductions and cost tables of each field-scale suite that holds runs."""
+    import reproductions
+
+    parts = []
+    for name, heading in SCALE_SUITES.items():
+        parts.extend(
+            reproductions.section(
+                results_dir / name, results_dir / "references.json", page, heading
+            )
+        )
+    return parts
 
 
 def _on_path() -> None:

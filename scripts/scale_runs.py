@@ -11,6 +11,7 @@ When a run ends, its ``log.csv`` and ``result.json`` are copied into
     python scripts/scale_runs.py --suite mujoco-core --jobs 2      # SAC and TD3 on Hopper-v5
     python scripts/scale_runs.py --suite mujoco --jobs 2           # every MuJoCo entry
     python scripts/scale_runs.py --only sac:Hopper-v5:0 --jobs 1   # one run
+    python scripts/scale_runs.py --plots-only                      # redraw the figures
 
 Runs are niced, one torch thread each (the recipes' configs say so): two at a time on two cores.
 """
@@ -92,7 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
     parser.add_argument("--runs", type=Path, default=Path.home() / "rlteach-runs")
     parser.add_argument("--store", type=Path, default=ROOT / "benchmarks" / "mujoco")
+    parser.add_argument(
+        "--plots-only", action="store_true", help="only redraw the stored runs' figures"
+    )
     args = parser.parse_args(argv)
+    if args.plots_only:
+        plot_store(args.store)
+        return 0
     todo = []
     for algo, task, seed in _runs(args.suite, args.only):
         folder = args.runs / f"{algo}-{task}" / f"seed{seed}"
@@ -123,7 +130,18 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 failed += 1
                 print(f"FAILED {run} (exit {proc.returncode}); see {folder / 'stdout.log'}")
+    plot_store(args.store)
     return 1 if failed else 0
+
+
+def plot_store(store: Path) -> None:
+    """One learning-curve figure per task of the stored runs (``<store>/<task>.png``)."""
+    import reproductions
+
+    runs = reproductions.load_runs(store)
+    for task in sorted({t for _, t in runs}):
+        reproductions.plot_task(runs, task, store / f"{task}.png")
+        print(f"drew {store / f'{task}.png'}", flush=True)
 
 
 if __name__ == "__main__":

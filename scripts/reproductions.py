@@ -1,0 +1,191 @@
+"""The field-scale results as the benchmarks page shows them: reproductions, cost, curves.
+
+``scripts/scale_runs.py`` stores each finished run as ``benchmarks/<suite>/<algo>-<task>/seedS.json``
+(the run's whole result, with the machine and the command). This module reads those files and
+``benchmarks/references.json`` (published numbers, each with its source) and makes:
+
+* the reproductions table: for each algorithm and task, the published number at the same budget
+  beside rlteach's final evaluation return, mean ± 95% interval over seeds (Student's t), and a
+  verdict;
+* the cost table: CPU milliseconds per environment step while learning (process CPU time,
+  evaluation excluded, so barely inflated by other programs on the machine), the wall-clock of
+  the runs;
+* one learning-curve figure per task (mean over seeds with the min–max band).
+
+Nothing here trains; ``scripts/benchmarks_page.py`` calls :func:`section` for the page.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+# Student's t, 97.5% quantile, by degrees of freedom (two-sided 95% interval); 1.96 beyond 30
+T975 = {
+    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+    10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110,
+    18: 2.101, 19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060,
+    26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042,
+}  # fmt: skip
+
+VERDICT_RULE = (
+    "**reproduced** when the published mean lies inside rlteach's 95% interval or below it "
+    "(rlteach at least as good); **below** when the whole interval lies under the published "
+    "mean; **no reference** when no published number at this budget was found"
+)
+
+
+def interval95(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of the 95% Student-t interval of the mean (nan for one value)."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("interval95: no values")
+    mean = sum(values) / n
+    if n == 1:
+        return mean, math.nan
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, T975.get(n - 1, 1.96) * sd / math.sqrt(n)
+
+
+def verdict(mean: float, half: float, reference: float | None) -> str:
+    """See :data:`VERDICT_RULE`."""
+    if reference is None:
+        return "no reference"
+    if math.isnan(half):
+        return "reproduced" if mean >= reference else "below"
+    return "reproduced" if mean + half >= reference else "below"
+
+
+def load_runs(folder: Path) -> dict[tuple[str, str], list[dict]]:
+    """(algo, task) -> the stored runs, seed order."""
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for path in sorted(folder.glob("*/seed*.json")):
+        data = json.loads(path.read_text())
+        runs.setdefault((data["algo"], data["env_id"]), []).append(data)
+    for group in runs.values():
+        group.sort(key=lambda d: d["seed"])
+    return runs
+
+
+def final_returns(group: list[dict]) -> list[float]:
+    return [d["curve"][-1]["mean_return"] for d in group]
+
+
+def cpu_ms_per_step(run: dict, after: int) -> float:
+    """CPU milliseconds per environment step between the first evaluation after ``after``
+    steps (the warm-up) and the last one, evaluation excluded."""
+    points = list(zip(run["curve"], run.get("cpu_seconds", []), strict=False))
+    points = [(p["env_steps"], c) for p, c in points if p["env_steps"] >= after]
+    if len(points) < 2:
+        return math.nan
+    (s0, c0), (s1, c1) = points[0], points[-1]
+    return 1000.0 * (c1 - c0) / (s1 - s0)
+
+
+def _fmt(x: float, digits: int = 0) -> str:
+    return "–" if math.isnan(x) else f"{x:,.{digits}f}"
+
+
+def reproductions_table(runs: dict, references: list[dict]) -> str:
+    """The Markdown table: one row per (algo, task) run group, in the references' order first."""
+    refs = {(r["algo"], r["task"]): r for r in references}
+    order = [k for k in refs if k in runs] + sorted(k for k in runs if k not in refs)
+    lines = [
+        "| algorithm | task | budget | the paper's claim | published (same budget) | source | "
+        "rlteach, mean ± 95% (seeds) | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key in order:
+        group, ref = runs[key], refs.get(key)
+        mean, half = interval95(final_returns(group))
+        budget = group[0]["curve"][-1]["env_steps"]
+        if ref is not None and ref.get("value") is not None:
+            published = f"{_fmt(ref['value'])} ± {_fmt(ref['spread'])} ({ref['seeds']} seeds)"
+            source, value = ref["source"], ref["value"]
+        else:
+            published, value = "not found", None
+            source = ref["source"] if ref else "–"
+        ours = f"{_fmt(mean)} ± {_fmt(half)} ({len(group)})"
+        claim = ref["claim"] if ref else "–"
+        lines.append(
+            f"| {key[0]} | {key[1]} | {budget:,} | {claim} | {published} | {source} | {ours} | "
+            f"{verdict(mean, half, value)} |"
+        )
+    return "\n".join(lines)
+
+
+def cost_table(runs: dict) -> str:
+    """CPU ms per step while learning, and the runs' wall-clock (training, evaluation apart)."""
+    lines = [
+        "| algorithm | task | CPU ms per step (learning) | training wall-clock per run, min "
+        "(mean, range) |",
+        "|---|---|---|---|",
+    ]
+    for (algo, task), group in sorted(runs.items()):
+        warmup = group[0].get("config", {}).get("warmup_steps", 0)
+        ms = [cpu_ms_per_step(r, warmup) for r in group]
+        ms = [m for m in ms if not math.isnan(m)]
+        wall = [r["curve"][-1]["seconds"] / 60 for r in group]
+        lines.append(
+            f"| {algo} | {task} | {_fmt(sum(ms) / len(ms), 1) if ms else '–'} | "
+            f"{_fmt(sum(wall) / len(wall), 1)} ({_fmt(min(wall), 1)}–{_fmt(max(wall), 1)}) |"
+        )
+    return "\n".join(lines)
+
+
+def plot_task(runs: dict, task: str, path: Path) -> None:
+    """The learning curves of every algorithm run on ``task``, one figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rlteach.plotting import plot_learning_curves
+    from rlteach.recipes.base import RunResult
+
+    groups = {
+        algo: [RunResult.from_dict(d) for d in group]
+        for (algo, t), group in sorted(runs.items())
+        if t == task
+    }
+    ax = plot_learning_curves(groups, None, title=f"{task}: evaluation return")
+    ax.figure.tight_layout()
+    ax.figure.savefig(path)
+    plt.close(ax.figure)
+
+
+def section(folder: Path, references_path: Path, page: Path, heading: str) -> list[str]:
+    """The page's Markdown for one suite folder (nothing when it holds no run)."""
+    runs = load_runs(folder)
+    if not runs:
+        return []
+    references = json.loads(references_path.read_text())["references"]
+    machines = sorted({d.get("machine", "?") for g in runs.values() for d in g})
+    parts = [f"## {heading}\n"]
+    parts.append(
+        "Each run: `python scripts/scale_runs.py` (below, the command of each run), the "
+        "recipe's own configuration for the task (cited in its docstring), the deterministic "
+        "policy evaluated over 10 episodes every 5,000 steps. The rlteach column is the final "
+        "evaluation's return, the mean over seeds ± the half-width of its 95% Student-t "
+        f"interval. Verdict: {VERDICT_RULE}.\n"
+    )
+    parts.append(f"- Machine: {', '.join(machines)}")
+    commands = sorted({d["command"].rsplit(" --seed", 1)[0] for g in runs.values() for d in g})
+    parts.append("- Commands: " + "; ".join(f"`{c} --seed S`" for c in commands) + "\n")
+    parts.append(reproductions_table(runs, references) + "\n")
+    notes = [r for r in references if r.get("note") and (r["algo"], r["task"]) in runs]
+    for ref in notes:
+        parts.append(f"- {ref['algo']} on {ref['task']}: {ref['note']}")
+    if notes:
+        parts.append("")
+    parts.append("### Cost on this machine\n")
+    parts.append(cost_table(runs) + "\n")
+    rel = Path(os.path.relpath(folder, page.parent))
+    for task in sorted({t for _, t in runs}):
+        png = folder / f"{task}.png"
+        if png.exists():
+            parts.append(f"### {task}\n")
+            parts.append(f"![{task} learning curves]({rel.as_posix()}/{png.name})\n")
+    return parts
