@@ -49,7 +49,8 @@ bench: $(STAMP)
 # settings then drops off the page), every loss beside TorchRL's into benchmarks/losses.*, and
 # regenerate the book's page. Several hours on 2 cores.
 benchmarks: $(STAMP)
-	nice -n 10 $(PY) -m rlteach bench --seeds 5 --skip mappo-spread ippo-spread --out benchmarks
+	nice -n 10 $(PY) -m rlteach bench --seeds 5 --skip mappo-spread ippo-spread sac-hopper td3-hopper \
+	  --out benchmarks
 	nice -n 10 $(PY) -m rlteach bench --seeds 5 --algo mappo-spread --out benchmarks/spread-mappo & \
 	  a=$$!; nice -n 10 $(PY) -m rlteach bench --seeds 5 --algo ippo-spread \
 	  --out benchmarks/spread-ippo & b=$$!; wait $$a && wait $$b

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import asdict, replace
+from dataclasses import MISSING, asdict, fields, is_dataclass, replace
 from pathlib import Path
 
 from rlteach.checkpoint import CHECKPOINT_NAME, Checkpointer, load_checkpoint, write_csv
@@ -278,7 +278,7 @@ def train_run(
     }
     if resume:
         saved = load_checkpoint(out / CHECKPOINT_NAME)
-        if saved["meta"].get("config") != meta["config"]:
+        if not same_config(saved["meta"].get("config"), cfg):
             raise TrainError(
                 f"The {algo} recipe's configuration changed since {out / CHECKPOINT_NAME} was "
                 f"written (the code was edited?); the run cannot be resumed bit-identically."
@@ -310,6 +310,30 @@ def train_run(
         f"Written: {out / 'log.csv'}, {out / 'result.json'}, {out / 'curve.png'}, {where}."
     )
     return result
+
+
+def same_config(saved: dict | None, cfg) -> bool:
+    """Whether the config a checkpoint was made with is ``cfg``: every saved field has the same
+    value, and any field added to the config class since then holds its default (a field added
+    later with its default keeps the old behaviour, so the run can still resume)."""
+    if saved is None:
+        return False
+    current = asdict(cfg)
+    if set(saved) - set(current):
+        return False  # a field was removed or renamed
+    defaults = {f.name: f.default for f in fields(cfg) if f.default is not MISSING}
+    for name, value in current.items():
+        if name in saved:
+            if saved[name] != value:
+                return False
+        elif name not in defaults or asdict_value(defaults[name]) != value:
+            return False
+    return True
+
+
+def asdict_value(value):
+    """A default as ``asdict`` would store it (tuples stay tuples, dataclasses become dicts)."""
+    return asdict(value) if is_dataclass(value) else value
 
 
 def _write_outputs(result, out: Path) -> None:

@@ -134,6 +134,10 @@ def render(
     parts.append(f"- Machine: {report['machine']}")
     parts.append(f"- Command: `{report['command']}`\n")
     measured = {r["name"] for run in [report] + [e for _, e, _ in extras] for r in run["rows"]}
+    if compare_dirs is None:
+        compare_dirs = sorted(p.parent for p in results_dir.glob("sb3*/results.json"))
+    compared = [(d, *_load(d)) for d in compare_dirs]
+    measured |= {r["name"] for _, run, _ in compared for r in run["rows"]}  # both sides ran
     missing = [name for name in order if name not in measured]
     if missing:
         parts.append("Registered but not measured: " + ", ".join(f"`{n}`" for n in missing) + ".\n")
@@ -147,9 +151,7 @@ def render(
         parts.append(f"- Command: `{extra['command']}`\n")
         parts.extend(_notes(extra_dir))
         parts.append(extra_table + "\n")
-    if compare_dirs is None:
-        compare_dirs = sorted(p.parent for p in results_dir.glob("sb3*/results.json"))
-    others = _current_comparisons([(d, *_load(d)) for d in compare_dirs])
+    others = _current_comparisons(compared)
     if others:
         parts.append("## Beside Stable-Baselines3\n")
         parts.append(COMPARE_INTRO)

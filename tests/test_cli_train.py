@@ -216,3 +216,29 @@ def test_help_lists_every_command_with_examples(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "ppo        resumable" in capsys.readouterr().out
+
+
+def test_a_config_field_added_since_the_checkpoint_resumes_only_at_its_default():
+    """A checkpoint made before a config field existed resumes when the field holds its default
+    (the behaviour the run had), and is refused when it does not, or when a saved field is
+    gone or differs."""
+    from dataclasses import asdict, dataclass
+
+    from rlteach.train import same_config
+
+    @dataclass(frozen=True)
+    class Old:
+        lr: float = 1e-3
+        cells: tuple[int, ...] = (64, 64)
+
+    @dataclass(frozen=True)
+    class New(Old):
+        bootstrap: bool = True
+
+    saved = asdict(Old())
+    assert same_config(saved, New())
+    assert not same_config(saved, New(bootstrap=False))
+    assert not same_config(saved, New(lr=3e-4))
+    assert not same_config({**saved, "gone": 1}, New())
+    assert not same_config(None, New())
+    assert same_config(asdict(New()), New())

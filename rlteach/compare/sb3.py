@@ -33,7 +33,7 @@ found through the package's location and its version through its metadata.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -283,6 +283,12 @@ class SB3Task:
     """the rlteach recipe's evaluation interval in frames (kept identical)"""
     quick_timesteps: int
     """the budget in quick mode (the rlteach recipe's quick budget)"""
+    zoo_env_id: str | None = None
+    """the zoo entry to read when it is named after another version of the task (the zoo tunes
+    ``Hopper-v4``; rlteach runs ``Hopper-v5``, the same robot and task); None: ``env_id``"""
+    timesteps: int | None = None
+    """the budget when the protocol fixes it (the MuJoCo protocol's 100,000 steps, where the
+    zoo trains for 10^6); None: the zoo's ``n_timesteps``"""
 
     @property
     def zoo_file(self) -> str:
@@ -310,7 +316,8 @@ def zoo_settings(task: SB3Task, fallback_timesteps: int | None = None) -> ZooSet
     ``fallback_timesteps`` steps (default: the rlteach recipe's budget)."""
     version = zoo_version()
     where = f"rl-zoo3 {version} {task.zoo_file}"
-    entry = read_zoo_entry(task.algo, task.env_id)
+    zoo_env_id = task.zoo_env_id or task.env_id
+    entry = read_zoo_entry(task.algo, zoo_env_id)
     if entry is None:
         budget = fallback_timesteps if fallback_timesteps is not None else _recipe_budget(task)
         return ZooSettings(
@@ -321,9 +328,15 @@ def zoo_settings(task: SB3Task, fallback_timesteps: int | None = None) -> ZooSet
             source=f"{SB3_DEFAULTS} ({where} has no {task.env_id} entry; rlteach's budget)",
             zoo_version=version,
         )
-    return ZooSettings(
-        **parse_zoo_entry(entry), source=f"{where}, {task.env_id}", zoo_version=version
+    settings = ZooSettings(
+        **parse_zoo_entry(entry), source=f"{where}, {zoo_env_id}", zoo_version=version
     )
+    if zoo_env_id != task.env_id:
+        settings = replace(settings, source=f"{settings.source} (applied to {task.env_id})")
+    if task.timesteps is not None and task.timesteps != settings.n_timesteps:
+        note = f"; {task.timesteps:,} steps instead of its {settings.n_timesteps:,}, the protocol's"
+        settings = replace(settings, n_timesteps=task.timesteps, source=settings.source + note)
+    return settings
 
 
 SB3_TASKS: dict[str, SB3Task] = {
@@ -338,7 +351,11 @@ SB3_TASKS: dict[str, SB3Task] = {
         SB3Task("td3-pendulum", "stable_baselines3", "TD3", "Pendulum-v1", 500, 600),
         SB3Task("ddpg-pendulum", "stable_baselines3", "DDPG", "Pendulum-v1", 500, 600),
         SB3Task("crossq-pendulum", "sb3_contrib", "CrossQ", "Pendulum-v1", 500, 400),
-    ]
+        SB3Task("sac-hopper", "stable_baselines3", "SAC", "Hopper-v5", 5_000, 600,
+                zoo_env_id="Hopper-v4", timesteps=100_000),
+        SB3Task("td3-hopper", "stable_baselines3", "TD3", "Hopper-v5", 5_000, 600,
+                zoo_env_id="Hopper-v4", timesteps=100_000),
+    ]  # fmt: skip
 }
 """entry → (library, class, task, the recipe's evaluation interval, its quick budget)"""
 

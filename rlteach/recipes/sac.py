@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlteach.bench import register
+from rlteach.bench import MUJOCO_MILESTONES, register
 from rlteach.envs import GymEnv
 from rlteach.modules import make_normal_actor, make_state_action_value_network
 from rlteach.objectives import SACLoss
@@ -140,5 +140,13 @@ CONFIGS = {
     "HalfCheetah-v5": mujoco_config("HalfCheetah-v5"),
 }
 
+
+
+def train_hopper(seed: int = 0, quick: bool = False, progress: bool = True) -> OffPolicyResult:
+    """The ``sac-hopper`` bench entry: the Hopper-v5 configuration (also the SB3 comparison's)."""
+    return train(seed, quick, progress, cfg=CONFIGS["Hopper-v5"])
+
+
 register("sac-pendulum", "sac", "Pendulum-v1", train)
+register("sac-hopper", "sac", "Hopper-v5", train_hopper, MUJOCO_MILESTONES["Hopper-v5"])
 register_trainable("sac", train, CONFIGS, action_spaces=("continuous",), resumable=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlteach.bench import register
+from rlteach.bench import MUJOCO_MILESTONES, register
 from rlteach.envs import GymEnv
 from rlteach.modules import make_deterministic_actor, make_state_action_value_network
 from rlteach.objectives import TD3Loss
@@ -160,5 +160,13 @@ CONFIGS = {
     "HalfCheetah-v5": mujoco_config("HalfCheetah-v5"),
 }
 
+
+
+def train_hopper(seed: int = 0, quick: bool = False, progress: bool = True) -> OffPolicyResult:
+    """The ``td3-hopper`` bench entry: the Hopper-v5 configuration (also the SB3 comparison's)."""
+    return train(seed, quick, progress, cfg=CONFIGS["Hopper-v5"])
+
+
 register("td3-pendulum", "td3", "Pendulum-v1", train)
+register("td3-hopper", "td3", "Hopper-v5", train_hopper, MUJOCO_MILESTONES["Hopper-v5"])
 register_trainable("td3", train, CONFIGS, action_spaces=("continuous",), resumable=True)
