@@ -13,7 +13,8 @@ No GPU is needed for most of this file. Two checks stand in for one:
   needs. The networks are built under ``with torch.device("cpu")`` by the recipes themselves
   (initialised on the CPU, then moved), so the meta default does not reach their constructors;
   that any tensor they hold moves with ``loss.to(device)`` is checked separately: no module keeps
-  a tensor outside its parameters and buffers (which ``.to`` would leave behind).
+  a tensor outside its parameters and buffers (which ``.to`` would leave behind). The estimators
+  and losses no recipe trains with get the same meta check on a batch of their own.
 
 Third-party code runs under the meta default too (torch.optim's Adam, fused or not, gradient
 clipping, torch.distributions, tensordict): it creates its tensors on its inputs' devices, so it
@@ -160,6 +161,91 @@ def test_every_tensor_of_the_networks_moves_with_them(algo, monkeypatch):
         if not path.endswith(ALLOWED_STRAYS)
     ]
     assert not strays, f"{algo}: tensors that loss.to(device) would leave behind: {strays}"
+
+
+# The estimators and losses no recipe trains with (TD(lambda), V-trace, the plain GAE loop, the
+# unclipped and KL-penalty PPO losses, a tanh-Gaussian actor in the PPO family), under the same
+# meta default: the same numbers, so nothing in them is made on the default device.
+
+
+def _estimators(actor, critic) -> dict:
+    from rlteach.value import GAE, TD0Estimator, TD1Estimator, TDLambdaEstimator, VTrace
+
+    return {
+        "td0": TD0Estimator(gamma=0.9, value_network=critic),
+        "td1": TD1Estimator(gamma=0.9, value_network=critic),
+        "td_lambda_loop": TDLambdaEstimator(
+            gamma=0.9, lmbda=0.8, value_network=critic, vectorized=False
+        ),
+        "td_lambda": TDLambdaEstimator(gamma=0.9, lmbda=0.8, value_network=critic),
+        "gae_loop": GAE(gamma=0.9, lmbda=0.8, value_network=critic, vectorized=False),
+        "gae": GAE(gamma=0.9, lmbda=0.8, value_network=critic, vectorized=True),
+        "vtrace": VTrace(gamma=0.9, actor_network=actor, value_network=critic),
+    }
+
+
+ESTIMATORS = ["td0", "td1", "td_lambda_loop", "td_lambda", "gae_loop", "gae", "vtrace"]
+LOSSES = ["ppo", "clip_ppo", "kl_ppo", "a2c", "reinforce"]
+
+
+def test_the_component_lists_are_complete():
+    from pg_fixtures import make_nets
+
+    actor, critic = make_nets("categorical")
+    assert list(_estimators(actor, critic)) == ESTIMATORS
+    assert list(_losses(actor, critic)) == LOSSES
+
+
+@pytest.mark.parametrize("kind", ESTIMATORS)
+def test_every_estimator_creates_nothing_on_the_default_device(kind):
+    from pg_fixtures import make_batch, make_nets
+
+    actor, critic = make_nets("categorical")
+    estimator = _estimators(actor, critic)[kind]
+    batch = make_batch("categorical", [3, 6], precomputed=False)
+    reference = estimator(batch.clone())
+    with torch.device("meta"):
+        got = estimator(batch.clone())
+    for key in ("advantage", "value_target"):
+        assert torch.equal(got[key], reference[key]), key
+
+
+def _losses(actor, critic) -> dict:
+    from rlteach.objectives import A2CLoss, ClipPPOLoss, KLPENPPOLoss, PPOLoss, ReinforceLoss
+
+    return {
+        "ppo": PPOLoss(actor, critic, entropy_coeff=0.01),
+        "clip_ppo": ClipPPOLoss(actor, critic, clip_value=0.5, normalize_advantage=True),
+        "kl_ppo": KLPENPPOLoss(actor, critic),
+        "a2c": A2CLoss(actor, critic),
+        "reinforce": ReinforceLoss(actor, critic),
+    }
+
+
+@pytest.mark.parametrize("family", ["categorical", "tanh_normal"])
+@pytest.mark.parametrize("kind", LOSSES)
+def test_the_policy_gradient_losses_create_nothing_on_the_default_device(kind, family):
+    from pg_fixtures import make_batch, make_nets
+
+    actor, critic = make_nets(family)
+    batch = make_batch(family, [3, 6], precomputed=False)
+    with torch.no_grad():  # the old policy's parameters, which the KL-penalty loss reads
+        batch.update(actor[0](batch.clone()).exclude("observation"))
+    outputs = []
+    for meta in (False, True):
+        loss = _losses(actor, critic)[kind]
+        torch.manual_seed(0)
+        with torch.device("meta" if meta else "cpu"):
+            out = loss(batch.clone())
+            total = sum(v for k, v in out.items() if k.startswith("loss_"))
+            grads = torch.autograd.grad(total, list(loss.parameters()), allow_unused=True)
+        outputs.append((out.detach(), grads))
+    (out, grads), (meta_out, meta_grads) = outputs
+    assert set(out.keys()) == set(meta_out.keys())
+    for key in out.keys():
+        assert torch.equal(out[key], meta_out[key]), key
+    for a, b in zip(grads, meta_grads, strict=True):
+        assert (a is None and b is None) or torch.equal(a, b)
 
 
 # ------------------------------------------------------------------------------ bad devices
