@@ -10,6 +10,7 @@ EPILOG = """examples:
   python -m rlteach train ppo                  PPO on CartPole-v1, seed 0, log + curve + checkpoint in runs/ppo
   python -m rlteach train ppo --env Acrobot-v1 --seed 1 --steps 50000 --out runs/acro
   python -m rlteach train ppo --out runs/acro --resume     continue an interrupted run
+  python -m rlteach train sac --env Hopper-v5 --device cuda    train on the GPU
   python -m rlteach evaluate runs/acro/checkpoint.pt --episodes 20
   python -m rlteach list                       registered benchmark entries
   python -m rlteach bench                      every entry, 5 seeds, report in bench-results/
@@ -31,11 +32,13 @@ examples:
   python -m rlteach train ppo --env Pendulum-v1 --steps 200000 --out runs/pendulum
   python -m rlteach train ppo --out runs/pendulum --resume   (after Ctrl-C or a crash)
   python -m rlteach train mappo --steps 20000 --out runs/mappo   (multi-agent: simple spread)
+  python -m rlteach train sac --env HalfCheetah-v5 --device cuda   (networks and replay on the GPU)
 
 Writes OUT/log.csv (env_steps, seconds, mean_return per evaluation; seconds exclude
 evaluation), OUT/curve.png and OUT/checkpoint.pt (saved atomically every --checkpoint-every
 frames at a batch boundary, and at the end). A resumed run ends bit-identical to an
-uninterrupted one with the same options.
+uninterrupted one with the same options on the same device (--resume continues on the saved
+device; --device may change it, at the price of bit-identity).
 """
 
 
@@ -89,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop at the first evaluation at or above the solved threshold",
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--device",
+        help="where the networks, batches and replay buffer live: cpu, cuda, cuda:N (an NVIDIA "
+        "GPU, when PyTorch finds one) or mps (default: cpu; with --resume, the device the run "
+        "was saved on)",
+    )
 
     evaluate = sub.add_parser(
         "evaluate",
@@ -100,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=10, help="episodes (default 10)")
     evaluate.add_argument(
         "--seed", type=int, default=10_000, help="episode k starts from seed + k (default 10000)"
+    )
+    evaluate.add_argument(
+        "--device", default="cpu", help="where the policy runs: cpu (default), cuda, cuda:N or mps"
     )
 
     bench = sub.add_parser(
@@ -247,6 +259,7 @@ def _train(args) -> int:
             checkpoint_every=args.checkpoint_every,
             stop_when_solved=args.stop_when_solved,
             progress=not args.no_progress,
+            device=args.device,
         )
     except (TrainError, ValueError, FileNotFoundError) as err:
         _remove_if_empty_and_new(new_folders)
@@ -277,7 +290,9 @@ def _evaluate(args) -> int:
     from rlteach.train import TrainError, evaluate_checkpoint
 
     try:
-        mean, std, data = evaluate_checkpoint(args.checkpoint, args.episodes, args.seed)
+        mean, std, data = evaluate_checkpoint(
+            args.checkpoint, args.episodes, args.seed, device=args.device
+        )
     except (TrainError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

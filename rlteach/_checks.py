@@ -105,3 +105,78 @@ def check_finite(owner: str, **tensors: torch.Tensor) -> None:
                 f"{owner}: {name} contains NaN or inf (first at index {bad}). Check the data "
                 f"that produced it; rlteach refuses to propagate non-finite values silently."
             )
+
+
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+"""The kinds of device a recipe can train on."""
+
+
+def resolve_device(device) -> torch.device:
+    """The ``torch.device`` a run asks for, refused with a clear message before anything is built.
+
+    ``device`` is ``"cpu"`` (the default everywhere), ``"cuda"`` or ``"cuda:N"`` (an NVIDIA GPU,
+    when PyTorch sees one), ``"mps"`` (Apple silicon), or a ``torch.device``. ``"cuda"`` becomes
+    ``cuda:<current device>`` and ``"mps"`` ``mps:0``, so that the result compares equal to the
+    device of the tensors made there. Every recipe calls this first; so do
+    ``python -m rlteach train --device`` and ``evaluate``.
+    """
+    if isinstance(device, str):
+        try:
+            parsed = torch.device(device.strip())
+        except RuntimeError:
+            parsed = None
+        if parsed is None or parsed.type not in DEVICE_TYPES:
+            raise ValueError(
+                f"Unknown device {device!r}: choose 'cpu' (the default), 'cuda' (or 'cuda:N' for "
+                f"the N-th NVIDIA GPU) or 'mps' (Apple silicon)."
+            )
+        device = parsed
+    elif not isinstance(device, torch.device):
+        raise ValueError(
+            f"device must be a string such as 'cpu' or 'cuda', or a torch.device, got {device!r}."
+        )
+    if device.type not in DEVICE_TYPES:
+        raise ValueError(
+            f"Unknown device {str(device)!r}: rlteach trains on 'cpu', 'cuda' or 'mps'."
+        )
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = (
+                f"this PyTorch ({torch.__version__}) was built without CUDA"
+                if torch.version.cuda is None
+                else "PyTorch finds no usable NVIDIA GPU or driver on this machine"
+            )
+            raise ValueError(
+                f"device {str(device)!r} asked for, but torch.cuda.is_available() is False: "
+                f"{build}. Train with --device cpu (the default), or run on a machine with an "
+                f"NVIDIA GPU and a CUDA build of PyTorch (https://pytorch.org/get-started)."
+            )
+        count = torch.cuda.device_count()
+        index = torch.cuda.current_device() if device.index is None else device.index
+        if index >= count:
+            raise ValueError(
+                f"device {str(device)!r} asked for, but this machine has {count} CUDA "
+                f"device(s), numbered 0 to {count - 1}."
+            )
+        return torch.device("cuda", index)
+    if device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(
+                f"device {str(device)!r} asked for, but torch.backends.mps.is_available() is "
+                f"False (MPS needs Apple silicon and a recent macOS). Train with --device cpu."
+            )
+        return torch.device("mps", 0 if device.index is None else device.index)
+    return device
+
+
+def module_device(module, default: str | torch.device = "cpu") -> torch.device:
+    """The device of a module's first parameter (or buffer); ``default`` if it holds none.
+
+    A policy's device says where the observations it reads must be (see rlteach.envs.evaluate).
+    """
+    for tensors in ("parameters", "buffers"):
+        if hasattr(module, tensors):
+            first = next(iter(getattr(module, tensors)()), None)
+            if first is not None:
+                return first.device
+    return torch.device(default)

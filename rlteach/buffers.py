@@ -14,6 +14,13 @@ storage       [capacity]        TensorDict created on the first ``extend``, same
 ``cursor``    int               the slot the next transition goes to
 sample        [batch_size]      rows storage[i] with i ~ Uniform{0, …, len − 1}
 ============  ================  ==========================================================
+
+Device: the storage lives on ``device`` (default: wherever the first transitions come from), as
+TorchRL's ``LazyTensorStorage(device=...)``; data from elsewhere is copied there on ``extend``,
+so a sampled minibatch is already where the networks are and no copy is made per update. The
+indices are drawn on the CPU by the buffer's CPU generator, so the same seed samples the same
+transitions on every device. (A buffer too large for a GPU's memory can stay on the CPU with
+``device="cpu"``; move each minibatch with ``batch.to(device)`` then, as Stable-Baselines3 does.)
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from typing import Any
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from rlteach._checks import key_str
+from rlteach._checks import key_str, resolve_device
 
 __all__ = ["ReplayBuffer"]
 
@@ -36,9 +43,10 @@ def _check_positive_int(name: str, value) -> None:
 class ReplayBuffer:
     """A fixed-capacity ring of transitions with uniform sampling with replacement.
 
-    ``seed`` seeds a private ``torch.Generator`` (or pass your own ``generator``); without
-    either, sampling uses a generator seeded from torch's global RNG, so ``torch.manual_seed``
-    still makes a run reproducible.
+    ``seed`` seeds a private ``torch.Generator`` (or pass your own ``generator``, a CPU one);
+    without either, sampling uses a generator seeded from torch's global RNG, so
+    ``torch.manual_seed`` still makes a run reproducible. ``device`` is where the transitions are
+    stored (see the module docstring); ``None`` keeps them where the first ``extend`` finds them.
     """
 
     def __init__(
@@ -47,15 +55,22 @@ class ReplayBuffer:
         *,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        device: str | torch.device | None = None,
     ) -> None:
         _check_positive_int("capacity", capacity)
         if seed is not None and generator is not None:
             raise ValueError("ReplayBuffer: pass either seed or generator, not both.")
+        if generator is not None and generator.device.type != "cpu":
+            raise ValueError(
+                f"ReplayBuffer: the generator must be a CPU one (the indices are drawn on the "
+                f"CPU, whatever the storage device), got one on {generator.device}."
+            )
         self.capacity = capacity
+        self.device = None if device is None else resolve_device(device)
         if generator is None:
             generator = torch.Generator()
             if seed is None:
-                seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+                seed = int(torch.randint(0, 2**62, (), dtype=torch.int64, device="cpu"))
             generator.manual_seed(seed)
         self.generator = generator
         self._storage: TensorDict | None = None
@@ -98,7 +113,11 @@ class ReplayBuffer:
         flat = td.reshape(-1) if td.batch_dims != 1 else td
         n = flat.shape[0]
         if n == 0:
-            return torch.empty(0, dtype=torch.int64)
+            return torch.empty(0, dtype=torch.int64, device="cpu")
+        if self.device is not None and any(
+            t.device != self.device for t in flat.values(include_nested=True, leaves_only=True)
+        ):
+            flat = flat.to(self.device)
         if self._storage is None:
             # storage is allocated lazily: its layout is that of the first data it sees
             self._storage = flat[0].expand(self.capacity).clone().zero_()
@@ -111,7 +130,7 @@ class ReplayBuffer:
             flat = flat[n - self.capacity :]
             self._cursor = (self._cursor + n - self.capacity) % self.capacity
             n = self.capacity
-        slots = (self._cursor + torch.arange(n)) % self.capacity
+        slots = (self._cursor + torch.arange(n, device="cpu")) % self.capacity
         self._storage[slots] = flat.detach().to_tensordict()
         self._cursor = (self._cursor + n) % self.capacity
         self._size = min(self._size + n, self.capacity)
@@ -125,7 +144,9 @@ class ReplayBuffer:
                 "ReplayBuffer.sample: the buffer is empty; extend it with transitions first "
                 "(e.g. collect some random-policy steps before training)."
             )
-        index = torch.randint(0, self._size, (batch_size,), generator=self.generator)
+        index = torch.randint(
+            0, self._size, (batch_size,), generator=self.generator, device="cpu"
+        )
         return self._storage[index]
 
     def empty(self) -> None:
@@ -153,6 +174,8 @@ class ReplayBuffer:
         if stored is None:
             self._storage = None
         else:
+            if self.device is not None:  # a checkpoint is read onto the CPU
+                stored = stored.to(self.device)
             self._storage = stored[0].expand(self.capacity).clone().zero_()
             self._storage[: state["size"]] = stored
         self._cursor = state["cursor"]

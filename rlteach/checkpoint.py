@@ -13,7 +13,8 @@ optimisers, replay
 buffers, updaters
 ``torch.Generator``  ``get_state()`` (e.g. the generator that shuffles PPO's minibatches)
 global RNGs          Python ``random``, NumPy's global RNG, torch's global CPU RNG (the
-                     policy samples its actions from it)
+                     policy samples its actions from it), and the CUDA RNGs when CUDA is in
+                     use (a policy on a GPU samples from those)
 environments         each Gymnasium environment pickled whole: its physical state, its own
                      ``np_random`` and its time-limit counter; plus the action space's RNG.
                      A multi-agent environment saves itself (``state_dict()``): the two-step
@@ -60,6 +61,14 @@ checkpoint, resume it, and compare the log and the final parameters with an unin
 
 The ``policy`` is also stored whole (pickled), so that ``python -m rlteach evaluate`` can run it
 without knowing the recipe. Checkpoints are pickles: load only files you made yourself.
+
+Devices: a checkpoint is always read onto the CPU (``map_location="cpu"``) and each tracked object
+then takes its state onto the device it lives on: modules and optimisers by ``load_state_dict``
+(which copies into their tensors, on whatever device those are), collectors and the off-policy
+loop by moving the saved observation to their environment's device, replay buffers to their
+storage device. So a run saved on a GPU resumes on the CPU and vice versa (``--device``); only a
+resume on the same device is promised to be bit-identical, since the CPU and a GPU round (and
+draw random numbers) differently.
 """
 
 from __future__ import annotations
@@ -165,9 +174,10 @@ def _restore(name: str, obj, state) -> None:
         obj.frames = state["frames"]
         obj.episode_returns[:] = state["episode_returns"]
         obj.episode_lengths[:] = state["episode_lengths"]
-        obj._root = state["root"]
-        obj._running_return = state["running_return"]
-        obj._running_length = state["running_length"]
+        device = obj.env.device  # the saved tensors were read onto the CPU
+        obj._root = None if state["root"] is None else state["root"].to(device)
+        obj._running_return = state["running_return"].to(device)
+        obj._running_length = state["running_length"].to(device)
         _load_env_state(obj.env, state["env"])
     elif _is_env(obj):
         _load_env_state(obj, state)
@@ -185,10 +195,12 @@ def _restore(name: str, obj, state) -> None:
 
 
 def _global_rngs() -> dict:
+    cuda_in_use = torch.cuda.is_available() and torch.cuda.is_initialized()
     return {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
+        "torch_cuda": torch.cuda.get_rng_state_all() if cuda_in_use else None,
     }
 
 
@@ -196,6 +208,9 @@ def _set_global_rngs(state: dict) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
+    cuda = state.get("torch_cuda")  # absent from checkpoints written before devices existed
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)  # a run resumed on the CPU has no use for them
 
 
 # ------------------------------------------------------------------------------ checkpointer

@@ -23,6 +23,11 @@ key                            shape / dtype   meaning
 ``*B`` is ``[]`` for :class:`GymEnv` and ``[num_envs]`` for :class:`VecGymEnv`; a
 :class:`Collector` batch adds a time dim last, ``[*B, T]``.
 
+Device: an environment made with ``device="cuda"`` puts every tensor it hands out (observations,
+rewards, flags, random actions, the action bounds) on that device, as they enter from NumPy; the
+actions it receives may live anywhere and go back to NumPy with ``.cpu().numpy()``. Give it the
+device of the networks that read its observations.
+
 Autoreset: Gymnasium 1.x vector environments default to ``NEXT_STEP`` autoreset, where the step
 after an episode's end ignores the action and only resets; storing it would invent a transition
 (final state → first state) that never happened. :class:`VecGymEnv` uses ``SAME_STEP`` autoreset
@@ -44,7 +49,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import InteractionType, set_interaction_type
 
-from rlteach._checks import get_key
+from rlteach._checks import get_key, module_device, resolve_device
 
 __all__ = ["GymEnv", "VecGymEnv", "Collector", "evaluate", "evaluate_returns"]
 
@@ -86,8 +91,10 @@ class _GymBase:
         elif isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
             self.n_actions = None
             self.action_dim = int(act_space.shape[0])
-            self.action_low = torch.as_tensor(act_space.low, dtype=torch.float32)
-            self.action_high = torch.as_tensor(act_space.high, dtype=torch.float32)
+            self.action_low = torch.as_tensor(act_space.low, dtype=torch.float32, device=self.device)
+            self.action_high = torch.as_tensor(
+                act_space.high, dtype=torch.float32, device=self.device
+            )
         else:
             raise ValueError(
                 f"{env_id}: rlteach handles Discrete or flat Box action spaces, got {act_space}."
@@ -123,10 +130,10 @@ class _GymBase:
 
     def _root(self, obs) -> TensorDict:
         """The root of a transition: an observation and all-False flags."""
-        false = torch.zeros(*self.batch_size, 1, dtype=torch.bool)
+        false = torch.zeros(*self.batch_size, 1, dtype=torch.bool, device=self.device)
         return TensorDict(
             {
-                "observation": torch.as_tensor(np.asarray(obs), dtype=torch.float32),
+                "observation": self._tensor(obs, torch.float32),
                 "done": false,
                 "terminated": false.clone(),
                 "truncated": false.clone(),
@@ -134,14 +141,18 @@ class _GymBase:
             batch_size=self.batch_size,
         )
 
+    def _tensor(self, value, dtype: torch.dtype) -> torch.Tensor:
+        """NumPy (or a Python number) in, a tensor on the environment's device out."""
+        return torch.as_tensor(np.asarray(value), dtype=dtype, device=self.device)
+
     def _next(self, obs, reward, terminated, truncated) -> TensorDict:
         shape = (*self.batch_size, 1)
-        terminated = torch.as_tensor(np.asarray(terminated), dtype=torch.bool).reshape(shape)
-        truncated = torch.as_tensor(np.asarray(truncated), dtype=torch.bool).reshape(shape)
+        terminated = self._tensor(terminated, torch.bool).reshape(shape)
+        truncated = self._tensor(truncated, torch.bool).reshape(shape)
         return TensorDict(
             {
-                "observation": torch.as_tensor(np.asarray(obs), dtype=torch.float32),
-                "reward": torch.as_tensor(np.asarray(reward), dtype=torch.float32).reshape(shape),
+                "observation": self._tensor(obs, torch.float32),
+                "reward": self._tensor(reward, torch.float32).reshape(shape),
                 "done": terminated | truncated,
                 "terminated": terminated,
                 "truncated": truncated,
@@ -155,7 +166,7 @@ class _GymBase:
             td = TensorDict(batch_size=self.batch_size)
         action = self._action_space.sample()
         dtype = torch.int64 if self.is_discrete else torch.float32
-        td.set("action", torch.as_tensor(np.asarray(action), dtype=dtype))
+        td.set("action", self._tensor(action, dtype))
         return td
 
 
@@ -165,9 +176,18 @@ class GymEnv(_GymBase):
     ``kwargs`` go to ``gymnasium.make`` (e.g. ``max_episode_steps=20``). ``seed`` seeds the first
     ``reset()``; later resets continue the environment's random stream. There is no autoreset:
     after ``("next", "done")`` call :meth:`reset` (or use :meth:`step_and_maybe_reset`).
+    ``device`` is where the tensors it hands out live (see the module docstring).
     """
 
-    def __init__(self, env_id: str, seed: int | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        env_id: str,
+        seed: int | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        **kwargs,
+    ) -> None:
+        self.device = resolve_device(device)
         self.env_id = env_id
         self.env = _make_gym(env_id, **kwargs)
         self.batch_size = torch.Size([])
@@ -220,12 +240,21 @@ class VecGymEnv(_GymBase):
     docstring). Sub-environment i is seeded with ``seed + i`` at the first reset.
     ``step`` returns the true final observation in ``("next", "observation")``; the reset
     observation of a finished sub-environment is the root returned by
-    :meth:`step_and_maybe_reset`.
+    :meth:`step_and_maybe_reset`. ``device`` is where the tensors it hands out live.
     """
 
-    def __init__(self, env_id: str, num_envs: int, seed: int | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        seed: int | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        **kwargs,
+    ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"VecGymEnv: num_envs must be a positive integer, got {num_envs!r}.")
+        self.device = resolve_device(device)
         _make_gym(env_id, **kwargs).close()  # fail early, with the helpful message
         self.env_id = env_id
         self.num_envs = num_envs
@@ -296,6 +325,8 @@ class Collector:
     Reproducibility: the environment's ``seed`` fixes the environment (and random actions when
     ``policy`` is ``None``); a stochastic policy samples from torch's global RNG, so call
     ``torch.manual_seed`` as well.
+
+    The batches live on the environment's ``device``, which must be the policy's.
     """
 
     def __init__(
@@ -337,8 +368,8 @@ class Collector:
         self.episode_returns: list[float] = []
         self.episode_lengths: list[int] = []
         self._root: TensorDict | None = None
-        self._running_return = torch.zeros(env.batch_size)
-        self._running_length = torch.zeros(env.batch_size, dtype=torch.int64)
+        self._running_return = torch.zeros(env.batch_size, device=env.device)
+        self._running_length = torch.zeros(env.batch_size, dtype=torch.int64, device=env.device)
 
     def _act(self, td: TensorDictBase) -> TensorDictBase:
         if self.policy is None:
@@ -399,6 +430,8 @@ def evaluate_returns(
     Given a Gymnasium id, the episodes run side by side in a vector environment (one copy each,
     same seeds), so the policy must accept a batch ``[episodes]`` as every ``tensordict.nn``
     module does; given a :class:`GymEnv`, they run one after another on that environment.
+    The vector environment puts its observations on the policy's device (that of its first
+    parameter; the CPU for a policy without any).
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"evaluate: episodes must be a positive integer, got {episodes!r}.")
@@ -408,7 +441,8 @@ def evaluate_returns(
         )
     mode = InteractionType.DETERMINISTIC if deterministic else InteractionType.RANDOM
     if isinstance(env, str):
-        return _evaluate_side_by_side(policy, env, episodes, seed, mode, max_steps)
+        device = module_device(policy)
+        return _evaluate_side_by_side(policy, env, episodes, seed, mode, max_steps, device)
     returns = []
     with torch.no_grad(), set_interaction_type(mode):
         for k in range(episodes):
@@ -426,9 +460,8 @@ def evaluate_returns(
     return returns
 
 
-
 def _evaluate_side_by_side(
-    policy, env_id, episodes, seed, mode, max_steps, trace: EvalTrace | None = None
+    policy, env_id, episodes, seed, mode, max_steps, device, trace: EvalTrace | None = None
 ) -> list[float]:
     """The episodes of :func:`evaluate_returns` run at once, one per copy of a vector env.
 
@@ -437,7 +470,7 @@ def _evaluate_side_by_side(
     once per time step for all episodes instead of once per step per episode. Given a ``trace``,
     every step of every counted episode is recorded into it as well.
     """
-    venv = VecGymEnv(env_id, episodes)
+    venv = VecGymEnv(env_id, episodes, device=device)
     td = venv.reset(seed=seed)
     returns = np.zeros(episodes)
     finished = np.zeros(episodes, dtype=bool)
@@ -445,11 +478,11 @@ def _evaluate_side_by_side(
     with torch.no_grad(), set_interaction_type(mode):
         while not finished.all() and (max_steps is None or steps < max_steps):
             td, next_root = venv.step_and_maybe_reset(policy(td))
-            reward = td["next", "reward"].reshape(episodes).double().numpy()
+            reward = td["next", "reward"].reshape(episodes).double().cpu().numpy()
             returns += np.where(finished, 0.0, reward)
             if trace is not None:
                 trace.record(td, reward, ~finished)
-            finished |= td["next", "done"].reshape(episodes).numpy()
+            finished |= td["next", "done"].reshape(episodes).cpu().numpy()
             steps += 1
             td = next_root
     venv.close()
@@ -471,7 +504,7 @@ class EvalTrace:
         self.terminated = [False] * episodes
 
     def record(self, td: TensorDictBase, reward: np.ndarray, live: np.ndarray) -> None:
-        terminated = td["next", "terminated"].reshape(len(self._obs)).numpy()
+        terminated = td["next", "terminated"].reshape(len(self._obs)).cpu().numpy()
         for k in np.flatnonzero(live):
             self._obs[k].append(td["observation"][k])
             self._act[k].append(td["action"][k])
@@ -514,7 +547,10 @@ def evaluate_trace(
     :class:`EvalTrace` of every step: observations, the policy's actions and the rewards."""
     mode = InteractionType.DETERMINISTIC if deterministic else InteractionType.RANDOM
     trace = EvalTrace(episodes)
-    returns = _evaluate_side_by_side(policy, env_id, episodes, seed, mode, max_steps, trace)
+    device = module_device(policy)
+    returns = _evaluate_side_by_side(
+        policy, env_id, episodes, seed, mode, max_steps, device, trace
+    )
     return returns, trace
 
 

@@ -27,6 +27,10 @@ following transition, resetting (only) the copies whose episode ended. Copy e is
 
 :class:`MultiAgentCollector` rolls a policy in either environment and records **team returns**:
 the episode sum of the team reward, or, when rewards are per agent, of their mean over agents.
+
+Device: as in :mod:`rlteach.envs`, an environment made with ``device="cuda"`` hands out its
+tensors on that device and takes its actions back from anywhere (``.cpu()``); the collector keeps
+its running returns there too.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import InteractionType, set_interaction_type
 
-from rlteach._checks import get_key
+from rlteach._checks import get_key, resolve_device
 
 __all__ = [
     "PettingZooParallelEnv",
@@ -59,9 +63,9 @@ def _check_num_envs(owner: str, num_envs) -> int:
     return num_envs
 
 
-def _flags(done: np.ndarray, terminated: np.ndarray) -> dict[str, torch.Tensor]:
-    done_t = torch.as_tensor(done, dtype=torch.bool).reshape(-1, 1)
-    term_t = torch.as_tensor(terminated, dtype=torch.bool).reshape(-1, 1)
+def _flags(done: np.ndarray, terminated: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+    done_t = torch.as_tensor(done, dtype=torch.bool, device=device).reshape(-1, 1)
+    term_t = torch.as_tensor(terminated, dtype=torch.bool, device=device).reshape(-1, 1)
     return {"done": done_t, "terminated": term_t, "truncated": done_t & ~term_t}
 
 
@@ -150,6 +154,7 @@ class PettingZooParallelEnv:
     ``num_envs``        copies stepped together: batch size ``[num_envs]``
     ``seed``            copy e is reset with ``seed + e`` the first time
     ``group``           the group key (TorchRL's default ``"agents"``)
+    ``device``          where the tensors it hands out live (default the CPU)
     ==================  ============================================================
 
     The agents must be homogeneous (same observation and discrete action space) and all act at
@@ -164,9 +169,12 @@ class PettingZooParallelEnv:
         num_envs: int = 1,
         seed: int | None = None,
         group: str = "agents",
+        *,
+        device: str | torch.device = "cpu",
     ) -> None:
         owner = "PettingZooParallelEnv"
         self.num_envs = _check_num_envs(owner, num_envs)
+        self.device = resolve_device(device)
         self.envs = [env_fn() for _ in range(num_envs)]
         first = self.envs[0]
         self.agents = list(first.possible_agents)
@@ -203,15 +211,18 @@ class PettingZooParallelEnv:
         stacked = np.stack(
             [np.stack([np.asarray(o[a], dtype=np.float32) for a in self.agents]) for o in obs_dicts]
         )
-        return torch.as_tensor(stacked).reshape(self.num_envs, self.n_agents, self.observation_dim)
+        return torch.as_tensor(stacked, device=self.device).reshape(
+            self.num_envs, self.n_agents, self.observation_dim
+        )
 
     def _states(self) -> torch.Tensor:
         return torch.as_tensor(
-            np.stack([np.asarray(e.state(), dtype=np.float32).reshape(-1) for e in self.envs])
+            np.stack([np.asarray(e.state(), dtype=np.float32).reshape(-1) for e in self.envs]),
+            device=self.device,
         )
 
     def _root(self, obs_dicts: list[dict]) -> TensorDict:
-        false = torch.zeros(self.num_envs, 1, dtype=torch.bool)
+        false = torch.zeros(self.num_envs, 1, dtype=torch.bool, device=self.device)
         td = TensorDict(
             {
                 self.group: TensorDict(
@@ -274,11 +285,13 @@ class PettingZooParallelEnv:
                 self.group: TensorDict(
                     {
                         "observation": self._obs_tensor(obs),
-                        "reward": torch.tensor(rewards, dtype=torch.float32).unsqueeze(-1),
+                        "reward": torch.tensor(
+                            rewards, dtype=torch.float32, device=self.device
+                        ).unsqueeze(-1),
                     },
                     batch_size=[self.num_envs, self.n_agents],
                 ),
-                **_flags(np.array(dones), np.array(terms)),
+                **_flags(np.array(dones), np.array(terms), self.device),
             },
             batch_size=self.batch_size,
         )
@@ -302,7 +315,9 @@ class PettingZooParallelEnv:
         if td is None:
             td = TensorDict(batch_size=self.batch_size)
         action = self._rng.integers(self.n_actions, size=(self.num_envs, self.n_agents))
-        td.set((self.group, "action"), torch.as_tensor(action, dtype=torch.int64))
+        td.set(
+            (self.group, "action"), torch.as_tensor(action, dtype=torch.int64, device=self.device)
+        )
         return td
 
     def state_dict(self) -> dict:
@@ -363,7 +378,8 @@ class TwoStepGame:
 
     Observations: agent i sees the one-hot state (3) and its own one-hot id (2), [E, 2, 5];
     the global ``"state"`` is the one-hot state [E, 3]. The game is deterministic; ``seed`` only
-    seeds :meth:`rand_action`.
+    seeds :meth:`rand_action` (drawn on the CPU, then moved: the same on every device).
+    ``device`` is where the tensors it hands out live.
     """
 
     PAYOFF_2A = torch.tensor([[7.0, 7.0], [7.0, 7.0]])
@@ -374,15 +390,25 @@ class TwoStepGame:
     state_dim = 3
     is_discrete = True
 
-    def __init__(self, num_envs: int = 1, seed: int | None = None, group: str = "agents") -> None:
+    def __init__(
+        self,
+        num_envs: int = 1,
+        seed: int | None = None,
+        group: str = "agents",
+        *,
+        device: str | torch.device = "cpu",
+    ) -> None:
         self.num_envs = _check_num_envs("TwoStepGame", num_envs)
+        self.device = resolve_device(device)
+        self._payoff_2a = self.PAYOFF_2A.to(self.device)
+        self._payoff_2b = self.PAYOFF_2B.to(self.device)
         self.batch_size = torch.Size([num_envs])
         self.group = group
         self._generator = torch.Generator().manual_seed(0 if seed is None else seed)
         self._state: torch.Tensor | None = None  # 0 = state 1, 1 = 2A, 2 = 2B
 
     def _root(self, state: torch.Tensor) -> TensorDict:
-        false = torch.zeros(self.num_envs, 1, dtype=torch.bool)
+        false = torch.zeros(self.num_envs, 1, dtype=torch.bool, device=self.device)
         return TensorDict(
             {
                 self.group: TensorDict(
@@ -399,13 +425,13 @@ class TwoStepGame:
 
     def _observation(self, state: torch.Tensor) -> torch.Tensor:
         one_hot_state = torch.nn.functional.one_hot(state, 3).float()  # [E, 3]
-        ids = torch.eye(self.n_agents).expand(self.num_envs, -1, -1)  # [E, 2, 2]
+        ids = torch.eye(self.n_agents, device=self.device).expand(self.num_envs, -1, -1)  # [E, 2, 2]
         return torch.cat([one_hot_state.unsqueeze(1).expand(-1, self.n_agents, -1), ids], -1)
 
     def reset(self, seed: int | None = None) -> TensorDict:
         if seed is not None:
             self._generator.manual_seed(seed)
-        self._state = torch.zeros(self.num_envs, dtype=torch.int64)
+        self._state = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
         return self._root(self._state)
 
     def step(self, td: TensorDictBase) -> TensorDictBase:
@@ -421,13 +447,13 @@ class TwoStepGame:
         first = self._state == 0
         # step 1: agent 1 chooses the game (A -> 2A = 1, B -> 2B = 2); no reward
         # step 2: the chosen game's payoff, then the episode ends
-        payoff = torch.where(self._state == 1, self.PAYOFF_2A[a1, a2], self.PAYOFF_2B[a1, a2])
+        payoff = torch.where(self._state == 1, self._payoff_2a[a1, a2], self._payoff_2b[a1, a2])
         reward = torch.where(first, torch.zeros_like(payoff), payoff)
         next_state = torch.where(first, 1 + a1, self._state)
         terminated = ~first
         nxt = self._root(next_state)
         nxt.set("reward", reward.unsqueeze(-1))
-        nxt.update(_flags(terminated.numpy(), terminated.numpy()))
+        nxt.update(_flags(terminated.cpu().numpy(), terminated.cpu().numpy(), self.device))
         self._state = next_state
         td.set("next", nxt)
         return td
@@ -442,9 +468,9 @@ class TwoStepGame:
         if td is None:
             td = TensorDict(batch_size=self.batch_size)
         action = torch.randint(
-            self.n_actions, (self.num_envs, self.n_agents), generator=self._generator
+            self.n_actions, (self.num_envs, self.n_agents), generator=self._generator, device="cpu"
         )
-        td.set((self.group, "action"), action)
+        td.set((self.group, "action"), action.to(self.device))
         return td
 
     def state_dict(self) -> dict:
@@ -456,7 +482,7 @@ class TwoStepGame:
 
     def load_state_dict(self, state: dict) -> None:
         self._generator.set_state(state["generator"])
-        self._state = None if state["state"] is None else state["state"].clone()
+        self._state = None if state["state"] is None else state["state"].to(self.device).clone()
 
     def close(self) -> None:
         pass
@@ -480,7 +506,8 @@ class MultiAgentCollector:
 
     Like :class:`rlteach.envs.Collector`: ``policy=None`` acts at random, the policy runs under
     ``torch.no_grad()`` and ``set_interaction_type(interaction_type)``, the environment is
-    reset once and episodes may span batches. ``episode_returns`` records team returns.
+    reset once and episodes may span batches. ``episode_returns`` records team returns. The
+    batches live on the environment's ``device``, which must be the policy's.
     """
 
     def __init__(
@@ -500,7 +527,7 @@ class MultiAgentCollector:
         self.frames = 0
         self.episode_returns: list[float] = []
         self._root: TensorDict | None = None
-        self._running = torch.zeros(env.num_envs)
+        self._running = torch.zeros(env.num_envs, device=env.device)
 
     def state_dict(self) -> dict:
         """Frames so far, finished and running team returns, the observation the next batch
@@ -516,8 +543,9 @@ class MultiAgentCollector:
     def load_state_dict(self, state: dict) -> None:
         self.frames = state["frames"]
         self.episode_returns[:] = state["episode_returns"]
-        self._root = None if state["root"] is None else state["root"].clone()
-        self._running = state["running"].clone()
+        device = self.env.device  # a checkpoint is read onto the CPU
+        self._root = None if state["root"] is None else state["root"].to(device).clone()
+        self._running = state["running"].to(device).clone()
         self.env.load_state_dict(state["env"])
 
     def rollout(self) -> TensorDict:
@@ -552,8 +580,8 @@ def evaluate_team_returns(
     """
     mode = InteractionType.DETERMINISTIC if deterministic else InteractionType.RANDOM
     td = env.reset(seed=seed)
-    returns = torch.zeros(env.num_envs)
-    finished = torch.zeros(env.num_envs, dtype=torch.bool)
+    returns = torch.zeros(env.num_envs, device=env.device)
+    finished = torch.zeros(env.num_envs, dtype=torch.bool, device=env.device)
     with torch.no_grad(), set_interaction_type(mode):
         while not finished.all():
             td = env.rand_action(td) if policy is None else policy(td)
@@ -584,15 +612,23 @@ MULTIAGENT_TASKS = ("simple_spread_v3", "TwoStepGame")
 """The multi-agent tasks of the recipes, by the names the command line uses."""
 
 
-def make_multiagent_env(env_id: str, num_envs: int = 1, seed: int | None = None, **kwargs):
+def make_multiagent_env(
+    env_id: str,
+    num_envs: int = 1,
+    seed: int | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    **kwargs,
+):
     """A multi-agent task by name: ``"simple_spread_v3"`` (``kwargs`` go to
-    :func:`make_simple_spread`, e.g. ``max_cycles``) or ``"TwoStepGame"``."""
+    :func:`make_simple_spread`, e.g. ``max_cycles``) or ``"TwoStepGame"``, on ``device``."""
     if env_id == "simple_spread_v3":
-        return PettingZooParallelEnv(make_simple_spread(**kwargs), num_envs, seed=seed)
+        task = make_simple_spread(**kwargs)
+        return PettingZooParallelEnv(task, num_envs, seed=seed, device=device)
     if env_id == "TwoStepGame":
         if kwargs:
             raise ValueError(f"TwoStepGame takes no options, got {sorted(kwargs)}.")
-        return TwoStepGame(num_envs, seed=seed)
+        return TwoStepGame(num_envs, seed=seed, device=device)
     raise ValueError(
         f"Unknown multi-agent task {env_id!r}; the known ones are {', '.join(MULTIAGENT_TASKS)}."
     )

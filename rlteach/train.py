@@ -18,6 +18,15 @@ task's action space), and writes into ``--out``:
 ``--resume`` restores ``checkpoint.pt`` and continues; the resumed run ends bit-identical to an
 uninterrupted one (the seconds column apart: that is wall-clock time).
 
+``--device`` (``cpu`` by default; ``cuda``, ``cuda:N`` or ``mps`` where PyTorch finds one) is
+where the networks, the batches and the replay buffers live; a device this machine lacks, or an
+unknown name, is refused before anything is written. It is an option of the run, not of the
+recipe's config: the checkpoint records it (``meta["device"]``) and ``--resume`` continues on
+that device unless ``--device`` names another (the checkpoint is read onto the CPU and each
+object takes its state onto the new device). Bit-identity is only promised on the same device:
+a GPU rounds, and draws its random numbers, differently from the CPU. ``evaluate --device``
+runs the saved policy there.
+
 Every recipe is registered; the multi-agent ones (mappo, ippo, qmix, vdn) train on their own
 task only (``--env`` cannot change it) and ``evaluate`` reports their greedy team return. A
 recipe registered with the bench but not with ``register_trainable`` would still train with its
@@ -177,6 +186,16 @@ def check_out_folder(out: Path) -> None:
         )
 
 
+def _device(device, option: str = "--device"):
+    """``resolve_device`` with the command line's error type (see rlteach/_checks.py)."""
+    from rlteach._checks import resolve_device
+
+    try:
+        return resolve_device(device)
+    except ValueError as err:
+        raise TrainError(f"{option}: {err}") from None
+
+
 def train_run(
     algo: str,
     *,
@@ -191,13 +210,18 @@ def train_run(
     stop_when_solved: bool | None = None,
     progress: bool = True,
     log=print,
+    device: str | None = None,
 ):
     """Train ``algo`` once and write log.csv, curve.png and checkpoint.pt into ``out``.
 
     Options left as None take the recipe's defaults, or, with ``resume``, the checkpoint's
     values (giving a different value than the checkpoint's is an error: the resumed run would
-    not be the run that was interrupted).
+    not be the run that was interrupted). ``device`` is not one of them: None means the CPU for
+    a new run and the checkpoint's device for a resumed one, and a run may resume on another
+    device than the one it was saved on (bit-identity is then lost).
     """
+    if device is not None:  # first: a device this machine lacks must not leave a folder
+        device = _device(device)
     out = Path(out)
     asked = {
         "algo": algo,
@@ -246,15 +270,33 @@ def train_run(
                 f"or start a new run in another --out folder."
             )
         asked = {k: meta.get(k) for k in asked}
+        saved_on = meta.get("device", "cpu")  # checkpoints from before --device: the CPU
+        if device is None:
+            try:
+                device = _device(saved_on)
+            except TrainError as err:
+                err = str(err).removeprefix("--device: ")
+                raise TrainError(
+                    f"--resume: the run in {out} was trained on {saved_on}, which this machine "
+                    f"cannot use ({err}). Add --device cpu to continue it on the CPU (the rest "
+                    f"of the run is then not bit-identical to an uninterrupted one)."
+                ) from None
+        if saved_on != str(device):
+            log(
+                f"Resuming on {device} a run saved on {saved_on}: it continues, but it is not "
+                f"bit-identical to an uninterrupted run (bit-identity holds on the same device)."
+            )
     elif (out / CHECKPOINT_NAME).exists():
         raise TrainError(
             f"{out / CHECKPOINT_NAME} exists already: add --resume to continue that run, or "
             f"choose another --out folder (nothing was overwritten)."
         )
 
+    if device is None:  # a new run: the CPU unless told otherwise
+        device = _device("cpu")
     recipe, cfg = resolve_config(asked["algo"], asked["env_id"])
     if recipe is None:
-        return _train_bench_only(asked, out, resume, progress, log)
+        return _train_bench_only(asked, out, resume, progress, log, device)
 
     changes = {}
     if asked["steps"] is not None:
@@ -275,6 +317,7 @@ def train_run(
         "checkpoint_every": asked["checkpoint_every"] or cfg.eval_every,
         "stop_when_solved": cfg.stop_on_solve,
         "config": asdict(cfg),
+        "device": str(device),  # a run option, not config: --resume may change it
     }
     if resume:
         saved = load_checkpoint(out / CHECKPOINT_NAME)
@@ -296,11 +339,14 @@ def train_run(
     if recipe.resumable:
         checkpointer = Checkpointer(out, meta["checkpoint_every"], resume=resume, meta=meta)
         result = recipe.train(
-            seed=meta["seed"], quick=False, progress=progress, cfg=cfg, checkpoint=checkpointer
+            seed=meta["seed"], quick=False, progress=progress, cfg=cfg, checkpoint=checkpointer,
+            device=device,
         )
         where = f"{out / CHECKPOINT_NAME} ({checkpointer.saves} saves)"
     else:
-        result = recipe.train(seed=meta["seed"], quick=False, progress=progress, cfg=cfg)
+        result = recipe.train(
+            seed=meta["seed"], quick=False, progress=progress, cfg=cfg, device=device
+        )
         where = "no checkpoint (the recipe is not resumable)"
     _write_outputs(result, out)
     last = result.curve[-1]
@@ -347,8 +393,8 @@ def _write_outputs(result, out: Path) -> None:
     _plot({result.algo: [result]}, _threshold(result.algo, result.env_id), out / "curve.png", title)
 
 
-def _train_bench_only(asked: dict, out: Path, resume: bool, progress: bool, log):
-    """A recipe registered only with the bench: its own task and budget, no checkpoints."""
+def _train_bench_only(asked: dict, out: Path, resume: bool, progress: bool, log, device):
+    """A recipe registered only with the bench: its own task and budget, no checkpoints, CPU."""
     _, registry = _registries()
     algo = asked["algo"]
     entries = [e for e in registry.values() if e.algo == algo]
@@ -360,6 +406,8 @@ def _train_bench_only(asked: dict, out: Path, resume: bool, progress: bool, log)
     ]
     if resume:
         refused.insert(0, "--resume")
+    if device.type != "cpu":
+        refused.append("--device")
     if refused:
         raise TrainError(
             f"{algo} is not resumable and takes no {', '.join(refused)}: its recipe has not opted "
@@ -380,9 +428,12 @@ def _train_bench_only(asked: dict, out: Path, resume: bool, progress: bool, log)
     return result
 
 
-def evaluate_checkpoint(path: str | Path, episodes: int = 10, seed: int = EVAL_SEED):
+def evaluate_checkpoint(
+    path: str | Path, episodes: int = 10, seed: int = EVAL_SEED, device: str = "cpu"
+):
     """Mean and standard deviation of the return of the checkpoint's deterministic policy over
-    ``episodes`` episodes seeded ``seed, seed + 1, ...``; also the checkpoint's meta."""
+    ``episodes`` episodes seeded ``seed, seed + 1, ...``, run on ``device``; also the
+    checkpoint's meta."""
     import numpy as np
 
     from rlteach.envs import evaluate_returns
@@ -391,18 +442,21 @@ def evaluate_checkpoint(path: str | Path, episodes: int = 10, seed: int = EVAL_S
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise TrainError(f"--episodes must be a positive integer, got {episodes!r}.")
     check_seed(seed, "--seed", count=episodes)
-    data = load_checkpoint(path)
+    device = _device(device)
+    data = load_checkpoint(path)  # onto the CPU, whatever device the run trained on
     policy, meta = data["policy"], data["meta"]
     if policy is None:
         raise TrainError(f"{path}: this checkpoint stores no policy to evaluate.")
+    if hasattr(policy, "to"):  # a torch module: run it where --device says
+        policy = policy.to(device)
     if meta["env_id"] in MULTIAGENT_TASKS:
-        returns = _team_returns(policy, meta, episodes, seed)
+        returns = _team_returns(policy, meta, episodes, seed, device)
     else:
         returns = evaluate_returns(policy, meta["env_id"], episodes, seed=seed)
     return float(np.mean(returns)), float(np.std(returns)), data
 
 
-def _team_returns(policy, meta: dict, episodes: int, seed: int) -> list[float]:
+def _team_returns(policy, meta: dict, episodes: int, seed: int, device) -> list[float]:
     """A multi-agent checkpoint: the team return of ``episodes`` greedy episodes, copy e of the
     task seeded ``seed + e`` (as the recipes' evaluation)."""
     from rlteach.envs_multiagent import evaluate_team_returns, make_multiagent_env
@@ -410,7 +464,7 @@ def _team_returns(policy, meta: dict, episodes: int, seed: int) -> list[float]:
     options = {}
     if "max_cycles" in meta["config"]:
         options["max_cycles"] = meta["config"]["max_cycles"]
-    env = make_multiagent_env(meta["env_id"], episodes, seed=seed, **options)
+    env = make_multiagent_env(meta["env_id"], episodes, seed=seed, device=device, **options)
     try:
         return evaluate_team_returns(policy, env, seed=seed).tolist()
     finally:

@@ -163,7 +163,9 @@ class TanhNormal(Distribution):
         event_dims: int = 1,
         validate_args: bool | None = None,
     ) -> None:
-        loc = torch.as_tensor(loc, dtype=torch.get_default_dtype())
+        # a tensor loc stays on its device, whatever torch's default device is
+        device = loc.device if isinstance(loc, torch.Tensor) else None
+        loc = torch.as_tensor(loc, dtype=torch.get_default_dtype(), device=device)
         scale = torch.as_tensor(scale, dtype=loc.dtype, device=loc.device)
         low = torch.as_tensor(low, dtype=loc.dtype, device=loc.device)
         high = torch.as_tensor(high, dtype=loc.dtype, device=loc.device)

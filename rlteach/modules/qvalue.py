@@ -261,8 +261,10 @@ class EGreedyModule(TensorDictModuleBase):
         annealing_num_steps: frames over which ε falls linearly (default 1000).
         action_key: where the action is read and written (default ``"action"``).
         action_space: ``"categorical"`` (int64 index [*B]) or ``"one-hot"`` ([*B, n_actions]).
-        seed: seed of a private ``torch.Generator``; ``None`` draws from torch's global one
-            (like TorchRL, reproducible through ``torch.manual_seed``).
+        seed: seed of a private (CPU) ``torch.Generator``; ``None`` draws from torch's global
+            one on the action's device (like TorchRL, reproducible through
+            ``torch.manual_seed``). With a seed the draws are made on the CPU and moved to the
+            action's device, so they are the same on every device.
 
     Raises:
         ValueError: ε outside [0, 1], ``eps_end > eps_init`` or ``annealing_num_steps < 1``.
@@ -324,8 +326,12 @@ class EGreedyModule(TensorDictModuleBase):
         action = tensordict.get(self.action_key)
         batch = tensordict.batch_size
         # (EG-2) one coin per batch element, then a uniform action for every element
-        explore = torch.rand(batch, generator=self.generator) < self.eps
-        random_index = torch.randint(0, self.n_actions, batch, generator=self.generator)
+        where = action.device if self.generator is None else self.generator.device
+        explore = torch.rand(batch, generator=self.generator, device=where) < self.eps.to(where)
+        random_index = torch.randint(
+            0, self.n_actions, batch, generator=self.generator, device=where
+        )
+        explore, random_index = explore.to(action.device), random_index.to(action.device)
         if self.action_space == "one-hot":
             random_action = nn.functional.one_hot(random_index, self.n_actions).to(action.dtype)
             explore = explore.unsqueeze(-1)

@@ -331,8 +331,11 @@ class REDQLoss(LossModule):
         return inputs
 
     def _draw_subset(self) -> torch.Tensor:
-        """(REDQ-1) M distinct critics out of N, uniformly, sorted (TorchRL's draw)."""
-        return torch.randperm(self.num_qvalue_nets)[: self.sub_sample_len].sort()[0]
+        """(REDQ-1) M distinct critics out of N, uniformly, sorted (TorchRL's draw).
+
+        Drawn on the CPU, as TorchRL does, whatever the critics' device: the same subsets follow
+        from a seed on every device, and a CPU index selects rows of a GPU tensor as well."""
+        return torch.randperm(self.num_qvalue_nets, device="cpu")[: self.sub_sample_len].sort()[0]
 
     def _policy_sample(self, actor_td: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
         """A reparameterised action and its log-probability, one Gaussian draw for the batch."""

@@ -25,6 +25,12 @@ A recipe hands the loop an :class:`Agent`::
     )
     result = run_offpolicy("sac", cfg, build, seed, quick, progress)  # build(cfg, env) -> Agent
 
+``build`` moves its loss to ``env.device`` (``loss.to(env.device)``) before it makes the
+optimisers; the loop calls it under ``with torch.device("cpu")``, so the networks are initialised
+on the CPU (the same seed, the same networks on every device) and then moved. With
+``device="cuda"`` the observations enter the GPU as they come from Gymnasium, the replay buffer
+stores there, and each action goes back with ``.cpu().numpy()``.
+
 Given a :class:`rlteach.checkpoint.Checkpointer` (``checkpoint=``), the loop saves everything
 that shapes the rest of the run at most every ``every_frames`` steps (after that step's
 evaluation) and, when the checkpointer resumes, continues from the saved step bit-identically:
@@ -58,7 +64,7 @@ from rlteach.envs import EvalTrace, GymEnv, evaluate_trace
 from rlteach.modules.ensemble import QValueEnsemble
 from rlteach.objectives.common import LossModule
 from rlteach.progress import progress_bar
-from rlteach.recipes.base import Evaluator, RunResult, seed_everything
+from rlteach.recipes.base import Evaluator, RunResult, resolve_device, seed_everything
 from rlteach.updaters import SoftUpdate
 
 __all__ = ["MUJOCO_PROTOCOL", "Agent", "OffPolicyConfig", "OffPolicyResult", "run_offpolicy"]
@@ -218,9 +224,9 @@ def value_estimate_check(loss: LossModule, trace: EvalTrace, gamma: float) -> di
 
 
 def _transition(obs, action, next_obs, reward, terminated, truncated) -> TensorDict:
-    """One transition in TorchRL's layout, batch size [1] (see rlteach.envs)."""
-    flag = torch.tensor([[terminated]])
-    cut = torch.tensor([[truncated]])
+    """One transition in TorchRL's layout, batch size [1] (see rlteach.envs), on obs's device."""
+    flag = torch.tensor([[terminated]], device=obs.device)
+    cut = torch.tensor([[truncated]], device=obs.device)
     return TensorDict(
         {
             "observation": obs.unsqueeze(0),
@@ -228,7 +234,7 @@ def _transition(obs, action, next_obs, reward, terminated, truncated) -> TensorD
             "next": TensorDict(
                 {
                     "observation": next_obs.unsqueeze(0),
-                    "reward": torch.tensor([[float(reward)]]),
+                    "reward": torch.tensor([[float(reward)]], device=obs.device),
                     "done": flag | cut,
                     "terminated": flag,
                     "truncated": cut,
@@ -246,9 +252,11 @@ class _LoopState:
     ``step`` is the last environment step done, ``obs`` the observation the next one starts from;
     the result's training-episode lists, logs and CPU seconds are saved with them. ``cpu_start``
     is the process time the CPU seconds are counted from (saved as the seconds elapsed since).
+    ``device`` is where ``obs`` lives (a checkpoint is read onto the CPU).
     """
 
-    def __init__(self, result: OffPolicyResult, carry: dict) -> None:
+    def __init__(self, result: OffPolicyResult, carry: dict, device: torch.device) -> None:
+        self.device = device
         self.result = result
         self.carry = carry
         self.step = 0
@@ -277,7 +285,8 @@ class _LoopState:
 
     def load_state_dict(self, state: dict) -> None:
         r = self.result
-        self.step, self.obs = state["step"], state["obs"]
+        self.step = state["step"]
+        self.obs = None if state["obs"] is None else state["obs"].to(self.device)
         self.episode_return, self.n_updates = state["episode_return"], state["n_updates"]
         self.sums = dict(state["sums"])
         self.cpu_start = time.process_time() - state["cpu_elapsed"]
@@ -302,6 +311,19 @@ def _check_config(cfg: OffPolicyConfig) -> None:
         raise ValueError(f"tau must lie in (0, 1], got {cfg.tau}.")
 
 
+def _check_placed(loss: LossModule, device: torch.device) -> None:
+    """A recipe's ``build`` must move its loss to ``env.device`` before making its optimisers."""
+    stray = sorted(
+        {str(t.device) for t in [*loss.parameters(), *loss.buffers()] if t.device != device}
+    )
+    if stray:
+        raise ValueError(
+            f"build(cfg, env) returned a loss with tensors on {', '.join(stray)}, but the run "
+            f"trains on {device}: call loss.to(env.device) in build, before the optimisers are "
+            f"made (they must see the moved parameters)."
+        )
+
+
 def run_offpolicy(
     algo: str,
     cfg: OffPolicyConfig,
@@ -310,6 +332,8 @@ def run_offpolicy(
     quick: bool = False,
     progress: bool = True,
     checkpoint: Checkpointer | None = None,
+    *,
+    device: str | torch.device = "cpu",
 ) -> OffPolicyResult:
     """Train with the off-policy loop; ``build(cfg, env)`` makes the recipe's :class:`Agent`.
 
@@ -318,7 +342,9 @@ def run_offpolicy(
     seconds exclude evaluation. With a ``checkpoint`` (a
     :class:`~rlteach.checkpoint.Checkpointer`) the run saves its full state at most every
     ``checkpoint.every_frames`` steps and, if the checkpointer resumes, continues from it.
+    ``device`` is where the networks, the observations and the replay buffer live.
     """
+    device = resolve_device(device)  # PLUMBING: refuse an unknown or absent device first
     if quick:
         budget = cfg.quick_frames
         cfg = replace(
@@ -330,12 +356,14 @@ def run_offpolicy(
     _check_config(cfg)
     torch.set_num_threads(cfg.torch_threads)  # PLUMBING
     generator = seed_everything(seed)
-    env = GymEnv(cfg.env_id, seed=seed)
-    agent = build(cfg, env)
+    env = GymEnv(cfg.env_id, seed=seed, device=device)
+    with torch.device("cpu"):  # PLUMBING: initialised on the CPU, then moved to env.device
+        agent = build(cfg, env)
+    _check_placed(agent.loss, device)
     # (TGT-1) for the losses that keep target networks; CrossQ has none, so no updater
     has_targets = bool(agent.loss.target_network_pairs())
     target_updater = SoftUpdate(agent.loss, tau=cfg.tau) if has_targets else None
-    buffer = ReplayBuffer(cfg.buffer_size, generator=generator)
+    buffer = ReplayBuffer(cfg.buffer_size, generator=generator, device=device)
 
     result = OffPolicyResult(algo=algo, env_id=cfg.env_id, seed=seed, agent=agent)  # PLUMBING
     threshold = SOLVED_THRESHOLDS.get(cfg.env_id, float("inf"))
@@ -361,14 +389,14 @@ def run_offpolicy(
         evaluate=evaluate_and_check,
     )
     # PLUMBING: the loop's counters (running sums of the logged scalars, ...) in one object
-    state = _LoopState(result, agent.extras.get("carry", {}))
+    state = _LoopState(result, agent.extras.get("carry", {}), device)
 
     # The loop steps the Gymnasium environment itself, on plain tensors: the TensorDict
     # plumbing of GymEnv costs more per step than a small network does.
     gym_env = env.env
     gym_env.action_space.seed(seed)
     state.cpu_start = time.process_time()
-    state.obs = torch.as_tensor(gym_env.reset(seed=seed)[0], dtype=torch.float32)
+    state.obs = torch.as_tensor(gym_env.reset(seed=seed)[0], dtype=torch.float32, device=device)
     checkpoint = as_checkpointer(checkpoint)  # PLUMBING: save / resume everything below
     optimizers = {f"optimizer_{i}": opt for i, opt in enumerate(agent.extras.get("optimizers", ()))}
     updater = {"target_updater": target_updater} if target_updater is not None else {}
@@ -389,19 +417,20 @@ def run_offpolicy(
     for step in range(state.step + 1, cfg.total_frames + 1):
         # ALGO: act (uniformly at random during the warm-up) and store the transition
         if step <= cfg.warmup_steps:
-            action = torch.as_tensor(gym_env.action_space.sample(), dtype=torch.float32)
+            sample = gym_env.action_space.sample()
+            action = torch.as_tensor(sample, dtype=torch.float32, device=device)
         else:
             with torch.no_grad():
                 action = agent.act(obs)
-        next_obs, reward, terminated, truncated, _ = gym_env.step(action.numpy())
-        next_obs = torch.as_tensor(next_obs, dtype=torch.float32)
+        next_obs, reward, terminated, truncated, _ = gym_env.step(action.cpu().numpy())
+        next_obs = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
         buffer.extend(_transition(obs, action, next_obs, reward, terminated, truncated))
         episode_return += float(reward)  # PLUMBING
         if terminated or truncated:
             result.episode_returns.append(episode_return)
             result.episode_steps.append(step)
             episode_return = 0.0
-            next_obs = torch.as_tensor(gym_env.reset()[0], dtype=torch.float32)
+            next_obs = torch.as_tensor(gym_env.reset()[0], dtype=torch.float32, device=device)
         obs = next_obs
 
         # ALGO: learn, updates_per_step gradient steps per environment step

@@ -23,6 +23,7 @@ from rlteach.recipes.base import (
     RunResult,
     as_checkpointer,
     register_trainable,
+    resolve_device,
     seed_everything,
 )
 from rlteach.value import ValueEstimators
@@ -54,13 +55,15 @@ class A2CConfig:
 
 def train(
     seed: int = 0, quick: bool = False, progress: bool = True, cfg: A2CConfig | None = None,
-    checkpoint: Checkpointer | None = None,
+    checkpoint: Checkpointer | None = None, *, device: str | torch.device = "cpu",
 ) -> RunResult:
     """Train A2C; return the evaluation curve (seconds exclude evaluation).
 
     With a :class:`~rlteach.checkpoint.Checkpointer`, the run saves its full state at batch
     boundaries and, if the checkpointer resumes, continues from the saved one bit-identically.
+    ``device`` is where the networks and the batches live (see rlteach/recipes/base.py).
     """
+    device = resolve_device(device)  # PLUMBING: refuse an unknown or absent device first
     cfg = cfg or A2CConfig()
     if quick:
         cfg = replace(
@@ -68,19 +71,21 @@ def train(
         )
     torch.set_num_threads(cfg.torch_threads)  # PLUMBING
     seed_everything(seed)
-    env = VecGymEnv(cfg.env_id, cfg.num_envs, seed=seed)
-    actor = make_categorical_actor(env.observation_dim, env.n_actions, cfg.num_cells)
-    critic = make_value_network(env.observation_dim, cfg.num_cells)
-    loss = A2CLoss(
-        actor_network=actor,
-        critic_network=critic,
-        entropy_coeff=cfg.entropy_coeff,
-        critic_coeff=cfg.critic_coeff,
-        loss_critic_type=cfg.loss_critic_type,
-    )
-    loss.make_value_estimator(
-        ValueEstimators.GAE, gamma=cfg.gamma, lmbda=cfg.gae_lambda, vectorized=True
-    )
+    env = VecGymEnv(cfg.env_id, cfg.num_envs, seed=seed, device=device)
+    with torch.device("cpu"):  # PLUMBING: initialised on the CPU, the same on every device
+        actor = make_categorical_actor(env.observation_dim, env.n_actions, cfg.num_cells)
+        critic = make_value_network(env.observation_dim, cfg.num_cells)
+        loss = A2CLoss(
+            actor_network=actor,
+            critic_network=critic,
+            entropy_coeff=cfg.entropy_coeff,
+            critic_coeff=cfg.critic_coeff,
+            loss_critic_type=cfg.loss_critic_type,
+        )
+        loss.make_value_estimator(
+            ValueEstimators.GAE, gamma=cfg.gamma, lmbda=cfg.gae_lambda, vectorized=True
+        )
+    loss.to(device)  # PLUMBING: the networks go where they train, before the optimiser
     optimizer = torch.optim.Adam(loss.parameters(), lr=cfg.lr)
     collector = Collector(
         env, actor, cfg.num_envs * cfg.steps_per_env, total_frames=cfg.total_frames

@@ -4,6 +4,15 @@ A recipe is a plain function ``train(seed, quick=False, progress=True) -> RunRes
 :class:`EvalPoint` each time it evaluates the deterministic policy; the wall clock it reports
 excludes evaluation (the benchmark measures learning, not testing), which :class:`Stopwatch`
 makes explicit.
+
+Devices: every recipe's ``train`` also takes ``device="cpu"`` (keyword), checked first by
+:func:`resolve_device` (an unknown name, or ``"cuda"`` on a machine without one, is refused
+before anything is built). The networks are built under ``with torch.device("cpu"):``, so that
+their initial weights come from the CPU's random stream whatever torch's default device and a
+seed gives the same networks on every device; ``loss.to(device)`` then moves them, before the
+optimisers are made. The environments hand out their observations on that device, the replay
+buffers store there, and the actions go back to Gymnasium with ``.cpu().numpy()``. The device
+is a run option, not part of the config: the same config trains anywhere.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from rlteach._checks import resolve_device  # noqa: F401  (for recipes)
 from rlteach.checkpoint import Checkpointer, as_checkpointer  # noqa: F401  (for recipes)
 
 
@@ -185,7 +195,9 @@ class TrainableRecipe:
 
     ============== ===========================================================================
     algo           the name on the command line, e.g. ``"ppo"``
-    train          ``train(seed, quick, progress, cfg, [checkpoint])`` returning a RunResult
+    train          ``train(seed, quick, progress, cfg, [checkpoint], *, device="cpu")``
+                   returning a RunResult; ``device`` (a string or ``torch.device``) is where
+                   the networks, the batches and the replay buffer live
     configs        task id → the recipe's config for that task; the first is the default task.
                    Another task runs the default config with ``env_id`` replaced.
     action_spaces  which Gymnasium action spaces the recipe's networks handle:
@@ -197,7 +209,9 @@ class TrainableRecipe:
     ============== ===========================================================================
 
     Every config must be a dataclass with the fields ``env_id``, ``total_frames``,
-    ``eval_every``, ``eval_episodes`` and ``stop_on_solve`` (the command line sets them).
+    ``eval_every``, ``eval_episodes`` and ``stop_on_solve`` (the command line sets them). The
+    device is not one of them: it is an option of the run (``--device``), kept out of the
+    config, which a checkpoint stores and compares on ``--resume``.
     """
 
     algo: str

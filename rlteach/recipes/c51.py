@@ -73,10 +73,13 @@ def train_agent(
     cfg: C51Config | None = None,
     callback: Callable | None = None,
     checkpoint: Checkpointer | None = None,
+    *,
+    device: str | torch.device = "cpu",
 ) -> tuple[RunResult, Agent]:
     """Train C51; return the evaluation curve (seconds exclude evaluation) and the agent."""
     return run_off_policy(
-        "c51", cfg or C51Config(), build, seed, quick, progress, callback, checkpoint
+        "c51", cfg or C51Config(), build, seed, quick, progress, callback, checkpoint,
+        device=device,
     )
 
 
@@ -86,11 +89,13 @@ def train(
     progress: bool = True,
     cfg: C51Config | None = None,
     checkpoint: Checkpointer | None = None,
+    *,
+    device: str | torch.device = "cpu",
 ) -> RunResult:
     """Train C51; return the evaluation curve (seconds exclude evaluation). With a
     ``checkpoint`` the run is saved and can be resumed (``python -m rlteach train c51 --resume``).
     """
-    return train_agent(seed, quick, progress, cfg, checkpoint=checkpoint)[0]
+    return train_agent(seed, quick, progress, cfg, checkpoint=checkpoint, device=device)[0]
 
 
 register("c51-cartpole", "c51", "CartPole-v1", train)

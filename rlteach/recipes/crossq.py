@@ -94,6 +94,7 @@ def build(cfg: CrossQConfig, env: GymEnv) -> Agent:
         action_spec=env.action_dim,
     )
     loss.make_value_estimator("td0", gamma=cfg.gamma)
+    loss.to(env.device)  # PLUMBING: where the observations arrive, before the optimisers
     critic_opt = torch.optim.Adam(
         loss.qvalue_network.parameters(), lr=cfg.lr, betas=cfg.adam_betas, fused=True
     )
@@ -144,9 +145,13 @@ def train(
     progress: bool = True,
     cfg: CrossQConfig | None = None,
     checkpoint: Checkpointer | None = None,
+    *,
+    device: str | torch.device = "cpu",
 ) -> OffPolicyResult:
     """Train CrossQ; the result carries the curve, the logs (alpha, entropy, ...) and the agent."""
-    return run_offpolicy("crossq", cfg or CrossQConfig(), build, seed, quick, progress, checkpoint)
+    return run_offpolicy(
+        "crossq", cfg or CrossQConfig(), build, seed, quick, progress, checkpoint, device=device
+    )
 
 
 def mujoco_config(env_id: str) -> CrossQConfig:

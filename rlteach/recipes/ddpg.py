@@ -59,6 +59,7 @@ def build(cfg: DDPGConfig, env: GymEnv) -> Agent:
     critic = make_state_action_value_network(env.observation_dim, env.action_dim, cfg.num_cells)
     loss = DDPGLoss(actor, critic, loss_function=cfg.loss_function, delay_actor=True)
     loss.make_value_estimator("td0", gamma=cfg.gamma)
+    loss.to(env.device)  # PLUMBING: where the observations arrive, before the optimisers
     critic_opt = torch.optim.Adam(loss.value_network.parameters(), lr=cfg.critic_lr)
     actor_opt = torch.optim.Adam(loss.actor_network.parameters(), lr=cfg.actor_lr)
 
@@ -88,9 +89,13 @@ def train(
     progress: bool = True,
     cfg: DDPGConfig | None = None,
     checkpoint: Checkpointer | None = None,
+    *,
+    device: str | torch.device = "cpu",
 ) -> OffPolicyResult:
     """Train DDPG; the result carries the curve, the logs and the agent."""
-    return run_offpolicy("ddpg", cfg or DDPGConfig(), build, seed, quick, progress, checkpoint)
+    return run_offpolicy(
+        "ddpg", cfg or DDPGConfig(), build, seed, quick, progress, checkpoint, device=device
+    )
 
 
 def mujoco_config(env_id: str) -> DDPGConfig:

@@ -48,7 +48,13 @@ from rlteach.envs import Collector, VecGymEnv
 from rlteach.modules import EGreedyModule, make_qvalue_actor, make_qvalue_network
 from rlteach.objectives import DQNLoss, LossModule
 from rlteach.progress import progress_bar
-from rlteach.recipes.base import Evaluator, RunResult, register_trainable, seed_everything
+from rlteach.recipes.base import (
+    Evaluator,
+    RunResult,
+    register_trainable,
+    resolve_device,
+    seed_everything,
+)
 from rlteach.updaters import HardUpdate, SoftUpdate
 
 #: What a transition in the replay buffer keeps (not the policy's Q-values or greedy action).
@@ -194,6 +200,8 @@ def run_off_policy(
     progress: bool,
     callback: Callable[[int, TensorDictBase, TensorDictBase], None] | None = None,
     checkpoint: Checkpointer | None = None,
+    *,
+    device: str | torch.device = "cpu",
 ) -> tuple[RunResult, Agent]:
     """The replay-buffer loop shared by DQN and C51 (see the module docstring).
 
@@ -201,8 +209,11 @@ def run_off_policy(
     (e.g. to record Q-value estimates for the overestimation experiment). With a ``checkpoint``
     (a :class:`~rlteach.checkpoint.Checkpointer`) the run saves its full state at most every
     ``checkpoint.every_frames`` frames and, if the checkpointer resumes, continues from it (a
-    resumed run calls ``callback`` only for the updates it does itself).
+    resumed run calls ``callback`` only for the updates it does itself). ``device`` is where the
+    networks, the batches and the replay buffer live; ``build_fn`` builds on the CPU and the
+    loop moves its loss there.
     """
+    device = resolve_device(device)  # PLUMBING: refuse an unknown or absent device first
     if quick:  # PLUMBING
         cfg = replace(
             cfg,
@@ -217,16 +228,18 @@ def run_off_policy(
         )
     torch.set_num_threads(cfg.torch_threads)  # PLUMBING
     generator = seed_everything(seed)
-    env = VecGymEnv(cfg.env_id, cfg.num_envs, seed=seed)
-    actor, loss = build_fn(cfg, env)
-    # ALGO: ε-greedy behaviour policy, ε annealed linearly over exploration_frames (EG-1)
-    exploration = EGreedyModule(
-        env.n_actions, cfg.eps_init, cfg.eps_end, cfg.exploration_frames, seed=seed
-    )
-    policy = TensorDictSequential(actor, exploration)
+    env = VecGymEnv(cfg.env_id, cfg.num_envs, seed=seed, device=device)
+    with torch.device("cpu"):  # PLUMBING: initialised on the CPU, the same on every device
+        actor, loss = build_fn(cfg, env)
+        # ALGO: ε-greedy behaviour policy, ε annealed linearly over exploration_frames (EG-1)
+        exploration = EGreedyModule(
+            env.n_actions, cfg.eps_init, cfg.eps_end, cfg.exploration_frames, seed=seed
+        )
+    loss.to(device)  # PLUMBING: the networks go where they train, before the optimiser
+    policy = TensorDictSequential(actor, exploration).to(device)
     optimizer = torch.optim.Adam(loss.parameters(), lr=cfg.lr)
     target_updater = make_target_updater(cfg, loss)
-    buffer = ReplayBuffer(cfg.buffer_size, generator=generator)
+    buffer = ReplayBuffer(cfg.buffer_size, generator=generator, device=device)
     frames_per_batch = cfg.num_envs * cfg.steps_per_batch
     collector = Collector(env, policy, frames_per_batch, total_frames=cfg.total_frames)
     threshold = SOLVED_THRESHOLDS.get(cfg.env_id, float("inf"))
@@ -279,10 +292,13 @@ def train_agent(
     cfg: DQNConfig | None = None,
     callback: Callable | None = None,
     checkpoint: Checkpointer | None = None,
+    *,
+    device: str | torch.device = "cpu",
 ) -> tuple[RunResult, Agent]:
     """Train DQN; return the evaluation curve (seconds exclude evaluation) and the agent."""
     return run_off_policy(
-        "dqn", cfg or DQNConfig(), build, seed, quick, progress, callback, checkpoint
+        "dqn", cfg or DQNConfig(), build, seed, quick, progress, callback, checkpoint,
+        device=device,
     )
 
 
@@ -292,11 +308,13 @@ def train(
     progress: bool = True,
     cfg: DQNConfig | None = None,
     checkpoint: Checkpointer | None = None,
+    *,
+    device: str | torch.device = "cpu",
 ) -> RunResult:
     """Train DQN; return the evaluation curve (seconds exclude evaluation). With a
     ``checkpoint`` the run is saved and can be resumed (``python -m rlteach train dqn --resume``).
     """
-    return train_agent(seed, quick, progress, cfg, checkpoint=checkpoint)[0]
+    return train_agent(seed, quick, progress, cfg, checkpoint=checkpoint, device=device)[0]
 
 
 def train_acrobot(seed: int = 0, quick: bool = False, progress: bool = True) -> RunResult:

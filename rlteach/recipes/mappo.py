@@ -50,7 +50,13 @@ from rlteach.envs_multiagent import (
 from rlteach.modules import MultiAgentMLP
 from rlteach.objectives import IPPOLoss, MAPPOLoss
 from rlteach.progress import progress_bar
-from rlteach.recipes.base import Evaluator, RunResult, register_trainable, seed_everything
+from rlteach.recipes.base import (
+    Evaluator,
+    RunResult,
+    register_trainable,
+    resolve_device,
+    seed_everything,
+)
 
 ENV_ID = "simple_spread_v3"
 RANDOM_RETURN = -27.4
@@ -180,14 +186,17 @@ def train(
     progress: bool = True,
     cfg: MAPPOConfig | None = None,
     checkpoint: Checkpointer | None = None,
+    *,
+    device: str | torch.device = "cpu",
 ) -> RunResult:
     """Train MAPPO (or IPPO with ``centralised_critic=False``); greedy team return curve.
 
     With a ``checkpoint`` (a :class:`~rlteach.checkpoint.Checkpointer`) the run saves its full
     state (networks, optimiser, collector with the pickled PettingZoo copies, generator,
     evaluation history) after each due batch and, if the checkpointer resumes, continues from it
-    bit-identically.
+    bit-identically. ``device`` is where the networks and the batches live.
     """
+    device = resolve_device(device)  # PLUMBING: refuse an unknown or absent device first
     cfg = cfg or MAPPOConfig()
     if quick:
         cfg = replace(
@@ -200,9 +209,11 @@ def train(
     torch.set_num_threads(cfg.torch_threads)  # PLUMBING
     generator = seed_everything(seed)
     task = make_simple_spread(max_cycles=cfg.max_cycles)
-    env = PettingZooParallelEnv(task, cfg.num_envs, seed=seed)
-    eval_env = PettingZooParallelEnv(task, cfg.eval_episodes, seed=10_000)
-    actor, _, loss = build(cfg, env)
+    env = PettingZooParallelEnv(task, cfg.num_envs, seed=seed, device=device)
+    eval_env = PettingZooParallelEnv(task, cfg.eval_episodes, seed=10_000, device=device)
+    with torch.device("cpu"):  # PLUMBING: initialised on the CPU, the same on every device
+        actor, _, loss = build(cfg, env)
+    loss.to(device)  # PLUMBING: the networks go where they train, before the optimiser
     optimizer = torch.optim.Adam(loss.parameters(), lr=cfg.lr)
     collector = MultiAgentCollector(env, actor, cfg.steps_per_env)
 
@@ -233,7 +244,7 @@ def train(
             loss.value_estimator(batch)
         data = batch.reshape(-1)
         for _ in range(cfg.num_epochs):
-            order = torch.randperm(data.shape[0], generator=generator)
+            order = torch.randperm(data.shape[0], generator=generator, device="cpu")
             for index in order.split(cfg.minibatch_size):
                 out = loss(data[index])  # ALGO: (PPO-3) clipped surrogate + critic + entropy
                 total = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
@@ -259,9 +270,11 @@ def train_ippo(
     progress: bool = True,
     cfg: MAPPOConfig | None = None,
     checkpoint: Checkpointer | None = None,
+    *,
+    device: str | torch.device = "cpu",
 ) -> RunResult:
     cfg = cfg or MAPPOConfig(centralised_critic=False)
-    return train(seed, quick, progress, cfg=cfg, checkpoint=checkpoint)
+    return train(seed, quick, progress, cfg=cfg, checkpoint=checkpoint, device=device)
 
 
 # THRESHOLD: not a published number. Published MPE results use other reward scalings and budgets

@@ -27,6 +27,7 @@ from rlteach.recipes.base import (
     RunResult,
     as_checkpointer,
     register_trainable,
+    resolve_device,
     seed_everything,
 )
 from rlteach.value import ValueEstimators
@@ -114,12 +115,16 @@ def train(
     progress: bool = True,
     cfg: PPOConfig | None = None,
     checkpoint: Checkpointer | None = None,
+    *,
+    device: str | torch.device = "cpu",
 ) -> RunResult:
     """Train PPO; return the evaluation curve (seconds exclude evaluation).
 
     With a :class:`~rlteach.checkpoint.Checkpointer`, the run saves its full state at batch
     boundaries and, if the checkpointer resumes, continues from the saved one bit-identically.
+    ``device`` is where the networks and the batches live (see rlteach/recipes/base.py).
     """
+    device = resolve_device(device)  # PLUMBING: refuse an unknown or absent device first
     cfg = cfg or PPOConfig()
     if quick:
         cfg = replace(
@@ -127,8 +132,10 @@ def train(
         )
     torch.set_num_threads(cfg.torch_threads)  # PLUMBING
     generator = seed_everything(seed)
-    env = VecGymEnv(cfg.env_id, cfg.num_envs, seed=seed)
-    actor, critic, loss = build(cfg, env)
+    env = VecGymEnv(cfg.env_id, cfg.num_envs, seed=seed, device=device)
+    with torch.device("cpu"):  # PLUMBING: initialised on the CPU, the same on every device
+        actor, critic, loss = build(cfg, env)
+    loss.to(device)  # PLUMBING: the networks go where they train, before the optimiser
     optimizer = torch.optim.Adam(loss.parameters(), lr=cfg.lr)
     frames_per_batch = cfg.num_envs * cfg.steps_per_env
     collector = Collector(env, actor, frames_per_batch, total_frames=cfg.total_frames)
@@ -155,7 +162,7 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * (1 - done_fraction)
         for _ in range(cfg.num_epochs):
-            order = torch.randperm(data.shape[0], generator=generator)
+            order = torch.randperm(data.shape[0], generator=generator, device="cpu")
             for index in order.split(cfg.minibatch_size):
                 out = loss(data[index])  # ALGO: (PPO-3) clipped surrogate + critic + entropy
                 total = sum(value for key, value in out.items() if key.startswith("loss_"))

@@ -21,6 +21,7 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
 
+from rlteach._checks import module_device
 from rlteach.bench import register
 from rlteach.buffers import ReplayBuffer
 from rlteach.checkpoint import Checkpointer, as_checkpointer
@@ -28,7 +29,13 @@ from rlteach.envs_multiagent import MultiAgentCollector, TwoStepGame, evaluate_t
 from rlteach.modules import GreedyAction, MultiAgentMLP, QMixer, VDNMixer
 from rlteach.objectives import QMixerLoss
 from rlteach.progress import progress_bar
-from rlteach.recipes.base import Evaluator, RunResult, register_trainable, seed_everything
+from rlteach.recipes.base import (
+    Evaluator,
+    RunResult,
+    register_trainable,
+    resolve_device,
+    seed_everything,
+)
 from rlteach.updaters import HardUpdate
 
 ENV_ID = "TwoStepGame"
@@ -85,8 +92,8 @@ class EpsilonGreedy(nn.Module):
     def forward(self, td: TensorDictBase) -> TensorDictBase:
         td = self.actor(td)
         greedy = td.get((self.group, "action"))
-        explore = torch.rand(greedy.shape) < self.epsilon
-        random = torch.randint(self.n_actions, greedy.shape)
+        explore = torch.rand(greedy.shape, device=greedy.device) < self.epsilon
+        random = torch.randint(self.n_actions, greedy.shape, device=greedy.device)
         td.set((self.group, "action"), torch.where(explore, random, greedy))
         return td
 
@@ -135,14 +142,16 @@ def build(cfg: QMixConfig, env: TwoStepGame):
 def q_tot_table(loss: QMixerLoss) -> dict[str, torch.Tensor]:
     """The learned Q_tot(s, u1, u2) of each state as a 2×2 table (rows: agent 1's action).
 
-    This is what Table 1 of Rashid et al. (2018) prints for the two-step game.
+    This is what Table 1 of Rashid et al. (2018) prints for the two-step game (computed on the
+    loss's device).
     """
-    game = TwoStepGame(num_envs=4)
+    device = module_device(loss)
+    game = TwoStepGame(num_envs=4, device=device)
     td = game.reset()
-    joint = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]])
+    joint = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]], device=device)
     tables = {}
     for index, name in enumerate(["1", "2A", "2B"]):
-        state = torch.full((4,), index, dtype=torch.int64)
+        state = torch.full((4,), index, dtype=torch.int64, device=device)
         td = game._root(state)
         td = loss.local_value_network(td)
         q = td["agents", "action_value"]  # [4, 2, 2]
@@ -158,27 +167,33 @@ def train(
     progress: bool = True,
     cfg: QMixConfig | None = None,
     checkpoint: Checkpointer | None = None,
+    *,
+    device: str | torch.device = "cpu",
 ) -> RunResult:
     """Train QMIX (or VDN) on the two-step game; the curve holds the greedy policy's return.
 
     With a ``checkpoint`` (a :class:`~rlteach.checkpoint.Checkpointer`) the run saves its full
     state (networks and targets, optimiser, target updater, replay buffer, collector with the
     game's state, evaluation history) after each due batch and, if the checkpointer resumes,
-    continues from it bit-identically.
+    continues from it bit-identically. ``device`` is where the networks, the batches and the
+    replay buffer live.
     """
+    device = resolve_device(device)  # PLUMBING: refuse an unknown or absent device first
     cfg = cfg or QMixConfig()
     if quick:
         cfg = replace(cfg, episodes=cfg.quick_episodes)
     torch.set_num_threads(cfg.torch_threads)  # PLUMBING
     seed_everything(seed)
-    env = TwoStepGame(cfg.num_envs, seed=seed)
-    actor, _, loss = build(cfg, env)
+    env = TwoStepGame(cfg.num_envs, seed=seed, device=device)
+    with torch.device("cpu"):  # PLUMBING: initialised on the CPU, the same on every device
+        actor, _, loss = build(cfg, env)
+    loss.to(device)  # PLUMBING: the networks go where they train, before the optimiser
     explorer = EpsilonGreedy(actor, env.n_actions, cfg.epsilon)
     collector = MultiAgentCollector(env, explorer, steps_per_batch=2)  # 2 steps = 1 episode each
-    buffer = ReplayBuffer(cfg.buffer_size, seed=seed)
+    buffer = ReplayBuffer(cfg.buffer_size, seed=seed, device=device)
     optimizer = torch.optim.Adam(loss.parameters(), lr=cfg.lr)
     target_updater = HardUpdate(loss, value_network_update_interval=cfg.target_update_interval)
-    eval_env = TwoStepGame(cfg.eval_episodes)  # deterministic: every copy plays the same
+    eval_env = TwoStepGame(cfg.eval_episodes, device=device)  # deterministic: every copy plays the same
 
     result = RunResult(algo=cfg.mixer, env_id=ENV_ID, seed=seed)  # PLUMBING
     if cfg.total_frames is None:  # PLUMBING: budget in frames, 2 per episode
@@ -232,9 +247,11 @@ def train_vdn(
     progress: bool = True,
     cfg: QMixConfig | None = None,
     checkpoint: Checkpointer | None = None,
+    *,
+    device: str | torch.device = "cpu",
 ) -> RunResult:
     cfg = cfg or QMixConfig(mixer="vdn")
-    return train(seed, quick, progress, cfg=cfg, checkpoint=checkpoint)
+    return train(seed, quick, progress, cfg=cfg, checkpoint=checkpoint, device=device)
 
 
 # Thresholds: QMIX must find the optimal return 8; VDN "solves" its own task at 7, the best an

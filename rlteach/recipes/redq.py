@@ -91,6 +91,7 @@ def build(cfg: REDQConfig, env: GymEnv) -> Agent:
         action_spec=env.action_dim,
     )
     loss.make_value_estimator("td0", gamma=cfg.gamma)
+    loss.to(env.device)  # PLUMBING: where the observations arrive, before the optimisers
     critic_opt = torch.optim.Adam(loss.qvalue_network.parameters(), lr=cfg.critic_lr, fused=True)
     actor_opt = torch.optim.Adam(loss.actor_network.parameters(), lr=cfg.actor_lr, fused=True)
     alpha_opt = torch.optim.Adam([loss.log_alpha], lr=cfg.alpha_lr, fused=True)
@@ -143,12 +144,14 @@ def train(
     progress: bool = True,
     cfg: REDQConfig | None = None,
     checkpoint: Checkpointer | None = None,
+    *,
+    device: str | torch.device = "cpu",
 ) -> OffPolicyResult:
     """Train REDQ; the result carries the curve, the logs (alpha, entropy, ...) and the agent."""
     cfg = cfg or REDQConfig()
     if quick:  # PLUMBING: a smaller G too, the loop shrinks the rest of the budget
         cfg = replace(cfg, updates_per_step=min(cfg.updates_per_step, cfg.quick_updates_per_step))
-    return run_offpolicy("redq", cfg, build, seed, quick, progress, checkpoint)
+    return run_offpolicy("redq", cfg, build, seed, quick, progress, checkpoint, device=device)
 
 
 def mujoco_config(env_id: str) -> REDQConfig:

@@ -23,6 +23,7 @@ from rlteach.recipes.base import (
     RunResult,
     as_checkpointer,
     register_trainable,
+    resolve_device,
     seed_everything,
 )
 from rlteach.value import ValueEstimators
@@ -51,13 +52,15 @@ class ReinforceConfig:
 
 def train(
     seed: int = 0, quick: bool = False, progress: bool = True, cfg: ReinforceConfig | None = None,
-    checkpoint: Checkpointer | None = None,
+    checkpoint: Checkpointer | None = None, *, device: str | torch.device = "cpu",
 ) -> RunResult:
     """Train REINFORCE with a baseline; return the evaluation curve (evaluation time excluded).
 
     With a :class:`~rlteach.checkpoint.Checkpointer`, the run saves its full state at batch
     boundaries and, if the checkpointer resumes, continues from the saved one bit-identically.
+    ``device`` is where the networks and the batches live (see rlteach/recipes/base.py).
     """
+    device = resolve_device(device)  # PLUMBING: refuse an unknown or absent device first
     cfg = cfg or ReinforceConfig()
     if quick:
         cfg = replace(
@@ -65,13 +68,15 @@ def train(
         )
     torch.set_num_threads(cfg.torch_threads)  # PLUMBING
     seed_everything(seed)
-    env = VecGymEnv(cfg.env_id, cfg.num_envs, seed=seed)
-    actor = make_categorical_actor(env.observation_dim, env.n_actions, cfg.num_cells)
-    critic = make_value_network(env.observation_dim, cfg.num_cells)
-    loss = ReinforceLoss(
-        actor_network=actor, critic_network=critic, loss_critic_type=cfg.loss_critic_type
-    )
-    loss.make_value_estimator(ValueEstimators.TD1, gamma=cfg.gamma)  # Monte-Carlo returns
+    env = VecGymEnv(cfg.env_id, cfg.num_envs, seed=seed, device=device)
+    with torch.device("cpu"):  # PLUMBING: initialised on the CPU, the same on every device
+        actor = make_categorical_actor(env.observation_dim, env.n_actions, cfg.num_cells)
+        critic = make_value_network(env.observation_dim, cfg.num_cells)
+        loss = ReinforceLoss(
+            actor_network=actor, critic_network=critic, loss_critic_type=cfg.loss_critic_type
+        )
+        loss.make_value_estimator(ValueEstimators.TD1, gamma=cfg.gamma)  # Monte-Carlo returns
+    loss.to(device)  # PLUMBING: the networks go where they train, before the optimiser
     optimizer = torch.optim.Adam(loss.parameters(), lr=cfg.lr)
     collector = Collector(
         env, actor, cfg.num_envs * cfg.steps_per_env, total_frames=cfg.total_frames

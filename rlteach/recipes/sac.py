@@ -76,6 +76,7 @@ def build(cfg: SACConfig, env: GymEnv) -> Agent:
         target_entropy=cfg.target_entropy,
     )
     loss.make_value_estimator("td0", gamma=cfg.gamma)
+    loss.to(env.device)  # PLUMBING: where the observations arrive, before the optimisers
     critic_opt = torch.optim.Adam(loss.qvalue_network.parameters(), lr=cfg.critic_lr)
     actor_opt = torch.optim.Adam(loss.actor_network.parameters(), lr=cfg.actor_lr)
     alpha_opt = torch.optim.Adam([loss.log_alpha], lr=cfg.alpha_lr)
@@ -111,9 +112,13 @@ def train(
     progress: bool = True,
     cfg: SACConfig | None = None,
     checkpoint: Checkpointer | None = None,
+    *,
+    device: str | torch.device = "cpu",
 ) -> OffPolicyResult:
     """Train SAC; the result carries the curve, the logs (alpha, entropy, ...) and the agent."""
-    return run_offpolicy("sac", cfg or SACConfig(), build, seed, quick, progress, checkpoint)
+    return run_offpolicy(
+        "sac", cfg or SACConfig(), build, seed, quick, progress, checkpoint, device=device
+    )
 
 
 def mujoco_config(env_id: str) -> SACConfig:

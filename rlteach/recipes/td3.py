@@ -97,6 +97,7 @@ def build(cfg: TD3Config, env: GymEnv) -> Agent:
         clipped_double_q=cfg.clipped_double_q,
     )
     loss.make_value_estimator("td0", gamma=cfg.gamma)
+    loss.to(env.device)  # PLUMBING: where the observations arrive, before the optimisers
     critic_opt = torch.optim.Adam(loss.qvalue_network.parameters(), lr=cfg.critic_lr)
     actor_opt = torch.optim.Adam(loss.actor_network.parameters(), lr=cfg.actor_lr)
     delay = cfg.policy_delay if cfg.delayed_actor else 1
@@ -130,9 +131,13 @@ def train(
     progress: bool = True,
     cfg: TD3Config | None = None,
     checkpoint: Checkpointer | None = None,
+    *,
+    device: str | torch.device = "cpu",
 ) -> OffPolicyResult:
     """Train TD3; the result carries the curve, the logs and the agent."""
-    return run_offpolicy("td3", cfg or TD3Config(), build, seed, quick, progress, checkpoint)
+    return run_offpolicy(
+        "td3", cfg or TD3Config(), build, seed, quick, progress, checkpoint, device=device
+    )
 
 
 def mujoco_config(env_id: str) -> TD3Config:
