@@ -29,6 +29,7 @@ SOLVED_THRESHOLDS: dict[str, float] = {
     "CartPole-v1": 475.0,
     "Acrobot-v1": -100.0,
     "Pendulum-v1": -200.0,
+    "LunarLander-v3": 200.0,
 }
 
 MUJOCO_MILESTONES: dict[str, float] = {

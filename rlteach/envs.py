@@ -6,7 +6,8 @@ reads ``"action"`` and adds a ``"next"`` sub-TensorDict:
 =============================  ==============  =====================================================
 key                            shape / dtype   meaning
 =============================  ==============  =====================================================
-``"observation"``              [*B, D] f32     s_t
+``"observation"``              [*B, D] f32     s_t (an image observation [*B, H, W, C] keeps the
+                                               environment's dtype: MinAtar's bool frames)
 ``"done"``, ``"terminated"``,  [*B, 1] bool    flags of s_t (False: s_t is never a final state)
 ``"truncated"``
 ``"action"``                   [*B] int64      a_t for a discrete space (an index)
@@ -35,6 +36,15 @@ instead: the step that ends an episode also resets that sub-environment, Gymnasi
 final observation back in ``info["final_obs"]``, and we put it in ``("next", "observation")``
 while the reset observation becomes the root of the following transition. No reset step exists,
 so none can be stored.
+
+Image observations: a Box of shape (H, W, C) (channels last, Gymnasium's convention) is kept as
+the environment gives it, bool or uint8, so that a replay buffer stores it compactly (1 byte per
+cell instead of 4); the networks that read it (:mod:`rlteach.modules.conv`) convert it to float
+and to channels first. Flat observations are float32 as before.
+
+Optional task families load on first use: an id starting with ``"MinAtar/"`` registers MinAtar's
+games (``minatar.gym.register_envs()``), and a missing ``minatar`` or Box2D (LunarLander) or
+MuJoCo package is reported with the extra that installs it, ``pip install "rlteach[scale]"``.
 """
 
 from __future__ import annotations
@@ -55,13 +65,41 @@ __all__ = ["GymEnv", "VecGymEnv", "Collector", "evaluate", "evaluate_returns"]
 
 Policy = Callable[[TensorDictBase], TensorDictBase]
 
+#: Image dtypes kept as they are (1 byte per cell); every other observation becomes float32.
+_COMPACT_DTYPES = {np.dtype(bool): torch.bool, np.dtype(np.uint8): torch.uint8}
+
+
+SCALE_EXTRA = 'pip install "rlteach[scale]"'
+"""What installs the field-scale tasks: MuJoCo, Box2D (LunarLander) and MinAtar."""
+
+
+def _register_minatar(env_id: str) -> None:
+    """Register MinAtar's games with Gymnasium (once), or say which extra installs them."""
+    if env_id in gym.registry:
+        return
+    try:
+        import minatar.gym
+    except ImportError as err:
+        raise ImportError(
+            f"{env_id} is a MinAtar game and needs the minatar package, which is missing "
+            f"({err}). Install it with {SCALE_EXTRA} (or pip install minatar)."
+        ) from err
+    minatar.gym.register_envs()
+
 
 def _make_gym(env_id: str, **kwargs) -> gym.Env:
-    """``gymnasium.make`` with a helpful message for an unknown id."""
+    """``gymnasium.make`` with a helpful message for an unknown id or a missing package."""
     if not isinstance(env_id, str):
         raise TypeError(f"env_id must be a Gymnasium id such as 'CartPole-v1', got {env_id!r}.")
+    if env_id.startswith("MinAtar/"):
+        _register_minatar(env_id)
     try:
         return gym.make(env_id, **kwargs)
+    except gym.error.DependencyNotInstalled as err:
+        raise ImportError(
+            f"{env_id} needs a package that is not installed ({err}). The field-scale tasks "
+            f"(Box2D's LunarLander, MuJoCo, MinAtar) come with {SCALE_EXTRA}."
+        ) from err
     except gym.error.Error as err:
         close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -77,12 +115,18 @@ class _GymBase:
     batch_size: torch.Size
 
     def _read_spaces(self, obs_space: gym.Space, act_space: gym.Space, env_id: str) -> None:
-        if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) not in (1, 3):
             raise ValueError(
-                f"{env_id}: rlteach handles flat Box observations, got {obs_space}. Wrap the "
-                f"environment with gymnasium.wrappers.FlattenObservation first."
+                f"{env_id}: rlteach handles flat Box observations and images (H, W, C), got "
+                f"{obs_space}. Wrap the environment with gymnasium.wrappers.FlattenObservation "
+                f"first."
             )
-        self.observation_dim: int = int(obs_space.shape[0])
+        self.observation_shape: tuple[int, ...] = tuple(int(n) for n in obs_space.shape)
+        self.is_pixels: bool = len(self.observation_shape) == 3
+        """image observations [H, W, C], channels last (MinAtar: 10 x 10 x k booleans)"""
+        self._obs_dtype = torch.float32
+        if self.is_pixels and obs_space.dtype in _COMPACT_DTYPES:
+            self._obs_dtype = _COMPACT_DTYPES[obs_space.dtype]
         self.is_discrete: bool = isinstance(act_space, gym.spaces.Discrete)
         if self.is_discrete:
             self.n_actions: int | None = int(act_space.n)
@@ -99,6 +143,17 @@ class _GymBase:
             raise ValueError(
                 f"{env_id}: rlteach handles Discrete or flat Box action spaces, got {act_space}."
             )
+
+    @property
+    def observation_dim(self) -> int:
+        """The length D of a flat observation (refused for images: they have no flat length)."""
+        if self.is_pixels:
+            raise ValueError(
+                f"{self.env_id} gives image observations of shape {list(self.observation_shape)} "
+                f"(H, W, C); this network takes flat vectors. The dqn, c51 and ppo recipes build "
+                f"MinAtar's convolutional network for images (rlteach.modules.conv)."
+            )
+        return self.observation_shape[0]
 
     def _action_to_numpy(self, td: TensorDictBase) -> np.ndarray:
         """Check ``td["action"]`` against the action space before anything is stepped."""
@@ -133,7 +188,7 @@ class _GymBase:
         false = torch.zeros(*self.batch_size, 1, dtype=torch.bool, device=self.device)
         return TensorDict(
             {
-                "observation": self._tensor(obs, torch.float32),
+                "observation": self._tensor(obs, self._obs_dtype),
                 "done": false,
                 "terminated": false.clone(),
                 "truncated": false.clone(),
@@ -151,7 +206,7 @@ class _GymBase:
         truncated = self._tensor(truncated, torch.bool).reshape(shape)
         return TensorDict(
             {
-                "observation": self._tensor(obs, torch.float32),
+                "observation": self._tensor(obs, self._obs_dtype),
                 "reward": self._tensor(reward, torch.float32).reshape(shape),
                 "done": terminated | truncated,
                 "terminated": terminated,

@@ -9,12 +9,21 @@
 - :mod:`rlteach.modules.batchrenorm`: batch renormalisation (Ioffe, 2017), CrossQ's critic layer.
 - :mod:`rlteach.modules.qvalue`: the distributional (C51) Q actor and epsilon-greedy
   exploration.
+- :mod:`rlteach.modules.conv`: MinAtar's convolutional network (Young & Tian, 2019) for image
+  observations, with a Q head (DQN), a distributional head (C51) and an actor-critic pair (PPO).
 
 Each algorithm family adds a file here and re-exports its public names below, so that user code
 keeps writing ``from rlteach.modules import ...``.
 """
 
 from rlteach.modules.batchrenorm import BatchRenorm1d, BatchRenormMLP, make_crossq_qvalue_network
+from rlteach.modules.conv import (
+    MinAtarTorso,
+    make_minatar_categorical_actor,
+    make_minatar_distributional_qvalue_network,
+    make_minatar_qvalue_network,
+    make_minatar_value_network,
+)
 from rlteach.modules.core import (
     MLP,
     ConcatMLP,
@@ -72,4 +81,9 @@ __all__ = [
     "make_qvalue_ensemble",
     "TanhScale",
     "make_deterministic_actor",
+    "MinAtarTorso",
+    "make_minatar_qvalue_network",
+    "make_minatar_distributional_qvalue_network",
+    "make_minatar_categorical_actor",
+    "make_minatar_value_network",
 ]

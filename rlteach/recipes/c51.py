@@ -13,7 +13,8 @@ and what the loss compares:
   the cross-entropy to the predicted distribution of the action taken.
 
 The support must cover the returns: CartPole pays +1 per step and γ = 0.99 caps the discounted
-return at 1 / (1 − γ) = 100, so [0, 100] does.
+return at 1 / (1 − γ) = 100, so [0, 100] does. On MinAtar (rewards of +1 per brick, alien or
+treasure) Revisiting Rainbow's [-100, 100] does too (see :func:`minatar_config`).
 
 Public entry points: ``train(seed, quick, progress, cfg) -> RunResult`` and
 ``train_agent(seed, quick, progress, cfg, callback) -> (RunResult, Agent)`` (see
@@ -31,8 +32,13 @@ from tensordict.nn import TensorDictModule
 from rlteach.bench import register
 from rlteach.checkpoint import Checkpointer
 from rlteach.envs import VecGymEnv
-from rlteach.modules import DistributionalQValueActor, make_distributional_qvalue_network
+from rlteach.modules import (
+    DistributionalQValueActor,
+    make_distributional_qvalue_network,
+    make_minatar_distributional_qvalue_network,
+)
 from rlteach.objectives import DistributionalDQNLoss, LossModule
+from rlteach.recipes._scale import MINATAR_GAMES, MINATAR_PROTOCOL
 from rlteach.recipes.base import RunResult, register_trainable
 from rlteach.recipes.dqn import Agent, DQNConfig, run_off_policy
 
@@ -51,10 +57,16 @@ class C51Config(DQNConfig):
 
 
 def build(cfg: C51Config, env: VecGymEnv) -> tuple[TensorDictModule, LossModule]:
-    """The distributional actor on its support, and DistributionalDQNLoss."""
-    network = make_distributional_qvalue_network(
-        env.observation_dim, env.n_actions, cfg.n_atoms, cfg.num_cells
-    )
+    """The distributional actor on its support, and DistributionalDQNLoss (an MLP of
+    ``num_cells`` for flat observations, MinAtar's convolutional network for images)."""
+    if env.is_pixels:
+        network = make_minatar_distributional_qvalue_network(
+            env.observation_shape, env.n_actions, cfg.n_atoms
+        )
+    else:
+        network = make_distributional_qvalue_network(
+            env.observation_dim, env.n_actions, cfg.n_atoms, cfg.num_cells
+        )
     support = torch.linspace(cfg.v_min, cfg.v_max, cfg.n_atoms)
     actor = DistributionalQValueActor(network, support)
     loss = DistributionalDQNLoss(
@@ -98,5 +110,50 @@ def train(
     return train_agent(seed, quick, progress, cfg, checkpoint=checkpoint, device=device)[0]
 
 
+def minatar_config(env_id: str) -> C51Config:
+    """C51 on a MinAtar game, after Obando-Ceron & Castro (2021), "Revisiting Rainbow: Promoting
+    more Insightful and Inclusive Deep Reinforcement Learning Research": the settings of their
+    MinAtar runs, ``revisiting_rainbow/Configs/rainbow_{breakout,invaders,asterix}.gin`` of
+    github.com/JohanSamir/revisiting_rainbow (the same in the three games) over Dopamine's
+    ``JaxDQNAgent`` defaults: 51 atoms on [-100, 100] (``vmax = 100``), Adam with learning rate
+    1e-4 and ε 3.125e-4, replay of 100,000, minibatches of 32, γ = 0.99, 1,000 frames before
+    learning, one update every 4 frames, the target network copied every 1,000 frames (= every
+    250 updates here), ε = 1 during those first 1,000 frames, then annealed linearly to 0.01 over
+    250,000 frames (Dopamine's ``linearly_decaying_epsilon``), no gradient clipping. Their
+    Rainbow file also switches on what C51 alone does not have (3-step returns, prioritised
+    replay, noisy nets, dueling heads, double Q); here they are off: 1-step, uniform replay,
+    ε-greedy, one head, ``double_dqn=False``. The network is Young & Tian's MinAtar network of
+    the DQN config (Revisiting Rainbow's MinAtar network has its 16-channel convolution padded
+    and no 128-unit layer). Departures: 1,000,000 frames instead of 10,000,000, ``-v1`` games,
+    and the evaluation of :mod:`rlteach.recipes._scale`."""
+    return C51Config(
+        env_id=env_id,
+        **MINATAR_PROTOCOL,
+        num_envs=1,
+        steps_per_batch=4,
+        updates_per_batch=1,
+        buffer_size=100_000,
+        batch_size=32,
+        learning_starts=1_000,
+        lr=1e-4,
+        optimizer="adam",
+        optim_eps=3.125e-4,
+        gamma=0.99,
+        max_grad_norm=None,
+        target_update="hard",
+        target_update_interval=250,
+        eps_init=1.0,
+        eps_end=0.01,
+        exploration_frames=250_000,
+        exploration_delay=1_000,
+        n_atoms=51,
+        v_min=-100.0,
+        v_max=100.0,
+        double_dqn=False,
+    )
+
+
+CONFIGS = {"CartPole-v1": C51Config(), **{game: minatar_config(game) for game in MINATAR_GAMES}}
+
 register("c51-cartpole", "c51", "CartPole-v1", train)
-register_trainable("c51", train, {"CartPole-v1": C51Config()}, resumable=True)
+register_trainable("c51", train, CONFIGS, resumable=True)

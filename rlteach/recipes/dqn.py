@@ -8,6 +8,12 @@ step with :class:`rlteach.updaters.HardUpdate` (copy every N steps) or ``SoftUpd
 anneal ε linearly; every ``eval_every`` frames evaluate the greedy policy on 10 episodes with the
 clock paused. Double DQN (van Hasselt et al. 2016) is one flag, ``double_dqn``.
 
+Image observations (MinAtar's 10 × 10 × k booleans) need no other loop: :func:`build` picks
+MinAtar's convolutional Q-network (Young & Tian, 2019; :mod:`rlteach.modules.conv`) when the
+environment gives images, and the replay buffer stores the frames as bool and hands them back as
+float32 (:mod:`rlteach.buffers`). The per-task configs are at the end of this file: CartPole and
+Acrobot (tuned here), MinAtar (Young & Tian's settings) and LunarLander-v3 (RL-Zoo's).
+
 The same loop trains C51 (``rlteach/recipes/c51.py``): only the network and the loss change,
 which is the point the chapters make.
 
@@ -45,9 +51,15 @@ from rlteach.bench import SOLVED_THRESHOLDS, register
 from rlteach.buffers import ReplayBuffer
 from rlteach.checkpoint import Checkpointer, as_checkpointer
 from rlteach.envs import Collector, VecGymEnv
-from rlteach.modules import EGreedyModule, make_qvalue_actor, make_qvalue_network
+from rlteach.modules import (
+    EGreedyModule,
+    make_minatar_qvalue_network,
+    make_qvalue_actor,
+    make_qvalue_network,
+)
 from rlteach.objectives import DQNLoss, LossModule
 from rlteach.progress import progress_bar
+from rlteach.recipes._scale import LUNARLANDER_PROTOCOL, MINATAR_GAMES, MINATAR_PROTOCOL
 from rlteach.recipes.base import (
     Evaluator,
     RunResult,
@@ -97,10 +109,18 @@ class DQNConfig:
     learning_starts: int = 1_000
     """frames collected (ε = 1, uniformly random actions) before the first update"""
     lr: float = 2.3e-3
+    optimizer: str = "adam"
+    """"adam" or "rmsprop" (centred or not, see rmsprop_centered)"""
+    optim_eps: float = 1e-8
+    """the optimiser's epsilon (Adam's, or RMSprop's added to the root of the average)"""
+    rmsprop_alpha: float = 0.99
+    """RMSprop's decay of the squared-gradient average (and of the gradient's, when centred)"""
+    rmsprop_centered: bool = False
     gamma: float = 0.99
     loss_function: str = "smooth_l1"
     """"l2", "l1" or "smooth_l1" (the Huber loss of the DQN paper)"""
-    max_grad_norm: float = 10.0
+    max_grad_norm: float | None = 10.0
+    """clip the gradient's global norm to this; None: no clipping"""
     double_dqn: bool = False
     """Double DQN target (van Hasselt et al. 2016) instead of the max over the target network"""
     target_update: str = "hard"
@@ -114,6 +134,8 @@ class DQNConfig:
     eps_end: float = 0.04
     exploration_frames: int = 8_000
     """frames over which ε falls linearly from eps_init to eps_end"""
+    exploration_delay: int = 0
+    """frames at ε = eps_init before the fall starts (MinAtar's DQN: the learning_starts frames)"""
     num_cells: tuple[int, ...] = (128, 128)
     eval_every: int = 2_000
     """frames between evaluations"""
@@ -167,8 +189,14 @@ def skip_missing_pandas_lookup():
 
 
 def build(cfg: DQNConfig, env: VecGymEnv) -> tuple[TensorDictModule, LossModule]:
-    """The greedy Q actor and DQNLoss with its TD(0) target at the config's gamma."""
-    qnet = make_qvalue_network(env.observation_dim, env.n_actions, cfg.num_cells)
+    """The greedy Q actor and DQNLoss with its TD(0) target at the config's gamma.
+
+    An MLP of ``num_cells`` for flat observations; MinAtar's convolutional network for images.
+    """
+    if env.is_pixels:
+        qnet = make_minatar_qvalue_network(env.observation_shape, env.n_actions)
+    else:
+        qnet = make_qvalue_network(env.observation_dim, env.n_actions, cfg.num_cells)
     actor = make_qvalue_actor(qnet)
     loss = DQNLoss(
         actor,
@@ -189,6 +217,18 @@ def make_target_updater(cfg, loss: LossModule) -> HardUpdate | SoftUpdate | None
     if cfg.target_update == "soft":
         return SoftUpdate(loss, tau=cfg.tau)
     raise ValueError(f"target_update must be 'hard', 'soft' or 'none', got {cfg.target_update!r}.")
+
+
+def make_optimizer(cfg, params) -> torch.optim.Optimizer:
+    """Adam, or RMSprop as Young & Tian's MinAtar DQN uses it (centred, alpha and eps given)."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.optim_eps)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(
+            params, lr=cfg.lr, alpha=cfg.rmsprop_alpha, eps=cfg.optim_eps,
+            centered=cfg.rmsprop_centered,
+        )  # fmt: skip
+    raise ValueError(f"optimizer must be 'adam' or 'rmsprop', got {cfg.optimizer!r}.")
 
 
 def run_off_policy(
@@ -221,11 +261,14 @@ def run_off_policy(
             eval_every=min(cfg.eval_every, cfg.quick_frames),
             learning_starts=min(cfg.learning_starts, cfg.quick_frames // 4),
             exploration_frames=min(cfg.exploration_frames, cfg.quick_frames // 2),
+            exploration_delay=min(cfg.exploration_delay, cfg.quick_frames // 4),
         )
     if cfg.target_update not in ("hard", "soft", "none"):  # before anything is built
         raise ValueError(
             f"target_update must be 'hard', 'soft' or 'none', got {cfg.target_update!r}."
         )
+    if cfg.optimizer not in ("adam", "rmsprop"):
+        raise ValueError(f"optimizer must be 'adam' or 'rmsprop', got {cfg.optimizer!r}.")
     torch.set_num_threads(cfg.torch_threads)  # PLUMBING
     generator = seed_everything(seed)
     env = VecGymEnv(cfg.env_id, cfg.num_envs, seed=seed, device=device)
@@ -237,9 +280,15 @@ def run_off_policy(
         )
     loss.to(device)  # PLUMBING: the networks go where they train, before the optimiser
     policy = TensorDictSequential(actor, exploration).to(device)
-    optimizer = torch.optim.Adam(loss.parameters(), lr=cfg.lr)
+    optimizer = make_optimizer(cfg, loss.parameters())
     target_updater = make_target_updater(cfg, loss)
-    buffer = ReplayBuffer(cfg.buffer_size, generator=generator, device=device)
+    # ALGO: frames stored as the env gives them (MinAtar: bool), sampled as float32
+    buffer = ReplayBuffer(
+        cfg.buffer_size,
+        generator=generator,
+        device=device,
+        as_float=("observation", ("next", "observation")),
+    )
     frames_per_batch = cfg.num_envs * cfg.steps_per_batch
     collector = Collector(env, policy, frames_per_batch, total_frames=cfg.total_frames)
     threshold = SOLVED_THRESHOLDS.get(cfg.env_id, float("inf"))
@@ -262,14 +311,16 @@ def run_off_policy(
     with skip_missing_pandas_lookup():
         for batch in collector:
             buffer.extend(batch.select(*TRANSITION_KEYS))  # ALGO: store the transitions
-            exploration.step(frames_per_batch)  # ALGO: (EG-1) anneal ε
+            # ALGO: (EG-1) anneal ε over the frames past exploration_delay
+            exploration.step(min(frames_per_batch, collector.frames - cfg.exploration_delay))
             if collector.frames >= cfg.learning_starts:
                 for _ in range(cfg.updates_per_batch):
                     minibatch = buffer.sample(cfg.batch_size)  # ALGO: uniform replay
                     out = loss(minibatch)  # ALGO: (DQN-1..4) or (C51-1..5)
                     optimizer.zero_grad()
                     out["loss"].backward()
-                    torch.nn.utils.clip_grad_norm_(loss.parameters(), cfg.max_grad_norm)
+                    if cfg.max_grad_norm is not None:
+                        torch.nn.utils.clip_grad_norm_(loss.parameters(), cfg.max_grad_norm)
                     optimizer.step()
                     if target_updater is not None:
                         target_updater.step()  # ALGO: (TGT-1) or (TGT-2)
@@ -321,8 +372,84 @@ def train_acrobot(seed: int = 0, quick: bool = False, progress: bool = True) -> 
     return train(seed, quick, progress, cfg=ACROBOT)
 
 
+def minatar_config(env_id: str) -> DQNConfig:
+    """DQN on a MinAtar game: Young & Tian (2019), "MinAtar: An Atari-Inspired Testbed for
+    Thorough and Reproducible Reinforcement Learning Experiments", as set in their reference
+    code, ``examples/dqn.py`` of github.com/kenjyoung/MinAtar (read at its 2024-12 head; the
+    constants are those of the 2019 first commit): replay of 100,000 transitions, minibatches of
+    32, one update per frame, the Huber (smooth L1) loss, γ = 0.99, the target network copied
+    every 1,000 updates, 5,000 frames of uniformly random play before learning, then ε annealed
+    linearly from 1.0 to 0.1 over 100,000 frames, and centred RMSprop with step size 2.5e-4,
+    decay 0.95 and ε 0.01 (torch.optim.RMSprop(alpha=0.95, centered=True, eps=0.01), no momentum:
+    the code's unused GRAD_MOMENTUM constant was deleted in 2024, and torch's centred RMSprop
+    decays the gradient's average with the same 0.95), no gradient clipping, their network
+    (:mod:`rlteach.modules.conv`). The paper's own hyper-parameter table was not found here, so
+    the code is the source. Departures: ``-v1`` (minimal action set; the paper used all six
+    actions), 1,000,000 frames instead of 5,000,000, and the evaluation of
+    :mod:`rlteach.recipes._scale`. Double DQN is the same config with ``double_dqn=True``."""
+    return DQNConfig(
+        env_id=env_id,
+        **MINATAR_PROTOCOL,
+        num_envs=1,
+        steps_per_batch=1,
+        updates_per_batch=1,
+        buffer_size=100_000,
+        batch_size=32,
+        learning_starts=5_000,
+        lr=2.5e-4,
+        optimizer="rmsprop",
+        rmsprop_alpha=0.95,
+        rmsprop_centered=True,
+        optim_eps=0.01,
+        gamma=0.99,
+        loss_function="smooth_l1",
+        max_grad_norm=None,
+        target_update="hard",
+        target_update_interval=1_000,
+        eps_init=1.0,
+        eps_end=0.1,
+        exploration_frames=100_000,
+        exploration_delay=5_000,
+    )
+
+
+LUNARLANDER = DQNConfig(
+    env_id="LunarLander-v3",
+    **LUNARLANDER_PROTOCOL,
+    num_envs=1,
+    steps_per_batch=4,
+    updates_per_batch=4,
+    buffer_size=50_000,
+    batch_size=128,
+    learning_starts=0,
+    lr=6.3e-4,
+    gamma=0.99,
+    loss_function="smooth_l1",
+    max_grad_norm=10.0,
+    target_update="hard",
+    target_update_interval=250,
+    eps_init=1.0,
+    eps_end=0.1,
+    exploration_frames=12_000,
+    num_cells=(256, 256),
+)
+"""LunarLander-v3: RL-Zoo 2.9's ``hyperparams/dqn.yml`` entry for ``LunarLander-v3`` (learning
+rate 6.3e-4, batch 128, buffer 50,000, learning_starts 0, γ 0.99, target_update_interval 250,
+train_freq 4 with gradient_steps -1, i.e. 4 updates every 4 frames, exploration_fraction 0.12 of
+its 100,000 steps = 12,000 frames down to ε = 0.1, net_arch [256, 256]) over Stable-Baselines3's
+DQN defaults (Adam, ReLU, Huber loss, gradient norm clipped at 10, ε from 1.0, one environment).
+The target copy every 250 frames is every 250 updates here (one update per frame). Departures:
+500,000 frames instead of RL-Zoo's 100,000 (ε still anneals over the first 12,000), and the
+evaluation of :mod:`rlteach.recipes._scale`."""
+
+
+CONFIGS = {
+    "CartPole-v1": DQNConfig(),
+    "Acrobot-v1": ACROBOT,
+    **{game: minatar_config(game) for game in MINATAR_GAMES},
+    "LunarLander-v3": LUNARLANDER,
+}
+
 register("dqn-cartpole", "dqn", "CartPole-v1", train)
 register("dqn-acrobot", "dqn", "Acrobot-v1", train_acrobot)
-register_trainable(
-    "dqn", train, {"CartPole-v1": DQNConfig(), "Acrobot-v1": ACROBOT}, resumable=True
-)
+register_trainable("dqn", train, CONFIGS, resumable=True)

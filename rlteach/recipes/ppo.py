@@ -6,6 +6,12 @@ as it was when the data were collected); then run ``num_epochs`` passes of shuff
 through :class:`rlteach.objectives.ClipPPOLoss`, clipping the gradient norm; every
 ``eval_every`` frames, evaluate the deterministic policy on 10 episodes, with the clock paused.
 
+Image observations (MinAtar's 10 × 10 × k booleans) change only the networks: :func:`build`
+gives the actor and the critic each MinAtar's convolutional torso (Young & Tian, 2019;
+:mod:`rlteach.modules.conv`), which reads the bool frames of the batch directly. The per-task
+configs are at the end of this file: CartPole and Acrobot (tuned here), MinAtar (gymnax-blines')
+and LunarLander-v3 (RL-Zoo's).
+
 Comment tags separate the algorithm from the plumbing (after CleanRL):
 ``# ALGO`` lines are PPO itself; ``# PLUMBING`` lines are logging, timing and bookkeeping.
 """
@@ -18,9 +24,21 @@ import torch
 
 from rlteach.bench import SOLVED_THRESHOLDS, register
 from rlteach.envs import Collector, VecGymEnv
-from rlteach.modules import make_categorical_actor, make_normal_actor, make_value_network
+from rlteach.modules import (
+    make_categorical_actor,
+    make_minatar_categorical_actor,
+    make_minatar_value_network,
+    make_normal_actor,
+    make_value_network,
+)
 from rlteach.objectives import ClipPPOLoss
 from rlteach.progress import progress_bar
+from rlteach.recipes._scale import (
+    LUNARLANDER_PROTOCOL,
+    MINATAR_GAMES,
+    MINATAR_PROTOCOL,
+    whole_batches,
+)
 from rlteach.recipes.base import (
     Checkpointer,
     Evaluator,
@@ -47,6 +65,7 @@ class PPOConfig:
     quick_frames: int = 4_096
     """the budget under RLTEACH_QUICK=1"""
     lr: float = 1e-3
+    adam_eps: float = 1e-8
     anneal_lr: bool = True
     """decay the learning rate linearly to 0 over total_frames"""
     gamma: float = 0.98
@@ -57,6 +76,8 @@ class PPOConfig:
     entropy_coeff: float = 0.0
     critic_coeff: float = 0.5
     loss_critic_type: str = "l2"
+    clip_value: bool | float | None = None
+    """clip V(s) around its value at collection time in the critic loss (True: by clip_epsilon)"""
     normalize_advantage: bool = True
     max_grad_norm: float = 0.5
     num_cells: tuple[int, ...] = (64, 64)
@@ -84,15 +105,26 @@ ACROBOT = PPOConfig(
 
 
 def build(cfg: PPOConfig, env: VecGymEnv):
-    """The actor, the critic and the loss, for a discrete or a continuous action space."""
-    if env.is_discrete:
+    """The actor, the critic and the loss, for a discrete or a continuous action space (MLPs of
+    ``num_cells`` on flat observations; MinAtar's convolutional networks on images)."""
+    if env.is_pixels:
+        if not env.is_discrete:
+            raise ValueError(
+                f"{env.env_id}: the convolutional actor is categorical; image observations with "
+                f"a continuous action space are not supported."
+            )
+        actor = make_minatar_categorical_actor(env.observation_shape, env.n_actions)
+    elif env.is_discrete:
         actor = make_categorical_actor(env.observation_dim, env.n_actions, cfg.num_cells)
     else:
         actor = make_normal_actor(
             env.observation_dim, env.action_dim, cfg.num_cells,
             low=env.action_low, high=env.action_high,
         )
-    critic = make_value_network(env.observation_dim, cfg.num_cells)
+    if env.is_pixels:
+        critic = make_minatar_value_network(env.observation_shape)
+    else:
+        critic = make_value_network(env.observation_dim, cfg.num_cells)
     loss = ClipPPOLoss(
         actor_network=actor,
         critic_network=critic,
@@ -102,6 +134,7 @@ def build(cfg: PPOConfig, env: VecGymEnv):
         critic_coeff=cfg.critic_coeff,
         loss_critic_type=cfg.loss_critic_type,
         normalize_advantage=cfg.normalize_advantage,
+        clip_value=cfg.clip_value,
     )
     loss.make_value_estimator(
         ValueEstimators.GAE, gamma=cfg.gamma, lmbda=cfg.gae_lambda, vectorized=True
@@ -128,7 +161,11 @@ def train(
     cfg = cfg or PPOConfig()
     if quick:
         cfg = replace(
-            cfg, total_frames=cfg.quick_frames, eval_every=min(cfg.eval_every, cfg.quick_frames)
+            cfg,
+            total_frames=cfg.quick_frames,
+            eval_every=min(cfg.eval_every, cfg.quick_frames),
+            # a batch no larger than the quick budget (a no-op unless num_envs × T exceeds it)
+            steps_per_env=max(1, min(cfg.steps_per_env, cfg.quick_frames // cfg.num_envs)),
         )
     torch.set_num_threads(cfg.torch_threads)  # PLUMBING
     generator = seed_everything(seed)
@@ -136,7 +173,7 @@ def train(
     with torch.device("cpu"):  # PLUMBING: initialised on the CPU, the same on every device
         actor, critic, loss = build(cfg, env)
     loss.to(device)  # PLUMBING: the networks go where they train, before the optimiser
-    optimizer = torch.optim.Adam(loss.parameters(), lr=cfg.lr)
+    optimizer = torch.optim.Adam(loss.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
     frames_per_batch = cfg.num_envs * cfg.steps_per_env
     collector = Collector(env, actor, frames_per_batch, total_frames=cfg.total_frames)
     threshold = SOLVED_THRESHOLDS.get(cfg.env_id, float("inf"))
@@ -184,9 +221,91 @@ def train_acrobot(seed: int = 0, quick: bool = False, progress: bool = True) -> 
     return train(seed, quick, progress, cfg=ACROBOT)
 
 
+def minatar_config(env_id: str) -> PPOConfig:
+    """PPO on a MinAtar game: the ``agents/<Game>-MinAtar/ppo.yaml`` files of gymnax-blines
+    (github.com/RobertTLange/gymnax-blines, the baselines of Lange (2022), "gymnax: A JAX-based
+    Reinforcement Learning Environment Library"; the same for Breakout, SpaceInvaders and
+    Asterix) with its ``utils/ppo.py``: 64 environments × 128 steps, 4 epochs of 8 minibatches
+    (1,024 transitions), Adam at a constant 5e-4 (lr_begin = lr_end) with ε 1e-5, γ = 0.999,
+    λ = 0.95, clip 0.2, entropy coefficient 0.01, gradient norm clipped at 0.5, the value loss
+    0.5 · max((V − G)², (V_clipped − G)²) weighted by 0.5 (so ``critic_coeff=0.25`` on rlteach's
+    plain squared error, with ``clip_value=True``: V clipped to V_old ± 0.2). Departures: the
+    networks are MinAtar's convolutional actor and critic (:mod:`rlteach.modules.conv`) where
+    gymnax-blines uses an MLP of 2 × 256 units on the flattened frame; 999,424 frames (122
+    batches of 8,192) instead of 10,000,000; evaluation every 49,152 frames (6 batches) with the
+    protocol of :mod:`rlteach.recipes._scale`; MinAtar's Python games (``-v1``), not gymnax's JAX
+    ports."""
+    frames_per_batch = 64 * 128
+    return PPOConfig(
+        env_id=env_id,
+        **{
+            **MINATAR_PROTOCOL,
+            "total_frames": whole_batches(MINATAR_PROTOCOL["total_frames"], frames_per_batch),
+            "eval_every": 6 * frames_per_batch,
+            "quick_frames": 512,  # one batch of 64 × 8 frames
+        },
+        num_envs=64,
+        steps_per_env=128,
+        lr=5e-4,
+        adam_eps=1e-5,
+        anneal_lr=False,
+        gamma=0.999,
+        gae_lambda=0.95,
+        num_epochs=4,
+        minibatch_size=1_024,
+        clip_epsilon=0.2,
+        entropy_coeff=0.01,
+        critic_coeff=0.25,
+        loss_critic_type="l2",
+        clip_value=True,
+        normalize_advantage=True,
+        max_grad_norm=0.5,
+    )
+
+
+LUNARLANDER = PPOConfig(
+    env_id="LunarLander-v3",
+    **{
+        **LUNARLANDER_PROTOCOL,
+        "total_frames": whole_batches(LUNARLANDER_PROTOCOL["total_frames"], 16 * 1024),
+        "eval_every": 2 * 16 * 1024,
+        "quick_frames": 512,  # one batch of 16 × 32 frames
+    },
+    num_envs=16,
+    steps_per_env=1024,
+    lr=3e-4,
+    adam_eps=1e-5,
+    anneal_lr=False,
+    gamma=0.999,
+    gae_lambda=0.98,
+    num_epochs=4,
+    minibatch_size=64,
+    clip_epsilon=0.2,
+    entropy_coeff=0.01,
+    critic_coeff=0.5,
+    loss_critic_type="l2",
+    normalize_advantage=True,
+    max_grad_norm=0.5,
+    num_cells=(64, 64),
+)
+"""LunarLander-v3: RL-Zoo 2.9's ``hyperparams/ppo.yml`` entry for ``LunarLander-v3`` (16
+environments × n_steps 1024, batch_size 64, n_epochs 4, γ 0.999, λ 0.98, ent_coef 0.01) over
+Stable-Baselines3's PPO defaults (Adam at a constant 3e-4 with ε 1e-5, clip 0.2, vf_coef 0.5 on
+the squared error, gradient norm clipped at 0.5, advantages normalised per minibatch, separate
+actor and critic MLPs of [64, 64] tanh units). Departures: PyTorch's default initialisation
+instead of SB3's orthogonal one; 491,520 frames (30 batches of 16,384) instead of 1,000,000;
+evaluation every 32,768 frames (2 batches) with the protocol of :mod:`rlteach.recipes._scale`."""
+
+
+CONFIGS = {
+    "CartPole-v1": PPOConfig(),
+    "Acrobot-v1": ACROBOT,
+    **{game: minatar_config(game) for game in MINATAR_GAMES},
+    "LunarLander-v3": LUNARLANDER,
+}
+
 register("ppo-cartpole", "ppo", "CartPole-v1", train)
 register("ppo-acrobot", "ppo", "Acrobot-v1", train_acrobot)
 register_trainable(
-    "ppo", train, {"CartPole-v1": PPOConfig(), "Acrobot-v1": ACROBOT},
-    action_spaces=("discrete", "continuous"), resumable=True,
+    "ppo", train, CONFIGS, action_spaces=("discrete", "continuous"), resumable=True
 )
