@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument(
+        "--set",
+        action="append",
+        metavar="FIELD=VALUE",
+        help="set a field of the recipe's config, e.g. --set critic_cells=256,256 --set "
+        "bootstrap_truncated=false (repeatable; kept in the checkpoint)",
+    )
+    train.add_argument(
         "--device",
         help="where the networks, batches and replay buffer live: cpu, cuda, cuda:N (an NVIDIA "
         "GPU, when PyTorch finds one) or mps (default: cpu; with --resume, the device the run "
@@ -241,7 +248,7 @@ def _remove_if_empty_and_new(folders: list[Path]) -> None:
 
 def _train(args) -> int:
     from rlteach.checkpoint import CHECKPOINT_NAME
-    from rlteach.train import TrainError, train_run
+    from rlteach.train import TrainError, parse_set_options, train_run
 
     out = Path(args.out or f"runs/{args.algo}")
     # the folders a failed run must not leave behind empty: those that do not exist yet
@@ -260,6 +267,7 @@ def _train(args) -> int:
             stop_when_solved=args.stop_when_solved,
             progress=not args.no_progress,
             device=args.device,
+            overrides=parse_set_options(args.set),
         )
     except (TrainError, ValueError, FileNotFoundError) as err:
         _remove_if_empty_and_new(new_folders)

@@ -86,3 +86,47 @@ def plot_learning_curves(
             ax.set_title(title)
         ax.legend(loc="best", fontsize=8)
     return ax
+
+
+def plot_value_estimates(
+    groups: dict[str, Sequence[dict]],
+    *,
+    title: str = "",
+    ax=None,
+):
+    """The critics' estimate against the truth over training, per group (the TD3 paper's
+    overestimation plot): for each evaluation, ``q_mean`` (the critics' Q(s_t, a_t) averaged over
+    the states the deterministic policy visited) as a solid line and ``discounted_return`` (what
+    the policy actually obtained from those states) dashed in the same colour, each the mean over
+    seeds with a min–max band for the estimate.
+
+    ``groups`` maps a label to stored runs (dicts with ``value_estimates``, as
+    :func:`rlteach.stored.stored_runs` gives them, or ``OffPolicyResult.to_dict()``). Evaluations
+    with no usable state (``states == 0``) are left out. Returns the matplotlib Axes.
+    """
+    with plt.rc_context(STYLE):
+        if ax is None:
+            _, ax = plt.subplots()
+        for label, runs in groups.items():
+            per_seed = []
+            for run in runs:
+                rows = [v for v in run.get("value_estimates", []) if v.get("states", 0) > 0]
+                if rows:
+                    per_seed.append(rows)
+            if not per_seed:
+                continue
+            n = min(len(rows) for rows in per_seed)  # the evaluations every seed has
+            steps = [row["env_steps"] for row in per_seed[0][:n]]
+            q = np.array([[row["q_mean"] for row in rows[:n]] for rows in per_seed])
+            g = np.array([[row["discounted_return"] for row in rows[:n]] for rows in per_seed])
+            (line,) = ax.plot(steps, q.mean(0), label=f"{label}: critics' estimate")
+            ax.fill_between(steps, q.min(0), q.max(0), color=line.get_color(), alpha=0.15,
+                            linewidth=0)  # fmt: skip
+            ax.plot(steps, g.mean(0), color=line.get_color(), linestyle="--",
+                    label=f"{label}: discounted return obtained")  # fmt: skip
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("value of the visited states")
+        if title:
+            ax.set_title(title)
+        ax.legend(loc="best", fontsize=8)
+    return ax

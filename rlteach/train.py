@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import types
+import typing
 from dataclasses import MISSING, asdict, fields, is_dataclass, replace
 from pathlib import Path
 
@@ -211,6 +213,7 @@ def train_run(
     progress: bool = True,
     log=print,
     device: str | None = None,
+    overrides: dict[str, str] | None = None,
 ):
     """Train ``algo`` once and write log.csv, curve.png and checkpoint.pt into ``out``.
 
@@ -218,7 +221,9 @@ def train_run(
     values (giving a different value than the checkpoint's is an error: the resumed run would
     not be the run that was interrupted). ``device`` is not one of them: None means the CPU for
     a new run and the checkpoint's device for a resumed one, and a run may resume on another
-    device than the one it was saved on (bit-identity is then lost).
+    device than the one it was saved on (bit-identity is then lost). ``overrides`` sets config
+    fields by name (``--set FIELD=VALUE``), e.g. ``{"critic_cells": "256,256"}``; see
+    :func:`apply_overrides`.
     """
     if device is not None:  # first: a device this machine lacks must not leave a folder
         device = _device(device)
@@ -232,6 +237,7 @@ def train_run(
         "eval_episodes": eval_episodes,
         "checkpoint_every": checkpoint_every,
         "stop_when_solved": stop_when_solved,
+        "overrides": dict(overrides) if overrides else None,
     }
     for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every"):
         value = asked[name]
@@ -259,9 +265,9 @@ def train_run(
             )
         meta = load_checkpoint(path)["meta"]
         clash = [
-            f"--{k.replace('_', '-')} {v} (checkpoint: {meta[k]})"
+            f"{_option(k)} {v} (checkpoint: {meta.get(k)})"
             for k, v in asked.items()
-            if v is not None and k in meta and v != meta[k]
+            if v is not None and v != meta.get(k) and (k in meta or k == "overrides")
         ]
         if clash:
             raise TrainError(
@@ -297,6 +303,7 @@ def train_run(
     recipe, cfg = resolve_config(asked["algo"], asked["env_id"])
     if recipe is None:
         return _train_bench_only(asked, out, resume, progress, log, device)
+    cfg = apply_overrides(cfg, asked["overrides"])
 
     changes = {}
     if asked["steps"] is not None:
@@ -316,6 +323,7 @@ def train_run(
         "eval_episodes": cfg.eval_episodes,
         "checkpoint_every": asked["checkpoint_every"] or cfg.eval_every,
         "stop_when_solved": cfg.stop_on_solve,
+        "overrides": asked["overrides"],
         "config": asdict(cfg),
         "device": str(device),  # a run option, not config: --resume may change it
     }
@@ -356,6 +364,117 @@ def train_run(
         f"Written: {out / 'log.csv'}, {out / 'result.json'}, {out / 'curve.png'}, {where}."
     )
     return result
+
+
+def _option(name: str) -> str:
+    """The command-line option of a ``train_run`` argument."""
+    return "--set" if name == "overrides" else f"--{name.replace('_', '-')}"
+
+
+COMMAND_LINE_FIELDS = {
+    "env_id": "--env",
+    "total_frames": "--steps",
+    "eval_every": "--eval-every",
+    "eval_episodes": "--eval-episodes",
+    "stop_on_solve": "--stop-when-solved",
+}
+"""Config fields the command line sets with options of their own (``--set`` refuses them)."""
+
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+
+
+def _parse_as(text: str, hint) -> object:
+    """``text`` as the type ``hint`` (bool, int, float, str, tuple[X, ...], or a union of
+    these, tried in that order); ValueError when it is none of them."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        order = [bool, int, float, tuple, str]
+        for candidate in sorted(args, key=lambda a: order.index(typing.get_origin(a) or a)
+                                if (typing.get_origin(a) or a) in order else len(order)):
+            try:
+                return _parse_as(text, candidate)
+            except ValueError:
+                continue
+        raise ValueError(f"not one of {' | '.join(getattr(a, '__name__', str(a)) for a in args)}")
+    if origin is tuple:
+        element = args[0] if args else str
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        values = tuple(_parse_as(p, element) for p in parts)
+        if args and args[-1] is not Ellipsis and len(values) != len(args):
+            raise ValueError(f"expected {len(args)} comma-separated values")
+        return values
+    if hint is bool:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ValueError("expected true or false")
+    if hint is int:
+        return int(text)
+    if hint is float:
+        return float(text)
+    if hint is str:
+        return text
+    raise ValueError(f"a {getattr(hint, '__name__', hint)} cannot be set from the command line")
+
+
+def apply_overrides(cfg, overrides: dict[str, object] | None):
+    """``cfg`` with fields replaced by name, each value parsed as the field's type when given as
+    text (``"256,256"`` for a tuple of ints, ``"false"`` for a bool). Unknown fields, fields the
+    command line sets with their own option, and values of the wrong type are refused with a
+    :class:`TrainError` that says what to write instead."""
+    if not overrides:
+        return cfg
+    hints = typing.get_type_hints(type(cfg))
+    known = [f.name for f in fields(cfg)]
+    values = {}
+    for name, raw in overrides.items():
+        if name in COMMAND_LINE_FIELDS:
+            raise TrainError(
+                f"--set {name}=...: {name} has its own option, use {COMMAND_LINE_FIELDS[name]}."
+            )
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            raise TrainError(
+                f"--set {name}=...: {type(cfg).__name__} has no field {name!r}.{hint} Its fields: "
+                f"{', '.join(n for n in known if n not in COMMAND_LINE_FIELDS)}."
+            )
+        if not isinstance(raw, str):
+            values[name] = raw
+            continue
+        try:
+            values[name] = _parse_as(raw, hints[name])
+        except ValueError as err:
+            raise TrainError(
+                f"--set {name}={raw}: {err}; {name} is {hints[name]} (now "
+                f"{getattr(cfg, name)!r}). Example: --set {name}={_example(getattr(cfg, name))}."
+            ) from None
+    return replace(cfg, **values)
+
+
+def _example(value) -> str:
+    if isinstance(value, bool):
+        return str(not value).lower()
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def parse_set_options(items: list[str] | None) -> dict[str, str] | None:
+    """``["a=1", "b=x,y"]`` (repeated ``--set``) as ``{"a": "1", "b": "x,y"}``."""
+    if not items:
+        return None
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise TrainError(f"--set takes FIELD=VALUE, e.g. --set batch_size=128; got {item!r}.")
+        if name in out:
+            raise TrainError(f"--set {name} is given twice ({out[name]!r} and {value!r}).")
+        out[name] = value.strip()
+    return out
 
 
 def same_config(saved: dict | None, cfg) -> bool:
@@ -406,6 +525,8 @@ def _train_bench_only(asked: dict, out: Path, resume: bool, progress: bool, log,
     ]
     if resume:
         refused.insert(0, "--resume")
+    if asked["overrides"]:
+        refused.append("--set")
     if device.type != "cpu":
         refused.append("--device")
     if refused:

@@ -22,31 +22,13 @@ import math
 import os
 from pathlib import Path
 
-# Student's t, 97.5% quantile, by degrees of freedom (two-sided 95% interval); 1.96 beyond 30
-T975 = {
-    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-    10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110,
-    18: 2.101, 19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060,
-    26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042,
-}  # fmt: skip
+from rlteach.stored import T975, final_returns, interval95, stored_runs  # noqa: F401 (re-export)
 
 VERDICT_RULE = (
     "**reproduced** when the published mean lies inside rlteach's 95% interval or below it "
     "(rlteach at least as good); **below** when the whole interval lies under the published "
     "mean; **no reference** when no published number at this budget was found"
 )
-
-
-def interval95(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of the 95% Student-t interval of the mean (nan for one value)."""
-    n = len(values)
-    if n == 0:
-        raise ValueError("interval95: no values")
-    mean = sum(values) / n
-    if n == 1:
-        return mean, math.nan
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, T975.get(n - 1, 1.96) * sd / math.sqrt(n)
 
 
 def verdict(mean: float, half: float, reference: float | None) -> str:
@@ -59,18 +41,8 @@ def verdict(mean: float, half: float, reference: float | None) -> str:
 
 
 def load_runs(folder: Path) -> dict[tuple[str, str], list[dict]]:
-    """(algo, task) -> the stored runs, seed order."""
-    runs: dict[tuple[str, str], list[dict]] = {}
-    for path in sorted(folder.glob("*/seed*.json")):
-        data = json.loads(path.read_text())
-        runs.setdefault((data["algo"], data["env_id"]), []).append(data)
-    for group in runs.values():
-        group.sort(key=lambda d: d["seed"])
-    return runs
-
-
-def final_returns(group: list[dict]) -> list[float]:
-    return [d["curve"][-1]["mean_return"] for d in group]
+    """(algo, task) -> the stored runs of ``folder``, seed order (:func:`rlteach.stored.stored_runs`)."""
+    return stored_runs(Path(folder))
 
 
 def cpu_ms_per_step(run: dict, after: int) -> float:

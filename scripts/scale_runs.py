@@ -56,13 +56,18 @@ def _runs(suite: str | None, only: list[str]) -> list[tuple[str, str, int]]:
     return [(algo, task, seed) for seed in SEEDS for algo, task in SUITES[suite]]
 
 
+def _name(algo: str, task: str) -> str:
+    """The folder of an (algorithm, task) pair: ``sac-Hopper-v5``, ``dqn-MinAtar_Breakout-v1``."""
+    return f"{algo}-{task.replace('/', '_')}"
+
+
 def _finished(folder: Path) -> bool:
     """result.json is written once, when the run has finished."""
     return (folder / "result.json").is_file()
 
 
 def _start(algo: str, task: str, seed: int, runs: Path) -> tuple[subprocess.Popen, Path]:
-    folder = runs / f"{algo}-{task}" / f"seed{seed}"
+    folder = runs / _name(algo, task) / f"seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     cmd = ["nice", "-n", "10", sys.executable, "-m", "rlteach", "train", algo, "--env", task]
     cmd += ["--seed", str(seed), "--out", str(folder), "--no-progress"]
@@ -75,14 +80,25 @@ def _start(algo: str, task: str, seed: int, runs: Path) -> tuple[subprocess.Pope
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT), folder
 
 
-def _store(folder: Path, store: Path, algo: str, task: str, seed: int, wall: float) -> None:
-    target = store / f"{algo}-{task}"
+def _store(
+    folder: Path, store: Path, algo: str, task: str, seed: int, wall: float | None, jobs: int
+) -> None:
+    target = store / _name(algo, task)
     target.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(folder / "log.csv", target / f"seed{seed}.csv")
     data = json.loads((folder / "result.json").read_text())
-    data["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    import torch
+
+    from rlteach.bench import _cpu_model
+
+    data["machine"] = (
+        f"{_cpu_model()} ({platform.machine()}, {os.cpu_count()} logical cores), one torch thread "
+        f"per run, {jobs} run(s) at a time, Python {platform.python_version()}, torch "
+        f"{torch.__version__}"
+    )
     data["command"] = f"python -m rlteach train {algo} --env {task} --seed {seed}"
-    data["process_wall_seconds"] = round(wall, 1)
+    # the process's own wall-clock (None when the run finished in an earlier invocation)
+    data["process_wall_seconds"] = None if wall is None else round(wall, 1)
     (target / f"seed{seed}.json").write_text(json.dumps(data) + "\n")
 
 
@@ -102,10 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     todo = []
     for algo, task, seed in _runs(args.suite, args.only):
-        folder = args.runs / f"{algo}-{task}" / f"seed{seed}"
+        folder = args.runs / _name(algo, task) / f"seed{seed}"
         if _finished(folder):
-            if not (args.store / f"{algo}-{task}" / f"seed{seed}.json").is_file():
-                _store(folder, args.store, algo, task, seed, wall=float("nan"))
+            if not (args.store / _name(algo, task) / f"seed{seed}.json").is_file():
+                _store(folder, args.store, algo, task, seed, wall=None, jobs=args.jobs)
             print(f"done already: {algo} {task} seed {seed}", flush=True)
         else:
             todo.append((algo, task, seed))
@@ -125,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             running.remove(item)
             wall = time.perf_counter() - t0
             if proc.returncode == 0:
-                _store(folder, args.store, *run, wall=wall)
+                _store(folder, args.store, *run, wall=wall, jobs=args.jobs)
                 print(f"finished {run} in {wall / 60:.1f} min", flush=True)
             else:
                 failed += 1

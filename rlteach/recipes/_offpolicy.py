@@ -97,6 +97,10 @@ class OffPolicyConfig:
     """updates averaged into one entry of ``result.logs``"""
     torch_threads: int = 1
     """small networks run fastest on one thread"""
+    bootstrap_truncated: bool = True
+    """a time-limit cut is stored as truncated, not terminated, so the target still bootstraps
+    from the next state; False stores it as a termination, the mistake Pardo et al. (2018),
+    *Time Limits in Reinforcement Learning*, measure (for the ablation only)"""
 
 
 MUJOCO_PROTOCOL = dict(
@@ -424,7 +428,9 @@ def run_offpolicy(
                 action = agent.act(obs)
         next_obs, reward, terminated, truncated, _ = gym_env.step(action.cpu().numpy())
         next_obs = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
-        buffer.extend(_transition(obs, action, next_obs, reward, terminated, truncated))
+        # ALGO: a time-limit cut is not a terminal state: V(s') still counts in the target
+        ends = terminated or (truncated and not cfg.bootstrap_truncated)
+        buffer.extend(_transition(obs, action, next_obs, reward, ends, truncated))
         episode_return += float(reward)  # PLUMBING
         if terminated or truncated:
             result.episode_returns.append(episode_return)
