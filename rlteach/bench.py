@@ -36,10 +36,10 @@ MUJOCO_MILESTONES: dict[str, float] = {
     "Hopper-v5": 1_000.0,
     "HalfCheetah-v5": 3_000.0,
 }
-"""The returns the MuJoCo bench entries time (steps and seconds to reach them): not "solved"
-(Gymnasium's reward thresholds, 3,800 and 4,800, are levels of 10^6-step runs) but what published
-runs reach within the protocol's 100,000 steps: about 1,164 for SAC on Hopper (Spinning Up's
-benchmark) and 5,514 for TD3 on HalfCheetah (the TD3 authors' curves), see
+"""Returns that the MuJoCo bench entries are timed to, in steps and seconds. They are not
+"solved" levels (Gymnasium's reward thresholds, 3,800 and 4,800, are levels of 10^6-step runs)
+but what published runs reach within the protocol's 100,000 steps: about 1,164 for SAC on Hopper
+(Spinning Up's benchmark) and 5,514 for TD3 on HalfCheetah (the TD3 authors' curves), see
 benchmarks/references.json. On Hopper, 1,000 also means an episode of 1,000 steps kept upright."""
 
 

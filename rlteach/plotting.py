@@ -68,7 +68,8 @@ def plot_learning_curves(
             _, ax = plt.subplots()
         for label, runs in groups.items():
             steps, mean, low, high = curve_band(runs)
-            (line,) = ax.plot(steps, mean, label=f"{label}: mean of {len(runs)} seeds, min–max band")
+            seeds = f"{len(runs)} seed{'s' if len(runs) > 1 else ''}"
+            (line,) = ax.plot(steps, mean, label=f"{label}: mean of {seeds}, min–max band")
             ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
             for run in runs:  # each seed as it was measured, ending where the run stopped
                 ax.plot(

@@ -50,7 +50,8 @@ def stored_runs(suite: str | Path) -> dict[tuple[str, str], list[dict]]:
 
 
 def as_results(group: list[dict]) -> list[RunResult]:
-    """The stored runs as :class:`RunResult` objects (curve, algo, task, seed)."""
+    """The stored runs as :class:`~rlteach.recipes.base.RunResult` objects (curve, algo, task,
+    seed)."""
     return [RunResult.from_dict(d) for d in group]
 
 

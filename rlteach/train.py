@@ -223,7 +223,7 @@ def train_run(
     a new run and the checkpoint's device for a resumed one, and a run may resume on another
     device than the one it was saved on (bit-identity is then lost). ``overrides`` sets config
     fields by name (``--set FIELD=VALUE``), e.g. ``{"critic_cells": "256,256"}``; see
-    :func:`apply_overrides`.
+    ``apply_overrides`` in this module.
     """
     if device is not None:  # first: a device this machine lacks must not leave a folder
         device = _device(device)

@@ -24,15 +24,20 @@ from pathlib import Path
 
 from rlteach.stored import T975, final_returns, interval95, stored_runs  # noqa: F401 (re-export)
 
+MIN_SEEDS = 3
+"""Fewer seeds than this get no verdict (with two, the t-interval is 12.7 standard errors wide)."""
+
 VERDICT_RULE = (
-    "**reproduced** when the published mean lies inside rlteach's 95% interval or below it "
-    "(rlteach at least as good); **below** when the whole interval lies under the published "
+    f"**too few seeds** below {MIN_SEEDS} seeds; otherwise **reproduced** when the published "
+    "mean lies inside rlteach's 95% interval or below it (rlteach at least as good); **below** when the whole interval lies under the published "
     "mean; **no reference** when no published number at this budget was found"
 )
 
 
-def verdict(mean: float, half: float, reference: float | None) -> str:
+def verdict(mean: float, half: float, reference: float | None, seeds: int = MIN_SEEDS) -> str:
     """See :data:`VERDICT_RULE`."""
+    if seeds < MIN_SEEDS:
+        return f"too few seeds ({seeds})"
     if reference is None:
         return "no reference"
     if math.isnan(half):
@@ -83,7 +88,7 @@ def reproductions_table(runs: dict, references: list[dict]) -> str:
         claim = ref["claim"] if ref else "–"
         lines.append(
             f"| {key[0]} | {key[1]} | {budget:,} | {claim} | {published} | {source} | {ours} | "
-            f"{verdict(mean, half, value)} |"
+            f"{verdict(mean, half, value, len(group))} |"
         )
     return "\n".join(lines)
 

@@ -46,6 +46,11 @@ def test_verdict(mean, half, ref, expected):
     assert reproductions.verdict(mean, half, ref) == expected
 
 
+def test_no_verdict_below_three_seeds():
+    assert reproductions.verdict(100.0, 1.0, 50.0, seeds=2) == "too few seeds (2)"
+    assert reproductions.verdict(100.0, 1.0, 50.0, seeds=3) == "reproduced"
+
+
 def _run(algo, task, seed, finals, cpu):
     steps = [5000 * (i + 1) for i in range(len(finals))]
     return {
@@ -89,7 +94,9 @@ def test_tables_from_stored_runs(tmp_path):
     table = reproductions.reproductions_table(runs, refs)
     half = 4.303 * 1000.0 / math.sqrt(3)
     assert f"2,000 ± {half:,.0f} (3)" in table
-    assert "| reproduced |" in table and "2,500 ± 1 (10 seeds)" in table
+    assert "| reproduced |" in table and "2,500 ± 1 (10 seeds)" in table  # 3 seeds
+    two = {k: v[:2] for k, v in runs.items()}
+    assert "| too few seeds (2) |" in reproductions.reproductions_table(two, refs)
     # CPU ms per step: (21 - 1) s over the 5000 steps after the 5000-step warm-up, seed 0
     assert reproductions.cpu_ms_per_step(runs["sac", "Hopper-v5"][0], 5000) == 4.0
     cost = reproductions.cost_table(runs)
