@@ -383,14 +383,21 @@ COMMAND_LINE_FIELDS = {
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 
+_PARSE_ORDER = (bool, int, float, tuple, str)
+"""The order in which a union's members are tried: "1" is an int before it is a float."""
+
+
+def _parse_rank(hint) -> int:
+    kind = typing.get_origin(hint) or hint
+    return _PARSE_ORDER.index(kind) if kind in _PARSE_ORDER else len(_PARSE_ORDER)
+
+
 def _parse_as(text: str, hint) -> object:
     """``text`` as the type ``hint`` (bool, int, float, str, tuple[X, ...], or a union of
     these, tried in that order); ValueError when it is none of them."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        order = [bool, int, float, tuple, str]
-        for candidate in sorted(args, key=lambda a: order.index(typing.get_origin(a) or a)
-                                if (typing.get_origin(a) or a) in order else len(order)):
+        for candidate in sorted(args, key=_parse_rank):
             try:
                 return _parse_as(text, candidate)
             except ValueError:

@@ -22,7 +22,7 @@ import math
 import os
 from pathlib import Path
 
-from rlteach.stored import T975, final_returns, interval95, stored_runs  # noqa: F401 (re-export)
+from rlteach.stored import final_returns, interval95, stored_runs
 
 MIN_SEEDS = 3
 """Fewer seeds than this get no verdict (with two, the t-interval is 12.7 standard errors wide)."""
@@ -43,11 +43,6 @@ def verdict(mean: float, half: float, reference: float | None, seeds: int = MIN_
     if math.isnan(half):
         return "reproduced" if mean >= reference else "below"
     return "reproduced" if mean + half >= reference else "below"
-
-
-def load_runs(folder: Path) -> dict[tuple[str, str], list[dict]]:
-    """(algo, task) -> the stored runs of ``folder``, seed order (:func:`rlteach.stored.stored_runs`)."""
-    return stored_runs(Path(folder))
 
 
 def cpu_ms_per_step(run: dict, after: int) -> float:
@@ -135,7 +130,7 @@ def plot_task(runs: dict, task: str, path: Path) -> None:
 
 def section(folder: Path, references_path: Path, page: Path, heading: str) -> list[str]:
     """The page's Markdown for one suite folder (nothing when it holds no run)."""
-    runs = load_runs(folder)
+    runs = stored_runs(folder)
     if not runs:
         return []
     references = json.loads(references_path.read_text())["references"]

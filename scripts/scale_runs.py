@@ -154,7 +154,9 @@ def plot_store(store: Path) -> None:
     """One learning-curve figure per task of the stored runs (``<store>/<task>.png``)."""
     import reproductions
 
-    runs = reproductions.load_runs(store)
+    from rlteach.stored import stored_runs
+
+    runs = stored_runs(store)
     for task in sorted({t for _, t in runs}):
         reproductions.plot_task(runs, task, store / f"{task}.png")
         print(f"drew {store / f'{task}.png'}", flush=True)

@@ -14,20 +14,22 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import reproductions  # noqa: E402
 
+from rlteach.stored import T975, final_returns, interval95, stored_runs  # noqa: E402
+
 
 def test_interval95_by_hand():
-    mean, half = reproductions.interval95([1.0, 2.0, 3.0])
+    mean, half = interval95([1.0, 2.0, 3.0])
     # sd = 1, t(0.975, 2) = 4.303, half = 4.303 / sqrt(3)
     assert mean == 2.0
     assert half == pytest.approx(4.303 / math.sqrt(3), rel=1e-12)
-    assert math.isnan(reproductions.interval95([5.0])[1])
+    assert math.isnan(interval95([5.0])[1])
     with pytest.raises(ValueError):
-        reproductions.interval95([])
+        interval95([])
 
 
 def test_t_quantiles_agree_with_scipy():
     stats = pytest.importorskip("scipy.stats")
-    for df, q in reproductions.T975.items():
+    for df, q in T975.items():
         assert q == pytest.approx(stats.t.ppf(0.975, df), abs=6e-4), df
 
 
@@ -84,9 +86,9 @@ def test_tables_from_stored_runs(tmp_path):
             _run("sac", "Hopper-v5", 2, [10.0, 3000.0], [1.0, 41.0]),
         ],
     )
-    runs = reproductions.load_runs(tmp_path)
+    runs = stored_runs(tmp_path)
     assert list(runs) == [("sac", "Hopper-v5")]
-    assert reproductions.final_returns(runs["sac", "Hopper-v5"]) == [1000.0, 2000.0, 3000.0]
+    assert final_returns(runs["sac", "Hopper-v5"]) == [1000.0, 2000.0, 3000.0]
     refs = [
         {"algo": "sac", "task": "Hopper-v5", "claim": "c", "value": 2500.0, "spread": 1.0,
          "seeds": 10, "source": "S"}
