@@ -22,7 +22,15 @@ from pathlib import Path
 
 from rlteach.recipes.base import RunResult
 
-__all__ = ["BENCHMARKS", "as_results", "final_returns", "interval95", "stored_runs"]
+__all__ = [
+    "BENCHMARKS",
+    "as_results",
+    "difference95",
+    "entry_name",
+    "final_returns",
+    "interval95",
+    "stored_runs",
+]
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 """The repository's benchmarks folder (present in a checkout, absent from a wheel)."""
@@ -38,15 +46,21 @@ T975 = {
 
 def stored_runs(suite: str | Path) -> dict[tuple[str, str], list[dict]]:
     """(algo, task) -> the stored runs of a suite (a folder name under ``benchmarks/``, or a
-    path), in seed order. Empty when the folder does not exist (e.g. an installed wheel)."""
+    path), in seed order. Empty when the folder does not exist (e.g. an installed wheel). An
+    ablation's runs are keyed by :func:`entry_name`, ``("dqn--no-target", task)``."""
     folder = Path(suite) if isinstance(suite, Path) else BENCHMARKS / suite
     runs: dict[tuple[str, str], list[dict]] = {}
     for path in sorted(folder.glob("*/seed*.json")):
         data = json.loads(path.read_text())
-        runs.setdefault((data["algo"], data["env_id"]), []).append(data)
+        runs.setdefault((entry_name(data), data["env_id"]), []).append(data)
     for group in runs.values():
         group.sort(key=lambda d: d["seed"])
     return runs
+
+
+def entry_name(run: dict) -> str:
+    """The algorithm, and for an ablation its label: ``"sac"``, ``"dqn--no-target"``."""
+    return f"{run['algo']}--{run['variant']}" if run.get("variant") else run["algo"]
 
 
 def as_results(group: list[dict]) -> list[RunResult]:
@@ -70,3 +84,22 @@ def interval95(values: list[float]) -> tuple[float, float]:
         return mean, math.nan
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     return mean, T975.get(n - 1, 1.96) * sd / math.sqrt(n)
+
+
+def difference95(a: list[float], b: list[float]) -> tuple[float, float]:
+    """mean(a) - mean(b) and the half-width of its 95% Welch interval (unequal variances, the
+    Welch-Satterthwaite degrees of freedom rounded down; nan with fewer than two values a side)."""
+    if len(a) < 2 or len(b) < 2:
+        return sum(a) / max(len(a), 1) - sum(b) / max(len(b), 1), math.nan
+    (ma, va), (mb, vb) = _mean_var(a), _mean_var(b)
+    sa, sb = va / len(a), vb / len(b)
+    se = math.sqrt(sa + sb)
+    if se == 0.0:
+        return ma - mb, 0.0
+    df = (sa + sb) ** 2 / (sa**2 / (len(a) - 1) + sb**2 / (len(b) - 1))
+    return ma - mb, T975.get(max(1, math.floor(df)), 1.96) * se
+
+
+def _mean_var(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    return mean, sum((v - mean) ** 2 for v in values) / (len(values) - 1)

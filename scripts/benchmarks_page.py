@@ -255,7 +255,15 @@ def _losses(results_dir: Path) -> list[str]:
     ]
 
 
-SCALE_SUITES = {"mujoco": "At the field's scale: MuJoCo"}
+SCALE_SUITES = {
+    "mujoco": "At the field's scale: MuJoCo",
+    "minatar": "At the field's scale: MinAtar",
+    "lunarlander": "At the field's scale: LunarLander-v3",
+    "mujoco-truncation": "Ablation: the time limit read as a termination (Hopper-v5)",
+    "mujoco-utd": "Ablation: REDQ and SAC at the same update-to-data ratio (Hopper-v5)",
+    "mujoco-crossq": "CrossQ at the field's scale (Hopper-v5)",
+    "minatar-ablations": "Ablations on MinAtar Breakout: Double DQN, target network, replay, C51's support",
+}
 """The field-scale suites (``scripts/scale_runs.py``): folder under the results, heading."""
 
 
@@ -270,6 +278,12 @@ def _field_scale(results_dir: Path, page: Path) -> list[str]:
                 results_dir / name, results_dir / "references.json", page, heading
             )
         )
+    claims = json.loads((results_dir / "references.json").read_text()).get("claims", [])
+    table = reproductions.claims_table(results_dir, claims)
+    if table:
+        parts.append("## The papers' comparative claims, measured\n")
+        parts.append(f"Each row: {reproductions.CLAIM_RULE}.\n")
+        parts.append(table + "\n")
     return parts
 
 

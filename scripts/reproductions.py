@@ -22,7 +22,7 @@ import math
 import os
 from pathlib import Path
 
-from rlteach.stored import final_returns, interval95, stored_runs
+from rlteach.stored import difference95, final_returns, interval95, stored_runs
 
 MIN_SEEDS = 3
 """Fewer seeds than this get no verdict (with two, the t-interval is 12.7 standard errors wide)."""
@@ -74,7 +74,10 @@ def reproductions_table(runs: dict, references: list[dict]) -> str:
         mean, half = interval95(final_returns(group))
         budget = group[0]["curve"][-1]["env_steps"]
         if ref is not None and ref.get("value") is not None:
-            published = f"{_fmt(ref['value'])} ± {_fmt(ref['spread'])} ({ref['seeds']} seeds)"
+            spread = "" if ref.get("spread") is None else f" ± {_fmt(ref['spread'])}"
+            seeds = "" if ref.get("seeds") is None else f" ({ref['seeds']} seeds)"
+            digits = 1 if abs(ref["value"]) < 100 else 0  # MinAtar's returns are small
+            published = f"{_fmt(ref['value'], digits)}{spread}{seeds}"
             source, value = ref["source"], ref["value"]
         else:
             published, value = "not found", None
@@ -96,7 +99,8 @@ def cost_table(runs: dict) -> str:
         "|---|---|---|---|",
     ]
     for (algo, task), group in sorted(runs.items()):
-        warmup = group[0].get("config", {}).get("warmup_steps", 0)
+        config = group[0].get("config", {})
+        warmup = config.get("warmup_steps", config.get("learning_starts", 0))
         ms = [cpu_ms_per_step(r, warmup) for r in group]
         ms = [m for m in ms if not math.isnan(m)]
         wall = [r["curve"][-1]["seconds"] / 60 for r in group]
@@ -128,6 +132,68 @@ def plot_task(runs: dict, task: str, path: Path) -> None:
     plt.close(ax.figure)
 
 
+def _protocol(runs: dict) -> str:
+    """How the runs of a suite were evaluated, from their configs ("over 10 episodes every
+    5,000 steps"; several rhythms are listed with their algorithms)."""
+    rhythms: dict[str, list[str]] = {}
+    for (algo, _), group in sorted(runs.items()):
+        config = group[0].get("config", {})
+        every, episodes = config.get("eval_every"), config.get("eval_episodes")
+        if every is None or episodes is None:
+            continue
+        rhythm = f"over {episodes} episodes every {every:,} steps"
+        if algo not in rhythms.setdefault(rhythm, []):
+            rhythms[rhythm].append(algo)
+    if len(rhythms) <= 1:
+        return next(iter(rhythms), "at regular intervals")
+    return "; ".join(f"{rhythm} ({', '.join(algos)})" for rhythm, algos in rhythms.items())
+
+
+CLAIM_RULE = (
+    f"the difference of the final returns' means, with its 95% Welch interval; **supported** when "
+    f"the whole interval lies above 0, **contradicted** when it lies below, **not resolved** when "
+    f"it contains 0, **too few seeds** below {MIN_SEEDS} seeds a side"
+)
+
+
+def claim_verdict(difference: float, half: float, seeds: tuple[int, int]) -> str:
+    """See :data:`CLAIM_RULE`."""
+    if min(seeds) < MIN_SEEDS:
+        return f"too few seeds ({seeds[0]} and {seeds[1]})"
+    if difference - half > 0:
+        return "supported"
+    if difference + half < 0:
+        return "contradicted"
+    return "not resolved"
+
+
+def claims_table(results_dir: Path, claims: list[dict]) -> str:
+    """One row per comparative claim ("C51 >= DQN") whose two sides both have stored runs;
+    each side names a store, an entry (algorithm, or ``algo--label``) and a task."""
+    lines = [
+        "| claim | source | A | B | A − B, mean ± 95% (seeds) | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows = 0
+    for claim in claims:
+        sides = []
+        for side in (claim["a"], claim["b"]):
+            group = stored_runs(results_dir / side["store"]).get((side["entry"], side["task"]))
+            sides.append(group)
+        if not all(sides):
+            continue
+        a, b = (final_returns(g) for g in sides)
+        difference, half = difference95(a, b)
+        names = [f"{s['entry']} ({s['store']})" for s in (claim["a"], claim["b"])]
+        lines.append(
+            f"| {claim['claim']} | {claim['source']} | {names[0]} | {names[1]} | "
+            f"{_fmt(difference)} ± {_fmt(half)} ({len(a)}, {len(b)}) | "
+            f"{claim_verdict(difference, half, (len(a), len(b)))} |"
+        )
+        rows += 1
+    return "\n".join(lines) if rows else ""
+
+
 def section(folder: Path, references_path: Path, page: Path, heading: str) -> list[str]:
     """The page's Markdown for one suite folder (nothing when it holds no run)."""
     runs = stored_runs(folder)
@@ -139,7 +205,7 @@ def section(folder: Path, references_path: Path, page: Path, heading: str) -> li
     parts.append(
         "Each run: `python scripts/scale_runs.py` (below, the command of each run), the "
         "recipe's own configuration for the task (cited in its docstring), the deterministic "
-        "policy evaluated over 10 episodes every 5,000 steps. The rlteach column is the final "
+        f"policy evaluated {_protocol(runs)}. The rlteach column is the final "
         "evaluation's return, the mean over seeds ± the half-width of its 95% Student-t "
         f"interval. Verdict: {VERDICT_RULE}.\n"
     )

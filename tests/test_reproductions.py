@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import reproductions  # noqa: E402
 
-from rlteach.stored import T975, final_returns, interval95, stored_runs  # noqa: E402
+from rlteach.stored import T975, difference95, final_returns, interval95, stored_runs  # noqa: E402
 
 
 def test_interval95_by_hand():
@@ -119,3 +119,50 @@ def test_section_is_empty_without_runs_and_links_the_figures(tmp_path):
     assert "## H" in text and "no reference" in text
     assert "(../benchmarks/mujoco/Hopper-v5.png)" in text
     assert "`python -m rlteach train td3 --env Hopper-v5 --seed S`" in text
+
+
+def test_difference95_by_hand():
+    # a = (1, 2, 3): mean 2, var 1; b = (0, 0, 3): mean 1, var 3; se^2 = 1/3 + 1 = 4/3
+    # Welch df = (4/3)^2 / ((1/3)^2 / 2 + 1^2 / 2) = (16/9) / (5/9) = 3.2 -> 3
+    diff, half = difference95([1.0, 2.0, 3.0], [0.0, 0.0, 3.0])
+    assert diff == 1.0
+    assert half == pytest.approx(T975[3] * math.sqrt(4 / 3), rel=1e-12)
+    assert math.isnan(difference95([1.0], [1.0, 2.0])[1])
+    assert difference95([2.0, 2.0], [1.0, 1.0]) == (1.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "diff,half,seeds,expected",
+    [
+        (10.0, 5.0, (3, 3), "supported"),
+        (-10.0, 5.0, (3, 3), "contradicted"),
+        (3.0, 5.0, (3, 3), "not resolved"),
+        (10.0, 5.0, (3, 2), "too few seeds (3 and 2)"),
+    ],
+)
+def test_claim_verdict(diff, half, seeds, expected):
+    assert reproductions.claim_verdict(diff, half, seeds) == expected
+
+
+def test_claims_read_both_sides_and_ablations_are_keyed_by_label(tmp_path):
+    plain = [_run("sac", "Hopper-v5", s, [0.0, r], [0.0, 1.0]) for s, r in enumerate([10, 20, 30])]
+    ablated = [_run("sac", "Hopper-v5", s, [0.0, r], [0.0, 1.0]) for s, r in enumerate([1, 2, 3])]
+    for run in ablated:
+        run["variant"] = "cut"
+    _store(tmp_path / "main", plain)
+    for run in ablated:  # an ablation's folder carries its label (scale_runs.Entry.name)
+        folder = tmp_path / "abl" / "sac-Hopper-v5--cut"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"seed{run['seed']}.json").write_text(json.dumps(run))
+    assert list(stored_runs(tmp_path / "abl")) == [("sac--cut", "Hopper-v5")]
+    claims = [
+        {"claim": "X", "source": "P", "a": {"store": "main", "entry": "sac", "task": "Hopper-v5"},
+         "b": {"store": "abl", "entry": "sac--cut", "task": "Hopper-v5"}},
+        {"claim": "Y", "source": "P", "a": {"store": "main", "entry": "sac", "task": "Hopper-v5"},
+         "b": {"store": "none", "entry": "sac", "task": "Hopper-v5"}},
+    ]  # fmt: skip
+    table = reproductions.claims_table(tmp_path, claims)
+    diff, half = difference95([10.0, 20.0, 30.0], [1.0, 2.0, 3.0])
+    assert f"| X | P | sac (main) | sac--cut (abl) | {diff:,.0f} ± {half:,.0f} (3, 3) |" in table
+    assert "| Y |" not in table  # a side without runs gives no row
+    assert reproductions.claims_table(tmp_path, claims[1:]) == ""
