@@ -278,7 +278,8 @@ def _field_scale(results_dir: Path, page: Path) -> list[str]:
                 results_dir / name, results_dir / "references.json", page, heading
             )
         )
-    claims = json.loads((results_dir / "references.json").read_text()).get("claims", [])
+    references = results_dir / "references.json"
+    claims = json.loads(references.read_text()).get("claims", []) if references.exists() else []
     table = reproductions.claims_table(results_dir, claims)
     if table:
         parts.append("## The papers' comparative claims, measured\n")
