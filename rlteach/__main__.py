@@ -18,6 +18,7 @@ EPILOG = """examples:
   python -m rlteach bench --estimators         time rlteach's GAE (loop and vectorised) against TorchRL's
   python -m rlteach bench --losses             time every loss's forward+backward against TorchRL's
   python -m rlteach bench --losses --out benchmarks    ... and write losses.md / losses.json there
+  python -m rlteach bench --costs              collection against its floor, FPS and buffer scaling
   python -m rlteach bench --compare sb3 --algo ppo-cartpole --seeds 3
                                                the same tasks with Stable-Baselines3 (RL-Zoo hyper-parameters)
 
@@ -157,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="instead of training, time the value estimators against TorchRL's",
     )
+    bench.add_argument(
+        "--costs",
+        action="store_true",
+        help="instead of training, measure the collection path against its floor (1, 8, 32 "
+        "environments), frames per second against the number of environments (1 to 64) and "
+        "the replay buffer's sample time against its size (10^3 to 10^6); with --out, write "
+        "costs.md and costs.json there",
+    )
     return parser
 
 
@@ -189,6 +198,8 @@ def _bench(args) -> int:
             write_losses(rows, args.out)
             print(f"Written to {args.out}/ (losses.md, losses.json).")
         return 0
+    if args.costs:
+        return _costs(args)
     if args.estimators:
         from rlteach.value._timing import time_estimators
 
@@ -234,6 +245,25 @@ def _bench(args) -> int:
     if args.compare:
         print(compare_table(rows))
     print(f"Written to {args.out}/ (results.md, results.json, one PNG per entry).")
+    return 0
+
+
+def _costs(args) -> int:
+    import json
+
+    from rlteach.bench import machine_description
+    from rlteach.costs import costs_markdown, measure_costs
+
+    report = measure_costs(quick=args.quick)
+    report["machine"] = machine_description()
+    text = costs_markdown(report)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "costs.json").write_text(json.dumps(report, indent=1) + "\n")
+        (out / "costs.md").write_text(f"Machine: {report['machine']}\n\n{text}\n")
+        print(f"Written to {out}/ (costs.md, costs.json).")
     return 0
 
 

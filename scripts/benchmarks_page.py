@@ -169,6 +169,7 @@ def render(
             )
         parts.append(compare_table(other["rows"]) + "\n")
     parts.extend(_losses(results_dir))
+    parts.extend(_costs(results_dir))
     parts.extend(_field_scale(results_dir, page))
     curves = _curves(report, results_dir, "###", "")
     curves += [c for d, extra, _ in extras for c in _curves(extra, d, "###", "")]
@@ -252,6 +253,37 @@ def _losses(results_dir: Path) -> list[str]:
         f"- Command: `{report['command']}`\n",
         *([notes.read_text().strip() + "\n"] if notes.is_file() else []),
         losses_table(report["rows"]),
+    ]
+
+
+COSTS_INTRO = """\
+`python -m rlteach bench --costs`, one torch thread, each number the median of repeats after a
+warm-up. **Collection against its floor**: rlteach's on-policy collection path (the vector
+environment's step, the TensorDict, the PPO actor, the TensorDict back) per frame, beside the
+least any library must do: the same `gymnasium.vector.SyncVectorEnv` step and one forward of the
+same network on a tensor made from the NumPy batch, the action drawn with `torch.multinomial`.
+The target is a ratio of at most 1.5. **Frames per second** of the same path against the number
+of environments (CartPole-v1, a [64, 64] categorical actor). **The replay buffer's sample time**
+for a minibatch of 256 against the number of stored transitions: it must stay flat.
+"""
+
+
+def _costs(results_dir: Path) -> list[str]:
+    """The cost tables (``bench --costs --out``'s ``costs.json``), if committed."""
+    path = results_dir / "costs.json"
+    if not path.is_file():
+        return []
+    report = json.loads(path.read_text())
+    _on_path()
+    from rlteach.costs import costs_markdown
+
+    notes = results_dir / "costs-notes.md"  # what the person who measured them has to say
+    return [
+        "## What collecting and sampling cost\n",
+        COSTS_INTRO,
+        f"- Machine: {report['machine']}\n",
+        *([notes.read_text().strip() + "\n"] if notes.is_file() else []),
+        costs_markdown(report) + "\n",
     ]
 
 

@@ -202,3 +202,26 @@ def test_benchmarks_page_prefers_settings_read_from_rl_zoo3(tmp_path):
     losses = text.split("## Losses beside TorchRL")[1]
     assert "- Command: `python -m rlteach bench --losses`" in losses
     assert "| DQNLoss, batch 8 | 1.00 | 2.00 | 0.50 |" in losses
+
+
+def test_benchmarks_page_shows_the_committed_costs(tmp_path):
+    """``bench --costs --out``'s costs.json becomes a section with its machine and tables."""
+    import shutil
+
+    main = tmp_path / "bench"
+    main.mkdir()
+    for name in ("results.json", "results.md"):
+        shutil.copy(ROOT / "benchmarks" / name, main)
+    text = benchmarks_page.render(main, tmp_path / "page.md", compare_dirs=[])
+    assert "## What collecting and sampling cost" not in text
+    report = {
+        "machine": "test machine",
+        "floor": [{"num_envs": 8, "rlteach_us_per_frame": 30.0, "floor_us_per_frame": 20.0,
+                   "ratio": 1.5}],
+        "fps": [{"num_envs": 64, "fps": 1000.0}],
+        "buffer": [{"size": 1000, "sample_us": 50.0}],
+    }  # fmt: skip
+    (main / "costs.json").write_text(json.dumps(report))
+    text = benchmarks_page.render(main, tmp_path / "page.md", compare_dirs=[])
+    section = text.split("## What collecting and sampling cost")[1]
+    assert "- Machine: test machine" in section and "| 8 | 30.0 | 20.0 | 1.50 |" in section
