@@ -7,6 +7,7 @@ developer's own ``_build/`` is never touched.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -88,6 +89,25 @@ def test_citations_resolve_to_the_bibliography(build):
         text = page(html, entry)
         assert 'href="../book/references.html#id' in text or "references.html#" in text, (
             f"{entry}: no {{cite}} link into the bibliography"
+        )
+
+
+def test_each_chapter_ends_with_the_works_it_cites(build):
+    """The closing References section lists exactly the works the chapter's prose cites."""
+    _, html, _ = build
+    for entry in chapter_pages():
+        with open(ROOT / (entry + ".ipynb"), encoding="utf-8") as f:
+            cells = json.load(f)["cells"]
+        prose = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        groups = re.findall(r"\{cite(?::[a-z]+)?\}`([^`]+)`", prose)
+        keys = {k.strip() for group in groups for k in group.split(",")}
+        text = page(html, entry)
+        sections = re.findall(r'<section id="references[-\d]*">(.*?)</section>', text, re.S)
+        assert sections, f"{entry}: no References section on the built page"
+        items = re.findall(r"<li[ >]", sections[-1])
+        assert len(items) == len(keys), (
+            f"{entry}: its References section lists {len(items)} works, the chapter cites "
+            f"{len(keys)}: {sorted(keys)}"
         )
 
 
