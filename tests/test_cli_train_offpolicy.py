@@ -51,7 +51,7 @@ def test_the_run_was_really_interrupted(runs):
     assert not killed["finished"]
     assert killed["frames"] == save < steps
     assert killed["meta"]["checkpoint_every"] == save
-    assert killed["objects"]["loop"]["n_updates"] > 0  # after the warm-up: learning had begun
+    assert killed["objects"]["updates"]["n_updates"] > 0  # after the warm-up: learning had begun
     assert len(killed["objects"]["buffer"]["storage"]) == save
 
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from rlteach.bench import SOLVED_THRESHOLDS, register
 from rlteach.envs import Collector, VecGymEnv
 from rlteach.modules import make_categorical_actor, make_value_network
 from rlteach.objectives import A2CLoss
@@ -22,10 +21,11 @@ from rlteach.recipes.base import (
     Evaluator,
     RunResult,
     as_checkpointer,
-    register_trainable,
     resolve_device,
     seed_everything,
 )
+from rlteach.registry import register_trainable
+from rlteach.tasks import solved_threshold
 from rlteach.value import ValueEstimators
 
 
@@ -94,7 +94,7 @@ def train(
     result = RunResult(algo="a2c", env_id=cfg.env_id, seed=seed)  # PLUMBING
     bar = progress_bar(total=cfg.total_frames, desc=f"A2C {cfg.env_id}", disable=not progress, unit="frame")
     evaluator = Evaluator(
-        result, actor, cfg.env_id, cfg.eval_every, SOLVED_THRESHOLDS.get(cfg.env_id, float("inf")),
+        result, actor, cfg.env_id, cfg.eval_every, solved_threshold(cfg.env_id),
         cfg.eval_episodes, cfg.stop_on_solve, bar,
     )
     checkpoint = as_checkpointer(checkpoint)  # PLUMBING: save / resume everything below
@@ -120,5 +120,7 @@ def train(
     return result
 
 
-register("a2c-cartpole", "a2c", "CartPole-v1", train)
-register_trainable("a2c", train, {"CartPole-v1": A2CConfig()}, resumable=True)
+register_trainable(
+    "a2c", train, {"CartPole-v1": A2CConfig()}, resumable=True,
+    bench={"a2c-cartpole": "CartPole-v1"},
+)  # fmt: skip

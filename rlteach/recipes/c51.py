@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import torch
 from tensordict.nn import TensorDictModule
 
-from rlteach.bench import register
 from rlteach.checkpoint import Checkpointer
 from rlteach.envs import VecGymEnv
 from rlteach.modules import (
@@ -39,8 +38,9 @@ from rlteach.modules import (
 )
 from rlteach.objectives import DistributionalDQNLoss, LossModule
 from rlteach.recipes._scale import MINATAR_GAMES, MINATAR_PROTOCOL
-from rlteach.recipes.base import RunResult, register_trainable
+from rlteach.recipes.base import RunResult
 from rlteach.recipes.dqn import Agent, DQNConfig, run_off_policy
+from rlteach.registry import register_trainable
 
 
 @dataclass(frozen=True)
@@ -155,5 +155,4 @@ def minatar_config(env_id: str) -> C51Config:
 
 CONFIGS = {"CartPole-v1": C51Config(), **{game: minatar_config(game) for game in MINATAR_GAMES}}
 
-register("c51-cartpole", "c51", "CartPole-v1", train)
-register_trainable("c51", train, CONFIGS, resumable=True)
+register_trainable("c51", train, CONFIGS, resumable=True, bench={"c51-cartpole": "CartPole-v1"})

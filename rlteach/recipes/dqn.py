@@ -47,7 +47,6 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictSequential
 
-from rlteach.bench import SOLVED_THRESHOLDS, register
 from rlteach.buffers import ReplayBuffer
 from rlteach.checkpoint import Checkpointer, as_checkpointer
 from rlteach.envs import Collector, VecGymEnv
@@ -63,10 +62,11 @@ from rlteach.recipes._scale import LUNARLANDER_PROTOCOL, MINATAR_GAMES, MINATAR_
 from rlteach.recipes.base import (
     Evaluator,
     RunResult,
-    register_trainable,
     resolve_device,
     seed_everything,
 )
+from rlteach.registry import register_trainable
+from rlteach.tasks import solved_threshold
 from rlteach.updaters import HardUpdate, SoftUpdate
 
 #: What a transition in the replay buffer keeps (not the policy's Q-values or greedy action).
@@ -291,7 +291,7 @@ def run_off_policy(
     )
     frames_per_batch = cfg.num_envs * cfg.steps_per_batch
     collector = Collector(env, policy, frames_per_batch, total_frames=cfg.total_frames)
-    threshold = SOLVED_THRESHOLDS.get(cfg.env_id, float("inf"))
+    threshold = solved_threshold(cfg.env_id)
 
     result = RunResult(algo=algo, env_id=cfg.env_id, seed=seed)  # PLUMBING
     bar = progress_bar(
@@ -366,10 +366,6 @@ def train(
     ``checkpoint`` the run is saved and can be resumed (``python -m rlteach train dqn --resume``).
     """
     return train_agent(seed, quick, progress, cfg, checkpoint=checkpoint, device=device)[0]
-
-
-def train_acrobot(seed: int = 0, quick: bool = False, progress: bool = True) -> RunResult:
-    return train(seed, quick, progress, cfg=ACROBOT)
 
 
 def minatar_config(env_id: str) -> DQNConfig:
@@ -450,6 +446,7 @@ CONFIGS = {
     "LunarLander-v3": LUNARLANDER,
 }
 
-register("dqn-cartpole", "dqn", "CartPole-v1", train)
-register("dqn-acrobot", "dqn", "Acrobot-v1", train_acrobot)
-register_trainable("dqn", train, CONFIGS, resumable=True)
+register_trainable(
+    "dqn", train, CONFIGS, resumable=True,
+    bench={"dqn-cartpole": "CartPole-v1", "dqn-acrobot": "Acrobot-v1"},
+)  # fmt: skip

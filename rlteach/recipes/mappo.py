@@ -30,16 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
-from tensordict.nn import (
-    InteractionType,
-    ProbabilisticTensorDictModule,
-    ProbabilisticTensorDictSequential,
-    TensorDictModule,
-)
 from torch import nn
-from torch.distributions import Categorical
 
-from rlteach.bench import register
 from rlteach.checkpoint import Checkpointer, as_checkpointer
 from rlteach.envs_multiagent import (
     MultiAgentCollector,
@@ -47,16 +39,16 @@ from rlteach.envs_multiagent import (
     evaluate_team_return,
     make_simple_spread,
 )
-from rlteach.modules import MultiAgentMLP
+from rlteach.modules import make_multiagent_categorical_actor, make_multiagent_value_network
 from rlteach.objectives import IPPOLoss, MAPPOLoss
 from rlteach.progress import progress_bar
 from rlteach.recipes.base import (
     Evaluator,
     RunResult,
-    register_trainable,
     resolve_device,
     seed_everything,
 )
+from rlteach.registry import register_trainable
 
 ENV_ID = "simple_spread_v3"
 RANDOM_RETURN = -27.4
@@ -128,39 +120,13 @@ class MAPPOConfig:
 def build(cfg: MAPPOConfig, env: PettingZooParallelEnv):
     """Shared categorical actor, centralised (MAPPO) or independent (IPPO) critic, the loss."""
     n, obs, acts = env.n_agents, env.observation_dim, env.n_actions
-    logits = TensorDictModule(
-        MultiAgentMLP(
-            obs,
-            acts,
-            n,
-            centralized=False,
-            share_params=cfg.share_params,
-            num_cells=cfg.num_cells,
-        ),
-        in_keys=[("agents", "observation")],
-        out_keys=[("agents", "logits")],
+    actor = make_multiagent_categorical_actor(  # pi(a^i | o^i), one network for all agents
+        obs, acts, n, share_params=cfg.share_params, num_cells=cfg.num_cells
     )
-    head = ProbabilisticTensorDictModule(
-        in_keys={"logits": ("agents", "logits")},
-        out_keys=[("agents", "action")],
-        distribution_class=Categorical,
-        return_log_prob=True,
-        log_prob_key=("agents", "action_log_prob"),
-        default_interaction_type=InteractionType.RANDOM,
-    )
-    actor = ProbabilisticTensorDictSequential(logits, head)
-    critic = TensorDictModule(
-        MultiAgentMLP(
-            obs,
-            1,
-            n,
-            centralized=cfg.centralised_critic,  # ALGO: the one difference MAPPO / IPPO
-            share_params=cfg.share_params,
-            num_cells=cfg.num_cells,
-        ),
-        in_keys=[("agents", "observation")],
-        out_keys=[("agents", "state_value")],
-    )
+    critic = make_multiagent_value_network(  # ALGO: the one difference MAPPO / IPPO
+        obs, n, centralized=cfg.centralised_critic, share_params=cfg.share_params,
+        num_cells=cfg.num_cells,
+    )  # fmt: skip
     loss_class = MAPPOLoss if cfg.centralised_critic else IPPOLoss
     loss = loss_class(  # advantages standardised per agent (MAPPO-1)
         actor,
@@ -281,13 +247,11 @@ def train_ippo(
 # of millions of steps, none of which transfers to this 100k-step, local_ratio=0.5 setting. The
 # line is our own, from two measured references on the same 32 evaluation episodes: halfway
 # between the random team (-27.4) and the hand-coded nearest_landmark_policy (-17.2).
-register("mappo-spread", "mappo", ENV_ID, train, threshold=THRESHOLD)
-register("ippo-spread", "ippo", ENV_ID, train_ippo, threshold=THRESHOLD)
-register_trainable("mappo", train, {ENV_ID: MAPPOConfig()}, action_spaces=(), resumable=True)
 register_trainable(
-    "ippo",
-    train_ippo,
-    {ENV_ID: MAPPOConfig(centralised_critic=False)},
-    action_spaces=(),
-    resumable=True,
-)
+    "mappo", train, {ENV_ID: MAPPOConfig()}, action_spaces=(), resumable=True,
+    bench={"mappo-spread": ENV_ID}, threshold=THRESHOLD,
+)  # fmt: skip
+register_trainable(
+    "ippo", train_ippo, {ENV_ID: MAPPOConfig(centralised_critic=False)}, action_spaces=(),
+    resumable=True, bench={"ippo-spread": ENV_ID}, threshold=THRESHOLD,
+)  # fmt: skip

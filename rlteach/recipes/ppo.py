@@ -22,7 +22,6 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from rlteach.bench import SOLVED_THRESHOLDS, register
 from rlteach.envs import Collector, VecGymEnv
 from rlteach.modules import (
     make_categorical_actor,
@@ -44,10 +43,11 @@ from rlteach.recipes.base import (
     Evaluator,
     RunResult,
     as_checkpointer,
-    register_trainable,
     resolve_device,
     seed_everything,
 )
+from rlteach.registry import register_trainable
+from rlteach.tasks import solved_threshold
 from rlteach.value import ValueEstimators
 
 
@@ -176,7 +176,7 @@ def train(
     optimizer = torch.optim.Adam(loss.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
     frames_per_batch = cfg.num_envs * cfg.steps_per_env
     collector = Collector(env, actor, frames_per_batch, total_frames=cfg.total_frames)
-    threshold = SOLVED_THRESHOLDS.get(cfg.env_id, float("inf"))
+    threshold = solved_threshold(cfg.env_id)
 
     result = RunResult(algo="ppo", env_id=cfg.env_id, seed=seed)  # PLUMBING
     bar = progress_bar(total=cfg.total_frames, desc=f"PPO {cfg.env_id}", disable=not progress, unit="frame")
@@ -215,10 +215,6 @@ def train(
     bar.close()
     env.close()
     return result
-
-
-def train_acrobot(seed: int = 0, quick: bool = False, progress: bool = True) -> RunResult:
-    return train(seed, quick, progress, cfg=ACROBOT)
 
 
 def minatar_config(env_id: str) -> PPOConfig:
@@ -304,8 +300,7 @@ CONFIGS = {
     "LunarLander-v3": LUNARLANDER,
 }
 
-register("ppo-cartpole", "ppo", "CartPole-v1", train)
-register("ppo-acrobot", "ppo", "Acrobot-v1", train_acrobot)
 register_trainable(
-    "ppo", train, CONFIGS, action_spaces=("discrete", "continuous"), resumable=True
-)
+    "ppo", train, CONFIGS, action_spaces=("discrete", "continuous"), resumable=True,
+    bench={"ppo-cartpole": "CartPole-v1", "ppo-acrobot": "Acrobot-v1"},
+)  # fmt: skip
