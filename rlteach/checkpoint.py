@@ -54,10 +54,11 @@ off-policy recipe also tracks its replay buffer and target updater (anything wit
 ``state_dict`` / ``load_state_dict``). Then register it with
 ``rlteach.recipes.base.register_trainable(..., resumable=True)``.
 
-A loop whose counters live in local variables (the frame count, the current observation, an
-exploration schedule's position, as in ``rlteach/recipes/_offpolicy.py``) must keep them in an
-object the checkpointer can save: a small class with ``state_dict()`` / ``load_state_dict()``,
-tracked like the rest, read back after ``track`` returns. Off-policy checkpoints hold the replay
+A loop keeps no counters in local variables: the frame count, the current observation and the
+training episodes belong to its collector, the update count and logs to an update log
+(``rlteach/recipes/_offpolicy.py``), the evaluation history and clocks to the evaluator, each
+with ``state_dict()`` / ``load_state_dict()``, tracked like the rest. A recipe that changes what
+it tracks passes ``track(upgrade=...)``, which maps an older checkpoint's layout to the new one. Off-policy checkpoints hold the replay
 buffer and are large, so save them less often (``every_frames``, ``--checkpoint-every``).
 tests/test_cli_train.py is the pattern for the test: kill a run with SIGKILL after its first
 checkpoint, resume it, and compare the log and the final parameters with an uninterrupted run.

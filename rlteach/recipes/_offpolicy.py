@@ -1,7 +1,13 @@
-"""The off-policy training loop shared by DDPG, TD3, SAC (and REDQ, CrossQ): one readable loop.
+"""The off-policy training loop, one readable loop: DQN, C51, DDPG, TD3, SAC, REDQ and CrossQ.
 
-Every off-policy actor-critic method trains the same way; only the networks, the losses and
-what one gradient step does differ. This module is the part they share, top to bottom:
+Every off-policy method trains the same way; only the networks, the losses, the exploration and
+what one gradient step does differ. :func:`offpolicy_loop` is the part they share: collect a
+batch, store it, learn from uniform minibatches once the warm-up is over, move the target
+networks when due, evaluate and save when due. Two set-ups feed it: :func:`run_offpolicy` here
+(continuous actions, one environment stepped one transition at a time by a
+:class:`StepCollector`) and :func:`rlteach.recipes.dqn.run_value_based` (discrete actions, a
+vector :class:`~rlteach.envs.Collector` running the ε-greedy policy). For the continuous-action
+recipes, top to bottom:
 
 1. **warm-up**: ``warmup_steps`` uniformly random actions fill the replay buffer first;
 2. **act**: afterwards each environment step uses the recipe's exploration policy;
@@ -35,10 +41,13 @@ Given a :class:`rlteach.checkpoint.Checkpointer` (``checkpoint=``), the loop sav
 that shapes the rest of the run at most every ``every_frames`` steps (after that step's
 evaluation) and, when the checkpointer resumes, continues from the saved step bit-identically:
 the networks and their targets (the loss), the optimisers (``extras["optimizers"]``), the replay
-buffer and its generator, the Gymnasium environment (its state, ``np_random``, time-limit
-counter and action space's RNG), the evaluator, the loop's own counters
-(:class:`_LoopState`) and whatever the update keeps between calls (``extras["carry"]``, a
-dict). Without a checkpointer the run is exactly what it was without one.
+buffer and its generator, the collector (its step, the current observation, the training
+episodes, and the Gymnasium environment: its state, ``np_random``, time-limit counter and
+action space's RNG), the evaluator (its curve, clocks and CPU seconds), the update log (update
+count, logged scalars, and whatever the update keeps between calls, ``extras["carry"]``) and the
+critic check's value estimates; each of them saves itself (``state_dict``). A checkpoint of the
+layout before issue 19 is read by :func:`upgrade_checkpoint_layout`. Without a checkpointer the
+run is exactly what it was without one.
 
 ``result.logs`` holds the update's scalars (e.g. ``alpha`` and ``entropy`` for SAC) averaged
 over every ``log_every`` updates, with the environment step they belong to, for plotting;
@@ -49,7 +58,7 @@ lines bookkeeping (after CleanRL).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -57,7 +66,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from rlteach.buffers import ReplayBuffer
-from rlteach.checkpoint import Checkpointer, as_checkpointer
+from rlteach.checkpoint import Checkpointer, _NoCheckpoint, as_checkpointer
 from rlteach.envs import EvalTrace, GymEnv, evaluate_trace
 from rlteach.modules.ensemble import QValueEnsemble
 from rlteach.objectives.common import LossModule
@@ -65,7 +74,7 @@ from rlteach.progress import progress_bar
 from rlteach.recipes._scale import MUJOCO_PROTOCOL
 from rlteach.recipes.base import Evaluator, RunResult, resolve_device, seed_everything
 from rlteach.tasks import solved_threshold
-from rlteach.updaters import SoftUpdate
+from rlteach.updaters import HardUpdate, SoftUpdate
 
 __all__ = ["MUJOCO_PROTOCOL", "Agent", "OffPolicyConfig", "OffPolicyResult", "run_offpolicy"]
 
@@ -105,27 +114,31 @@ class OffPolicyConfig:
 
 @dataclass
 class Agent:
-    """The algorithm-specific parts a recipe hands :func:`run_offpolicy`.
+    """The algorithm-specific parts a recipe hands the off-policy loop (:func:`offpolicy_loop`).
 
-    ============  ====================================================================
-    loss          the rlteach loss; its target networks, if any, are tracked with SoftUpdate
-    act           observation [obs_dim] -> action [action_dim], the exploring policy
-                  (called without gradient)
-    eval_policy   a TensorDict policy, evaluated under InteractionType.DETERMINISTIC
-    update        ``update(batch, i)`` -> ``(targets_due, scalars)``: one gradient step on a
-                  replay minibatch; ``i`` counts updates from 0; ``targets_due`` says whether
-                  the target networks move after this step; ``scalars`` are logged
-    ============  ====================================================================
+    ==============  ==================================================================
+    loss            the rlteach loss; its target networks, if any, move by the run's updater
+    act             the exploring policy: observation [obs_dim] -> action [action_dim]
+                    (:func:`run_offpolicy`, called without gradient), or a TensorDict
+                    policy that the vector collector runs (DQN's ε-greedy, ``run_value_based``)
+    eval_policy     a TensorDict policy, evaluated under InteractionType.DETERMINISTIC
+    update          ``update(batch, i)`` -> ``(targets_due, scalars)``: one gradient step on a
+                    replay minibatch; ``i`` counts updates from 0; ``targets_due`` says whether
+                    the target networks move after this step; ``scalars`` are logged
+    after_collect   ``after_collect(frames)`` after each batch is stored, before learning
+                    (DQN anneals ε there); None: nothing
+    ==============  ==================================================================
     """
 
     loss: LossModule
-    act: Callable[[torch.Tensor], torch.Tensor]
+    act: Callable
     eval_policy: Callable[[TensorDictBase], TensorDictBase]
     update: Callable[[TensorDictBase, int], tuple[bool, dict[str, torch.Tensor]]]
     extras: dict = field(default_factory=dict)
     """anything else the recipe wants to return (optimisers, networks). Two keys are read by the
     loop's checkpoints: ``"optimizers"`` (a tuple, saved and restored) and ``"carry"`` (a dict the
     update mutates between calls, e.g. the last actor-side scalars, saved and restored in place)"""
+    after_collect: Callable[[int], None] | None = None
 
 
 @dataclass
@@ -315,10 +328,11 @@ class StepCollector:
 
 class UpdateLog:
     """The updates so far: their count, the scalars they logged (``logs``, averaged over every
-    ``log_every`` updates, with the environment step they belong to), and ``carry``, the dict an
-    update keeps between calls (e.g. the last actor-side scalars of a delayed actor)."""
+    ``log_every`` updates, with the environment step they belong to; ``None``: count only), and
+    ``carry``, the dict an update keeps between calls (e.g. the last actor-side scalars of a
+    delayed actor)."""
 
-    def __init__(self, logs: dict[str, list[float]], log_every: int, carry: dict) -> None:
+    def __init__(self, logs: dict[str, list[float]], log_every: int | None, carry: dict) -> None:
         self.logs, self.log_every, self.carry = logs, log_every, carry
         self.n_updates = 0
         self.sums: dict[str, float] = {}
@@ -326,6 +340,8 @@ class UpdateLog:
     def add(self, step: int, scalars: dict[str, torch.Tensor]) -> None:
         """Count one update and add its scalars; every ``log_every`` updates, log their means."""
         self.n_updates += 1
+        if self.log_every is None:
+            return
         for key, value in scalars.items():
             self.sums[key] = self.sums.get(key, 0.0) + float(value)
         if self.n_updates % self.log_every == 0:
@@ -426,6 +442,62 @@ def _check_placed(loss: LossModule, device: torch.device) -> None:
         )
 
 
+#: What a transition in the replay buffer keeps (not the policy's Q-values or greedy action).
+TRANSITION_KEYS = (
+    "observation",
+    "action",
+    ("next", "observation"),
+    ("next", "reward"),
+    ("next", "terminated"),
+    ("next", "truncated"),
+    ("next", "done"),
+)
+
+
+def offpolicy_loop(
+    agent: Agent,
+    collector: Iterable[TensorDictBase],
+    buffer: ReplayBuffer,
+    updates: UpdateLog,
+    evaluator: Evaluator,
+    checkpoint: Checkpointer | _NoCheckpoint,
+    target_updater: SoftUpdate | HardUpdate | None,
+    *,
+    learning_starts: int,
+    updates_per_batch: int,
+    batch_size: int,
+    total_frames: int,
+    callback: Callable[[int, TensorDictBase, dict], None] | None = None,
+) -> None:
+    """The one off-policy loop, DQN's and C51's as SAC's, TD3's, DDPG's, REDQ's and CrossQ's.
+
+    Each batch of transitions from ``collector`` (one step, or ``num_envs`` x T frames) is
+    stored; once ``collector.frames`` reaches ``learning_starts``, ``updates_per_batch``
+    gradient steps follow, each on a fresh uniform minibatch, each followed by the target
+    networks' move when due; then the evaluator and the checkpointer act when due.
+    ``callback(frames, minibatch, scalars)``, if given, is called after every gradient step.
+    """
+    for batch in collector:
+        buffer.extend(batch.select(*TRANSITION_KEYS))  # ALGO: store the transitions
+        if agent.after_collect is not None:
+            agent.after_collect(collector.frames)  # ALGO: e.g. DQN's ε schedule (EG-1)
+        if collector.frames >= learning_starts:  # ALGO: learn, after the warm-up
+            for _ in range(updates_per_batch):
+                minibatch = buffer.sample(batch_size)  # ALGO: uniform replay
+                targets_due, scalars = agent.update(minibatch, updates.n_updates)
+                if targets_due and target_updater is not None:
+                    target_updater.step()  # ALGO: (TGT-1) Polyak or (TGT-2) a copy every N
+                if callback is not None:  # PLUMBING: e.g. a chapter's measurements
+                    callback(collector.frames, minibatch, scalars)
+                updates.add(collector.frames, scalars)  # PLUMBING: logs
+        # PLUMBING: evaluate when due (clocks paused), save when due
+        last = collector.frames >= total_frames
+        solved = evaluator.after_batch(collector.frames, last=last)
+        checkpoint.after_batch(collector.frames, finished=solved or last)
+        if solved:
+            break
+
+
 def run_offpolicy(
     algo: str,
     cfg: OffPolicyConfig,
@@ -489,22 +561,12 @@ def run_offpolicy(
         **optimizers, **updater, buffer=buffer, collector=collector, generator=generator,
         evaluator=evaluator, updates=updates, critic_check=critic_check,
     )  # fmt: skip
-    for transition in collector:
-        buffer.extend(transition)  # ALGO: store the transition
-        # ALGO: learn, updates_per_step gradient steps per environment step
-        if collector.frames > cfg.warmup_steps:
-            for _ in range(cfg.updates_per_step):
-                batch = buffer.sample(cfg.batch_size)
-                targets_due, scalars = agent.update(batch, updates.n_updates)
-                if targets_due and target_updater is not None:
-                    target_updater.step()  # (TGT-1) theta' <- (1 - tau) theta' + tau theta
-                updates.add(collector.frames, scalars)  # PLUMBING: logs
-        # PLUMBING: evaluate when due (clocks paused), save when due
-        last = collector.frames == cfg.total_frames
-        solved = evaluator.after_batch(collector.frames, last=last)
-        checkpoint.after_batch(collector.frames, finished=solved or last)
-        if solved:
-            break
+    offpolicy_loop(
+        agent, collector, buffer, updates, evaluator, checkpoint, target_updater,
+        learning_starts=cfg.warmup_steps + 1,  # the first update follows the warm-up's last step
+        updates_per_batch=cfg.updates_per_step, batch_size=cfg.batch_size,
+        total_frames=cfg.total_frames,
+    )  # fmt: skip
     result.episode_returns[:] = collector.episode_returns
     result.episode_steps[:] = collector.episode_steps
     bar.close()

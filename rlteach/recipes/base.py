@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -232,3 +232,72 @@ class Evaluator:
         if self.bar is not None:
             self.bar.set_postfix(eval_return=f"{mean_return:.1f}")
         return self.stop_on_solve and mean_return >= self.threshold
+
+
+# ------------------------------------------------------------------ on-policy recipes' common part
+
+
+@dataclass(frozen=True)
+class OnPolicyConfig:
+    """What the config of every on-policy recipe holds (REINFORCE, A2C, PPO, MAPPO): the task,
+    the rollout's shape, the budget, the evaluation and the optimiser's basics. Each recipe's
+    config extends it with its own fields and sets its own defaults."""
+
+    env_id: str = "CartPole-v1"
+    num_envs: int = 8
+    """parallel environment copies (gymnasium.vector)"""
+    steps_per_env: int = 32
+    """rollout length T: a batch is num_envs × T transitions"""
+    total_frames: int = 100_000
+    """training budget in environment steps (frames over all copies)"""
+    quick_frames: int = 4_096
+    """the budget under RLTEACH_QUICK=1 (or quick=True)"""
+    lr: float = 1e-3
+    gamma: float = 0.99
+    max_grad_norm: float = 0.5
+    """clip the gradient's global norm to this"""
+    num_cells: tuple[int, ...] = (64, 64)
+    eval_every: int = 2_048
+    """frames between evaluations"""
+    eval_episodes: int = 10
+    stop_on_solve: bool = True
+    """end the run at the first evaluation at or above the solved threshold"""
+    torch_threads: int = 1
+    """small networks run fastest on one thread; the other core steps the environments"""
+
+    def quick(self) -> OnPolicyConfig:
+        """The config of a quick run: ``quick_frames`` of budget, evaluated at its end at least."""
+        return replace(
+            self, total_frames=self.quick_frames, eval_every=min(self.eval_every, self.quick_frames)
+        )
+
+
+def start_run(
+    cfg: OnPolicyConfig, seed: int, quick: bool, device: str | torch.device
+) -> tuple[OnPolicyConfig, torch.device, torch.Generator]:
+    """The first lines of every on-policy run, in this order: refuse an unknown or absent device,
+    shrink the budget for a quick run (:meth:`OnPolicyConfig.quick`), use the config's torch
+    threads, seed everything. Returns the config to run, the device and the seeded generator."""
+    device = resolve_device(device)
+    if quick:
+        cfg = cfg.quick()
+    torch.set_num_threads(cfg.torch_threads)
+    return cfg, device, seed_everything(seed)
+
+
+def progress_and_evaluator(
+    result: RunResult, policy, cfg: OnPolicyConfig, desc: str, progress: bool, **evaluator_kwargs
+) -> tuple:
+    """A progress bar over ``cfg.total_frames`` and the :class:`Evaluator` that updates it,
+    evaluating ``policy`` every ``cfg.eval_every`` frames against the task's solved threshold
+    (``evaluator_kwargs`` override, e.g. a multi-agent recipe's own threshold)."""
+    from rlteach.progress import progress_bar  # tqdm only once a run starts
+    from rlteach.tasks import solved_threshold
+
+    bar = progress_bar(total=cfg.total_frames, desc=desc, disable=not progress, unit="frame")
+    settings = dict(
+        every=cfg.eval_every, threshold=solved_threshold(cfg.env_id), episodes=cfg.eval_episodes,
+        stop_on_solve=cfg.stop_on_solve, bar=bar,
+    )  # fmt: skip
+    evaluator = Evaluator(result, policy, cfg.env_id, **{**settings, **evaluator_kwargs})
+    return bar, evaluator

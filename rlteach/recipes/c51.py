@@ -1,7 +1,7 @@
 """C51 on CartPole-v1: the DQN loop with a distributional network and loss (Bellemare et al. 2017).
 
 Nothing in the training loop changes from DQN (it is the same function,
-:func:`rlteach.recipes.dqn.run_off_policy`): the replay buffer, ε-greedy exploration, the
+:func:`rlteach.recipes.dqn.run_value_based`): the replay buffer, ε-greedy exploration, the
 target-network updates and the evaluation are shared. What changes is what the network predicts
 and what the loss compares:
 
@@ -17,8 +17,8 @@ return at 1 / (1 − γ) = 100, so [0, 100] does. On MinAtar (rewards of +1 per 
 treasure) Revisiting Rainbow's [-100, 100] does too (see :func:`minatar_config`).
 
 Public entry points: ``train(seed, quick, progress, cfg) -> RunResult`` and
-``train_agent(seed, quick, progress, cfg, callback) -> (RunResult, Agent)`` (see
-:class:`rlteach.recipes.dqn.Agent`).
+``train_agent(seed, quick, progress, cfg, callback) -> (RunResult, TrainedDQN)`` (see
+:class:`rlteach.recipes.dqn.TrainedDQN`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from rlteach.modules import (
 from rlteach.objectives import DistributionalDQNLoss, LossModule
 from rlteach.recipes._scale import MINATAR_GAMES, MINATAR_PROTOCOL
 from rlteach.recipes.base import RunResult
-from rlteach.recipes.dqn import Agent, DQNConfig, run_off_policy
+from rlteach.recipes.dqn import DQNConfig, TrainedDQN, run_value_based
 from rlteach.registry import register_trainable
 
 
@@ -87,9 +87,9 @@ def train_agent(
     checkpoint: Checkpointer | None = None,
     *,
     device: str | torch.device = "cpu",
-) -> tuple[RunResult, Agent]:
+) -> tuple[RunResult, TrainedDQN]:
     """Train C51; return the evaluation curve (seconds exclude evaluation) and the agent."""
-    return run_off_policy(
+    return run_value_based(
         "c51", cfg or C51Config(), build, seed, quick, progress, callback, checkpoint,
         device=device,
     )

@@ -44,9 +44,9 @@ from rlteach.objectives import IPPOLoss, MAPPOLoss
 from rlteach.progress import progress_bar
 from rlteach.recipes.base import (
     Evaluator,
+    OnPolicyConfig,
     RunResult,
-    resolve_device,
-    seed_everything,
+    start_run,
 )
 from rlteach.registry import register_trainable
 
@@ -82,21 +82,19 @@ def nearest_landmark_policy(td):
 
 
 @dataclass(frozen=True)
-class MAPPOConfig:
-    """Hyper-parameters (after the MAPPO paper's MPE settings, scaled to a 2-core CPU budget)."""
+class MAPPOConfig(OnPolicyConfig):
+    """Hyper-parameters (after the MAPPO paper's MPE settings, scaled to a 2-core CPU budget),
+    on top of the fields every on-policy recipe has (:class:`~rlteach.recipes.base.OnPolicyConfig`)."""
 
     centralised_critic: bool = True
     """True: MAPPO (critic reads all observations); False: IPPO (each agent's own)"""
     share_params: bool = True
     """one actor (and critic) network for all agents"""
-    num_envs: int = 8
     steps_per_env: int = 50
     """rollout length T (two 25-step episodes): a batch is num_envs × T team steps"""
     total_frames: int = 100_000
     """team steps (over all copies); each carries n_agents transitions"""
     quick_frames: int = 2_000
-    lr: float = 1e-3
-    gamma: float = 0.99
     gae_lambda: float = 0.95
     num_epochs: int = 8
     minibatch_size: int = 100
@@ -105,16 +103,22 @@ class MAPPOConfig:
     entropy_coeff: float = 0.01
     critic_coeff: float = 1.0
     max_grad_norm: float = 10.0
-    num_cells: tuple[int, ...] = (64, 64)
     eval_every: int = 10_000
-    eval_episodes: int = 10
-    torch_threads: int = 1
     max_cycles: int = 25
     env_id: str = ENV_ID
     """the task's name (for ``python -m rlteach train``; the loop always plays simple spread)"""
     stop_on_solve: bool = False
     """stop once the greedy team return reaches ``THRESHOLD`` (the command line's
     ``--stop-when-solved``)"""
+
+    def quick(self) -> MAPPOConfig:
+        """The quick run: ``quick_frames``, one evaluation at the end, of at most 4 episodes."""
+        return replace(
+            self,
+            total_frames=self.quick_frames,
+            eval_every=self.quick_frames,
+            eval_episodes=min(self.eval_episodes, 4),
+        )
 
 
 def build(cfg: MAPPOConfig, env: PettingZooParallelEnv):
@@ -162,18 +166,9 @@ def train(
     evaluation history) after each due batch and, if the checkpointer resumes, continues from it
     bit-identically. ``device`` is where the networks and the batches live.
     """
-    device = resolve_device(device)  # PLUMBING: refuse an unknown or absent device first
-    cfg = cfg or MAPPOConfig()
-    if quick:
-        cfg = replace(
-            cfg,
-            total_frames=cfg.quick_frames,
-            eval_every=cfg.quick_frames,
-            eval_episodes=min(cfg.eval_episodes, 4),
-        )
+    # PLUMBING: device checked, quick budget, threads, seeds
+    cfg, device, generator = start_run(cfg or MAPPOConfig(), seed, quick, device)
     algo = "mappo" if cfg.centralised_critic else "ippo"
-    torch.set_num_threads(cfg.torch_threads)  # PLUMBING
-    generator = seed_everything(seed)
     task = make_simple_spread(max_cycles=cfg.max_cycles)
     env = PettingZooParallelEnv(task, cfg.num_envs, seed=seed, device=device)
     eval_env = PettingZooParallelEnv(task, cfg.eval_episodes, seed=10_000, device=device)
