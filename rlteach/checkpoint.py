@@ -316,7 +316,7 @@ class Checkpointer:
         self.saves += 1
 
 
-class _NoCheckpoint:
+class NoCheckpoint:
     """What a recipe holds when it was not given a checkpointer: every call does nothing."""
 
     resume = False
@@ -329,10 +329,10 @@ class _NoCheckpoint:
         return False
 
 
-def as_checkpointer(checkpoint: Checkpointer | None) -> Checkpointer | _NoCheckpoint:
+def as_checkpointer(checkpoint: Checkpointer | None) -> Checkpointer | NoCheckpoint:
     """``checkpoint`` itself, or a do-nothing stand-in for None (so recipes need no ``if``)."""
     if checkpoint is None:
-        return _NoCheckpoint()
+        return NoCheckpoint()
     if not isinstance(checkpoint, Checkpointer):
         raise TypeError(f"checkpoint must be a rlteach Checkpointer or None, got {checkpoint!r}.")
     return checkpoint

@@ -66,7 +66,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from rlteach.buffers import ReplayBuffer
-from rlteach.checkpoint import Checkpointer, _NoCheckpoint, as_checkpointer
+from rlteach.checkpoint import Checkpointer, NoCheckpoint, as_checkpointer
 from rlteach.envs import EvalTrace, GymEnv, evaluate_trace
 from rlteach.modules.ensemble import QValueEnsemble
 from rlteach.objectives.common import LossModule
@@ -460,7 +460,7 @@ def offpolicy_loop(
     buffer: ReplayBuffer,
     updates: UpdateLog,
     evaluator: Evaluator,
-    checkpoint: Checkpointer | _NoCheckpoint,
+    checkpoint: Checkpointer | NoCheckpoint,
     target_updater: SoftUpdate | HardUpdate | None,
     *,
     learning_starts: int,
