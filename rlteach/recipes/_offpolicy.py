@@ -76,7 +76,19 @@ from rlteach.recipes.base import Evaluator, RunResult, resolve_device, seed_ever
 from rlteach.tasks import solved_threshold
 from rlteach.updaters import HardUpdate, SoftUpdate
 
-__all__ = ["MUJOCO_PROTOCOL", "Agent", "OffPolicyConfig", "OffPolicyResult", "run_offpolicy"]
+__all__ = [
+    "MUJOCO_PROTOCOL",
+    "TRANSITION_KEYS",
+    "Agent",
+    "CriticCheck",
+    "OffPolicyConfig",
+    "OffPolicyResult",
+    "StepCollector",
+    "UpdateLog",
+    "offpolicy_loop",
+    "run_offpolicy",
+    "upgrade_checkpoint_layout",
+]
 
 
 @dataclass(frozen=True)
