@@ -186,7 +186,7 @@ def _list() -> int:
 
 def _bench(args) -> int:
     if args.losses:
-        from rlteach.objectives._timing import losses_table, time_losses, write_losses
+        from rlteach.bench_losses import losses_table, time_losses, write_losses
 
         try:
             rows = time_losses(progress=True)

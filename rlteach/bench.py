@@ -1,7 +1,8 @@
 """``python -m rlteach bench``: train registered recipes over seeds and tabulate the results.
 
-A recipe registers a :class:`BenchEntry` (a name such as ``"ppo-cartpole"``, the algorithm, the
-Gymnasium task and its ``train`` function). The runner trains every selected entry once per seed
+A recipe's ``register_trainable`` call (:mod:`rlteach.registry`) adds its :class:`BenchEntry`
+objects (a name such as ``"ppo-cartpole"``, the algorithm, the Gymnasium task and a ``train``
+function) to the one registry this module runs. The runner trains every selected entry once per seed
 and reports, per entry: seeds that reached the solved threshold, the median environment steps and
 training seconds to the first evaluation at or above it (over the seeds that solved), and the
 final evaluation return. It writes ``results.json`` (every curve, for re-plotting), ``results.md``
@@ -16,54 +17,18 @@ import platform
 import statistics
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from rlteach.progress import progress_bar
 from rlteach.recipes.base import RunResult
+from rlteach.registry import REGISTRY, BenchEntry
+from rlteach.tasks import MUJOCO_MILESTONES, SOLVED_THRESHOLDS
 
-# Mean return of 10 deterministic evaluation episodes that counts as solving each task.
-SOLVED_THRESHOLDS: dict[str, float] = {
-    "CartPole-v1": 475.0,
-    "Acrobot-v1": -100.0,
-    "Pendulum-v1": -200.0,
-    "LunarLander-v3": 200.0,
-}
-
-MUJOCO_MILESTONES: dict[str, float] = {
-    "Hopper-v5": 1_000.0,
-    "HalfCheetah-v5": 3_000.0,
-}
-"""Returns that the MuJoCo bench entries are timed to, in steps and seconds. They are not
-"solved" levels (Gymnasium's reward thresholds, 3,800 and 4,800, are levels of 10^6-step runs)
-but what published runs reach within the protocol's 100,000 steps: about 1,164 for SAC on Hopper
-(Spinning Up's benchmark) and 5,514 for TD3 on HalfCheetah (the TD3 authors' curves), see
-benchmarks/references.json. On Hopper, 1,000 also means an episode of 1,000 steps kept upright."""
-
-
-@dataclass(frozen=True)
-class BenchEntry:
-    """A recipe on a task. ``train(seed, quick, progress) -> RunResult``."""
-
-    name: str
-    algo: str
-    env_id: str
-    train: Callable[..., RunResult]
-    threshold: float
-
-    def run(self, seed: int, quick: bool = False, progress: bool = False) -> RunResult:
-        result = self.train(seed=seed, quick=quick, progress=progress)
-        if not isinstance(result, RunResult) or not result.curve:
-            raise RuntimeError(
-                f"bench entry {self.name!r}: train() must return a RunResult with at least one "
-                f"evaluation, got {result!r}."
-            )
-        return result
-
-
-REGISTRY: dict[str, BenchEntry] = {}
+# The thresholds live in rlteach.tasks and the entries in rlteach.registry (the recipes register
+# there, once); both are re-exported here, where the benchmark's readers look for them.
+__all__ = ["SOLVED_THRESHOLDS", "MUJOCO_MILESTONES", "BenchEntry", "REGISTRY", "register"]
 
 
 def register(
@@ -73,7 +38,8 @@ def register(
     train: Callable[..., RunResult],
     threshold: float | None = None,
 ) -> BenchEntry:
-    """Add a recipe to the benchmark. The threshold defaults to the task's solved threshold."""
+    """Add an entry by hand (a recipe's own entries come with its ``register_trainable``).
+    The threshold defaults to the task's solved threshold."""
     if name in REGISTRY:
         raise ValueError(f"bench entry {name!r} is already registered; choose another name.")
     if threshold is None:

@@ -3,19 +3,22 @@
 A run that is killed and resumed from its last checkpoint must end exactly where the same run
 would have ended without the interruption: same evaluation returns, same final parameters, to the
 last bit. That holds only if *everything* that influences the future is saved at the same
-instant, at a batch boundary:
+instant, at a batch boundary. This module is a generic saver: each tracked object saves and
+restores itself with ``state_dict()`` / ``load_state_dict()`` (a ``torch.Generator`` with
+``get_state()`` / ``set_state()``), and the saver adds the global RNGs. What each one holds:
 
 ===================  ====================================================================
-what                 how it is saved
+what                 what its state holds
 ===================  ====================================================================
-networks, losses,    ``state_dict()`` (target networks are part of the loss's state dict)
-optimisers, replay
-buffers, updaters
-``torch.Generator``  ``get_state()`` (e.g. the generator that shuffles PPO's minibatches)
+networks, losses,    their tensors (target networks are part of the loss's state dict),
+optimisers, replay   the optimisers' moments, the buffer's storage, cursor and generator,
+buffers, updaters    a hard updater's call counter
+``torch.Generator``  its state (e.g. the generator that shuffles PPO's minibatches)
 global RNGs          Python ``random``, NumPy's global RNG, torch's global CPU RNG (the
                      policy samples its actions from it), and the CUDA RNGs when CUDA is in
                      use (a policy on a GPU samples from those)
-environments         each Gymnasium environment pickled whole: its physical state, its own
+environments         (:meth:`rlteach.envs.GymEnv.state_dict`) each Gymnasium environment
+                     pickled whole: its physical state, its own
                      ``np_random`` and its time-limit counter; plus the action space's RNG.
                      A multi-agent environment saves itself (``state_dict()``): the two-step
                      game its generator and states; each PettingZoo copy the attributes of
@@ -51,10 +54,11 @@ off-policy recipe also tracks its replay buffer and target updater (anything wit
 ``state_dict`` / ``load_state_dict``). Then register it with
 ``rlteach.recipes.base.register_trainable(..., resumable=True)``.
 
-A loop whose counters live in local variables (the frame count, the current observation, an
-exploration schedule's position, as in ``rlteach/recipes/_offpolicy.py``) must keep them in an
-object the checkpointer can save: a small class with ``state_dict()`` / ``load_state_dict()``,
-tracked like the rest, read back after ``track`` returns. Off-policy checkpoints hold the replay
+A loop keeps no counters in local variables: the frame count, the current observation and the
+training episodes belong to its collector, the update count and logs to an update log
+(``rlteach/recipes/_offpolicy.py``), the evaluation history and clocks to the evaluator, each
+with ``state_dict()`` / ``load_state_dict()``, tracked like the rest. A recipe that changes what
+it tracks passes ``track(upgrade=...)``, which maps an older checkpoint's layout to the new one. Off-policy checkpoints hold the replay
 buffer and are large, so save them less often (``every_frames``, ``--checkpoint-every``).
 tests/test_cli_train.py is the pattern for the test: kill a run with SIGKILL after its first
 checkpoint, resume it, and compare the log and the final parameters with an uninterrupted run.
@@ -75,9 +79,7 @@ from __future__ import annotations
 
 import csv
 import os
-import pickle
 import random
-import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -94,104 +96,32 @@ FORMAT_VERSION = 1
 # ----------------------------------------------------------------------------------- capture
 
 
-def _is_env(obj) -> bool:
-    return hasattr(obj, "_action_space") and hasattr(obj, "batch_size") and hasattr(obj, "env")
-
-
-def _is_collector(obj) -> bool:
-    return hasattr(obj, "frames") and hasattr(obj, "_root") and _is_env(getattr(obj, "env", None))
-
-
-def _is_evaluator(obj) -> bool:
-    return hasattr(obj, "after_batch") and hasattr(obj, "clock") and hasattr(obj, "result")
-
-
-def _env_state(env) -> dict:
-    """A rlteach GymEnv or VecGymEnv: its Gymnasium environments, pickled, and its own flags."""
-    inner = env.env.envs if hasattr(env.env, "envs") else env.env  # VecGymEnv | GymEnv
-    return {
-        "gym": pickle.dumps(inner),
-        "action_space": pickle.dumps(env._action_space),
-        "flags": {
-            k: getattr(env, k) for k in ("_seeded", "_needs_reset", "_obs") if hasattr(env, k)
-        },
-    }
-
-
-def _load_env_state(env, state: dict) -> None:
-    inner = pickle.loads(state["gym"])
-    if hasattr(env.env, "envs"):
-        if len(inner) != len(env.env.envs):
-            raise ValueError(
-                f"checkpoint: it holds {len(inner)} environment copies, this run has "
-                f"{len(env.env.envs)}; resume with the same num_envs."
-            )
-        env.env.envs = inner
-    else:
-        env.env = inner
-    env._action_space = pickle.loads(state["action_space"])
-    for key, value in state["flags"].items():
-        setattr(env, key, value)
-
-
 def _capture(name: str, obj) -> Any:
-    """The state of one tracked object (see the module docstring for the rules)."""
+    """The state of one tracked object: a generator's, or what its ``state_dict()`` returns."""
     if isinstance(obj, torch.Generator):
         return obj.get_state()
-    if _is_collector(obj):
-        return {
-            "frames": obj.frames,
-            "episode_returns": list(obj.episode_returns),
-            "episode_lengths": list(obj.episode_lengths),
-            "root": None if obj._root is None else obj._root.clone(),
-            "running_return": obj._running_return.clone(),
-            "running_length": obj._running_length.clone(),
-            "env": _env_state(obj.env),
-        }
-    if _is_env(obj):
-        return _env_state(obj)
-    if _is_evaluator(obj):
-        from dataclasses import asdict
-
-        return {
-            "next": obj._next,
-            "seconds": obj.clock.seconds,
-            "curve": [asdict(p) for p in obj.result.curve],
-        }
     if hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict"):
         return obj.state_dict()
     raise TypeError(
-        f"Checkpointer: cannot save {name}={type(obj).__name__}: track torch modules, optimisers, "
-        f"generators, rlteach environments, collectors, evaluators, or objects with state_dict() "
-        f"and load_state_dict()."
+        f"Checkpointer: cannot save {name}={type(obj).__name__}: track torch generators or "
+        f"objects with state_dict() and load_state_dict() (modules, optimisers, environments, "
+        f"collectors, evaluators, replay buffers, updaters)."
     )
 
 
-def _restore(name: str, obj, state) -> None:
+def _restore(obj, state) -> None:
     if isinstance(obj, torch.Generator):
         obj.set_state(state)
-    elif _is_collector(obj):
-        obj.frames = state["frames"]
-        obj.episode_returns[:] = state["episode_returns"]
-        obj.episode_lengths[:] = state["episode_lengths"]
-        device = obj.env.device  # the saved tensors were read onto the CPU
-        obj._root = None if state["root"] is None else state["root"].to(device)
-        obj._running_return = state["running_return"].to(device)
-        obj._running_length = state["running_length"].to(device)
-        _load_env_state(obj.env, state["env"])
-    elif _is_env(obj):
-        _load_env_state(obj, state)
-    elif _is_evaluator(obj):
-        from rlteach.recipes.base import EvalPoint
-
-        obj._next = state["next"]
-        obj.clock._elapsed = state["seconds"]
-        obj.clock._started = time.perf_counter()
-        obj.result.curve[:] = [EvalPoint(**p) for p in state["curve"]]
-        if obj.bar is not None and obj.result.curve:
-            obj.bar.update(obj.result.curve[-1].env_steps - obj.bar.n)
     else:
         obj.load_state_dict(state)
+
+
+def _curve_of(objects: dict[str, Any]) -> list | None:
+    """The evaluation history of the tracked evaluator (the object with a ``curve``), if any."""
+    for obj in objects.values():
+        if not isinstance(obj, torch.Generator) and hasattr(obj, "curve"):
+            return obj.curve
+    return None
 
 
 def _global_rngs() -> dict:
@@ -315,16 +245,20 @@ class Checkpointer:
                 f"--resume: no checkpoint at {self.path}; start the run without --resume first."
             )
 
-    def track(self, policy=None, **objects) -> int | None:
+    def track(self, policy=None, upgrade=None, **objects) -> int | None:
         """Register what a checkpoint holds; when resuming, restore it now.
 
-        Returns the frame count the run resumes from (None for a fresh run).
+        ``upgrade``, if given, maps the saved objects' states of an older layout (a recipe that
+        has since split or renamed what it tracks) to the current one. Returns the frame count
+        the run resumes from (None for a fresh run).
         """
         self.policy = policy
         self.objects = objects
         if not self.resume:
             return None
         data = load_checkpoint(self.path)
+        if upgrade is not None:
+            data["objects"] = upgrade(data["objects"])
         missing = sorted(set(objects) - set(data["objects"]))
         extra = sorted(set(data["objects"]) - set(objects))
         if missing or extra:
@@ -333,13 +267,13 @@ class Checkpointer:
                 f"{sorted(objects)}: it was written by another version of the recipe."
             )
         for name, obj in objects.items():
-            _restore(name, obj, data["objects"][name])
+            _restore(obj, data["objects"][name])
         _set_global_rngs(data["rng"])
         self.restored_frames = data["frames"]
         self._next = data["next_save"]
-        evaluators = [o for o in objects.values() if _is_evaluator(o)]
-        if evaluators:  # drop log rows written after the checkpoint: they will be redone
-            write_csv(self.directory / "log.csv", evaluators[0].result.curve)
+        curve = _curve_of(objects)
+        if curve is not None:  # drop log rows written after the checkpoint: they will be redone
+            write_csv(self.directory / "log.csv", curve)
         return self.restored_frames
 
     def after_batch(self, frames: int, *, finished: bool = False) -> bool:
@@ -376,29 +310,29 @@ class Checkpointer:
             tmp.unlink(missing_ok=True)  # a failed write (disk full, Ctrl-C) leaves no temp file
         # The log after the checkpoint: if the process dies in between, log.csv is behind the
         # checkpoint, never ahead of it, and --resume rewrites it from the checkpoint anyway.
-        evaluators = [o for o in self.objects.values() if _is_evaluator(o)]
-        if evaluators:
-            write_csv(self.directory / "log.csv", evaluators[0].result.curve)
+        curve = _curve_of(self.objects)
+        if curve is not None:
+            write_csv(self.directory / "log.csv", curve)
         self.saves += 1
 
 
-class _NoCheckpoint:
+class NoCheckpoint:
     """What a recipe holds when it was not given a checkpointer: every call does nothing."""
 
     resume = False
     restored_frames = None
 
-    def track(self, policy=None, **objects) -> None:
+    def track(self, policy=None, upgrade=None, **objects) -> None:
         return None
 
     def after_batch(self, frames: int, *, finished: bool = False) -> bool:
         return False
 
 
-def as_checkpointer(checkpoint: Checkpointer | None) -> Checkpointer | _NoCheckpoint:
+def as_checkpointer(checkpoint: Checkpointer | None) -> Checkpointer | NoCheckpoint:
     """``checkpoint`` itself, or a do-nothing stand-in for None (so recipes need no ``if``)."""
     if checkpoint is None:
-        return _NoCheckpoint()
+        return NoCheckpoint()
     if not isinstance(checkpoint, Checkpointer):
         raise TypeError(f"checkpoint must be a rlteach Checkpointer or None, got {checkpoint!r}.")
     return checkpoint

@@ -50,6 +50,7 @@ MuJoCo package is reported with the extra that installs it, ``pip install "rltea
 from __future__ import annotations
 
 import difflib
+import pickle
 from collections.abc import Callable, Iterator
 
 import gymnasium as gym
@@ -183,7 +184,7 @@ class _GymBase:
             raise ValueError(f"{type(self).__name__}: the action contains NaN or inf: {action}.")
         return action.detach().cpu().numpy().astype(np.float32)
 
-    def _root(self, obs) -> TensorDict:
+    def root(self, obs) -> TensorDict:
         """The root of a transition: an observation and all-False flags."""
         false = torch.zeros(*self.batch_size, 1, dtype=torch.bool, device=self.device)
         return TensorDict(
@@ -214,6 +215,33 @@ class _GymBase:
             },
             batch_size=self.batch_size,
         )
+
+    def state_dict(self) -> dict:
+        """Everything that shapes the environment's future, for a checkpoint: the Gymnasium
+        environment(s) pickled whole (physical state, ``np_random``, time-limit counter), the
+        action space (its RNG draws the random actions) and the reset flags."""
+        inner = self.env.envs if hasattr(self.env, "envs") else self.env  # VecGymEnv | GymEnv
+        flags = ("_seeded", "_needs_reset", "_obs")
+        return {
+            "gym": pickle.dumps(inner),
+            "action_space": pickle.dumps(self._action_space),
+            "flags": {k: getattr(self, k) for k in flags if hasattr(self, k)},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        inner = pickle.loads(state["gym"])
+        if hasattr(self.env, "envs"):
+            if len(inner) != len(self.env.envs):
+                raise ValueError(
+                    f"checkpoint: it holds {len(inner)} environment copies, this run has "
+                    f"{len(self.env.envs)}; resume with the same num_envs."
+                )
+            self.env.envs = inner
+        else:
+            self.env = inner
+        self._action_space = pickle.loads(state["action_space"])
+        for key, value in state["flags"].items():
+            setattr(self, key, value)
 
     def rand_action(self, td: TensorDictBase | None = None) -> TensorDictBase:
         """Write a uniformly random ``"action"`` (seeded by the env's seed) into ``td``."""
@@ -260,7 +288,7 @@ class GymEnv(_GymBase):
         self._seeded = True
         obs, _ = self.env.reset(seed=seed)
         self._needs_reset = False
-        return self._root(obs)
+        return self.root(obs)
 
     def step(self, td: TensorDictBase) -> TensorDictBase:
         """Apply ``td["action"]`` and write ``td["next"]``; returns ``td``."""
@@ -282,7 +310,7 @@ class GymEnv(_GymBase):
         td = self.step(td)
         if self._needs_reset:
             return td, self.reset()
-        return td, self._root(td["next", "observation"])
+        return td, self.root(td["next", "observation"])
 
     def close(self) -> None:
         self.env.close()
@@ -331,7 +359,7 @@ class VecGymEnv(_GymBase):
             seed = self._seed
         self._seeded = True
         self._obs, _ = self.env.reset(seed=seed)
-        return self._root(self._obs)
+        return self.root(self._obs)
 
     def step(self, td: TensorDictBase) -> TensorDictBase:
         """Apply ``td["action"]`` to every sub-environment and write ``td["next"]``."""
@@ -352,7 +380,7 @@ class VecGymEnv(_GymBase):
     def step_and_maybe_reset(self, td: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
         """Step, then return ``(td, root of the next transition)`` (reset obs where done)."""
         td = self.step(td)
-        return td, self._root(self._obs)
+        return td, self.root(self._obs)
 
     def close(self) -> None:
         self.env.close()
@@ -443,6 +471,30 @@ class Collector:
         self._running_return = torch.where(done, 0.0, self._running_return)
         self._running_length = torch.where(done, 0, self._running_length)
 
+    def state_dict(self) -> dict:
+        """Frames so far, the observation the next batch starts from, the episodes in progress
+        and finished, and the environment's own state (for a checkpoint)."""
+        return {
+            "frames": self.frames,
+            "episode_returns": list(self.episode_returns),
+            "episode_lengths": list(self.episode_lengths),
+            "root": None if self._root is None else self._root.clone(),
+            "running_return": self._running_return.clone(),
+            "running_length": self._running_length.clone(),
+            "env": self.env.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s output (its tensors go to the environment's device)."""
+        self.frames = state["frames"]
+        self.episode_returns[:] = state["episode_returns"]
+        self.episode_lengths[:] = state["episode_lengths"]
+        device = self.env.device  # a checkpoint is read onto the CPU
+        self._root = None if state["root"] is None else state["root"].to(device)
+        self._running_return = state["running_return"].to(device)
+        self._running_length = state["running_length"].to(device)
+        self.env.load_state_dict(state["env"])
+
     def rollout(self) -> TensorDict:
         """Collect one batch ``[*B, T]``."""
         if self._root is None:
@@ -510,7 +562,7 @@ def evaluate_returns(
                 steps += 1
                 if bool(td["next", "done"]) or (max_steps is not None and steps >= max_steps):
                     break
-                td = env._root(td["next", "observation"])
+                td = env.root(td["next", "observation"])
             returns.append(total)
     return returns
 

@@ -407,7 +407,7 @@ class TwoStepGame:
         self._generator = torch.Generator().manual_seed(0 if seed is None else seed)
         self._state: torch.Tensor | None = None  # 0 = state 1, 1 = 2A, 2 = 2B
 
-    def _root(self, state: torch.Tensor) -> TensorDict:
+    def root(self, state: torch.Tensor) -> TensorDict:
         false = torch.zeros(self.num_envs, 1, dtype=torch.bool, device=self.device)
         return TensorDict(
             {
@@ -432,7 +432,7 @@ class TwoStepGame:
         if seed is not None:
             self._generator.manual_seed(seed)
         self._state = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
-        return self._root(self._state)
+        return self.root(self._state)
 
     def step(self, td: TensorDictBase) -> TensorDictBase:
         action = get_key(td, (self.group, "action"), owner="TwoStepGame")
@@ -451,7 +451,7 @@ class TwoStepGame:
         reward = torch.where(first, torch.zeros_like(payoff), payoff)
         next_state = torch.where(first, 1 + a1, self._state)
         terminated = ~first
-        nxt = self._root(next_state)
+        nxt = self.root(next_state)
         nxt.set("reward", reward.unsqueeze(-1))
         nxt.update(_flags(terminated.cpu().numpy(), terminated.cpu().numpy(), self.device))
         self._state = next_state
@@ -462,7 +462,7 @@ class TwoStepGame:
         td = self.step(td)
         done = td["next", "done"].reshape(-1)
         self._state = torch.where(done, torch.zeros_like(self._state), self._state)
-        return td, self._root(self._state)
+        return td, self.root(self._state)
 
     def rand_action(self, td: TensorDictBase | None = None) -> TensorDictBase:
         if td is None:

@@ -1,7 +1,7 @@
 """``python -m rlteach train`` and ``python -m rlteach evaluate``: one run, logged and resumable.
 
 ``train ALGO`` looks the algorithm up among the recipes registered with
-``rlteach.recipes.base.register_trainable``, picks the recipe's config for ``--env`` (or its
+``rlteach.registry.register_trainable``, picks the recipe's config for ``--env`` (or its
 default config with the task replaced, after checking the recipe's networks can act in that
 task's action space), and writes into ``--out``:
 
@@ -55,9 +55,8 @@ class TrainError(ValueError):
 
 
 def _registries():
-    from rlteach.bench import REGISTRY
     from rlteach.recipes import load_all
-    from rlteach.recipes.base import TRAINABLE
+    from rlteach.registry import REGISTRY, TRAINABLE
 
     load_all()
     return TRAINABLE, REGISTRY
@@ -150,7 +149,8 @@ def _plot(curve_runs, threshold, path: Path, title: str) -> None:
 def _threshold(algo: str, env_id: str) -> float | None:
     """The bench's threshold for this algorithm on this task (the multi-agent tasks have one
     per recipe: QMIX 8, VDN 7 on the two-step game), else the task's solved threshold."""
-    from rlteach.bench import REGISTRY, SOLVED_THRESHOLDS
+    from rlteach.registry import REGISTRY
+    from rlteach.tasks import SOLVED_THRESHOLDS
 
     for entry in REGISTRY.values():
         if entry.algo == algo and entry.env_id == env_id:

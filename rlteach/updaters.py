@@ -92,7 +92,7 @@ class TargetNetUpdater:
         self.initialized = False
         self.init_()
 
-    def _pairs(self, *, trainable_only: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def pairs(self, *, trainable_only: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(online tensor, target tensor) for every network of the loss that has a target."""
         for _, source, target in self.loss_module.target_network_pairs():
             yield from _paired_tensors(source, target, trainable_only=trainable_only)
@@ -102,7 +102,7 @@ class TargetNetUpdater:
 
         A mismatch found half-way through would otherwise leave the targets half updated.
         """
-        pairs = list(self._pairs(trainable_only=trainable_only))
+        pairs = list(self.pairs(trainable_only=trainable_only))
         for p, p_target in pairs:
             if p.shape != p_target.shape:
                 raise RuntimeError(

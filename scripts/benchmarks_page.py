@@ -243,7 +243,7 @@ def _losses(results_dir: Path) -> list[str]:
         return []
     report = json.loads(path.read_text())
     _on_path()
-    from rlteach.objectives._timing import losses_table
+    from rlteach.bench_losses import losses_table
 
     notes = results_dir / "losses-notes.md"  # what the person who timed them has to say
     return [

@@ -109,7 +109,7 @@ def test_cli_help_lists_commands():
 
 def test_loss_timing_covers_every_loss():
     pytest.importorskip("torchrl")
-    from rlteach.objectives._timing import losses_table, time_losses
+    from rlteach.bench_losses import losses_table, time_losses
 
     rows = time_losses(repeats=1, warmup=0, on_policy_batch=16, off_policy_batch=8,
                        multiagent_batch=(2, 4))  # fmt: skip
@@ -135,7 +135,7 @@ def test_loss_timing_times_the_same_computation_on_both_sides():
     import torchrl.objectives as tr
     import torchrl.objectives.multiagent as trm
 
-    from rlteach.objectives import _timing
+    from rlteach import bench_losses as _timing
 
     g = torch.Generator().manual_seed(0)
     cases = (
@@ -166,7 +166,7 @@ def test_cli_losses_writes_the_table(tmp_path, monkeypatch):
     import json
 
     from rlteach import __main__ as cli
-    from rlteach.objectives import _timing
+    from rlteach import bench_losses as _timing
 
     real = _timing.time_losses
     monkeypatch.setattr(

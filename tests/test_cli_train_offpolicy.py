@@ -14,6 +14,7 @@ from test_cli_train import (
     assert_listed_as_resumable,
     assert_resume_refuses_other_settings,
     assert_same_final_parameters,
+    cli,
     kill_and_resume,
     read_log,
 )
@@ -51,7 +52,7 @@ def test_the_run_was_really_interrupted(runs):
     assert not killed["finished"]
     assert killed["frames"] == save < steps
     assert killed["meta"]["checkpoint_every"] == save
-    assert killed["objects"]["loop"]["n_updates"] > 0  # after the warm-up: learning had begun
+    assert killed["objects"]["updates"]["n_updates"] > 0  # after the warm-up: learning had begun
     assert len(killed["objects"]["buffer"]["storage"]) == save
 
 
@@ -61,13 +62,62 @@ def test_resumed_run_matches_the_uninterrupted_one(runs):
     assert [s for s, _ in whole] == list(range(every, steps + 1, every))
     assert broken == whole  # same steps, same returns, bit for bit
     assert_same_final_parameters(runs["whole"], runs["broken"])
-    # the loop's own record: training logs, training episodes, update count
-    loop_a = torch.load(runs["whole"] / "checkpoint.pt", weights_only=False)["objects"]["loop"]
-    loop_b = torch.load(runs["broken"] / "checkpoint.pt", weights_only=False)["objects"]["loop"]
-    for key in ("step", "n_updates", "logs", "episode_returns", "episode_steps", "sums"):
-        assert loop_a[key] == loop_b[key], key
-    assert torch.equal(loop_a["obs"], loop_b["obs"])
+    assert_same_loop_record(runs["whole"], runs["broken"])
     assert f"{runs['algo']} on Pendulum-v1, seed 0: {steps:,} frames" in runs["resumed"]
+
+
+def assert_same_loop_record(whole, broken):
+    """The loop's own record: training episodes, the observation it stopped at (the collector),
+    update count and training logs (the update log)."""
+    a = torch.load(whole / "checkpoint.pt", weights_only=False)["objects"]
+    b = torch.load(broken / "checkpoint.pt", weights_only=False)["objects"]
+    for key in ("frames", "episode_returns", "episode_steps", "episode_return"):
+        assert a["collector"][key] == b["collector"][key], key
+    assert torch.equal(a["collector"]["obs"], b["collector"]["obs"])
+    for key in ("n_updates", "logs", "sums", "carry"):
+        assert a["updates"][key] == b["updates"][key], key
+    assert str(a["critic_check"]) == str(b["critic_check"])  # NaN where no state counted
+
+
+def old_layout(objects: dict) -> dict:
+    """The objects of a checkpoint as rlteach wrote them before issue 19: the loop's counters,
+    training record and CPU seconds in one "loop" entry, the environment under "env"."""
+    objects = dict(objects)
+    collector, updates = objects.pop("collector"), objects.pop("updates")
+    evaluator = dict(objects.pop("evaluator"))
+    cpu_seconds, cpu_elapsed = evaluator.pop("cpu_seconds"), evaluator.pop("cpu_elapsed")
+    objects["evaluator"] = evaluator
+    objects["env"] = collector["env"]
+    objects["loop"] = {
+        "step": collector["frames"],
+        "obs": collector["obs"],
+        "episode_return": collector["episode_return"],
+        "n_updates": updates["n_updates"],
+        "sums": updates["sums"],
+        "cpu_elapsed": cpu_elapsed,
+        "logs": updates["logs"],
+        "cpu_seconds": cpu_seconds,
+        "episode_returns": collector["episode_returns"],
+        "episode_steps": collector["episode_steps"],
+        "value_estimates": objects.pop("critic_check")["value_estimates"],
+        "carry": updates["carry"],
+    }
+    return objects
+
+
+def test_a_checkpoint_of_the_old_layout_resumes_bit_identically(runs, tmp_path):
+    """Long runs saved before the loop's state moved into its collector, update log and
+    evaluator (issue 19) resume with today's code: the killed checkpoint, rewritten in the old
+    layout, resumes to the uninterrupted run's log, parameters and loop record."""
+    old = dict(runs["killed"], objects=old_layout(runs["killed"]["objects"]))
+    assert "loop" in old["objects"] and "collector" not in old["objects"]
+    folder = tmp_path / "old"
+    folder.mkdir()
+    torch.save(old, folder / "checkpoint.pt")
+    cli("train", runs["algo"], "--out", str(folder), "--resume")
+    assert read_log(folder) == read_log(runs["whole"])
+    assert_same_final_parameters(runs["whole"], folder)
+    assert_same_loop_record(runs["whole"], folder)
 
 
 def test_resume_refuses_another_seed_or_config(runs, capsys, monkeypatch):

@@ -9,15 +9,8 @@ import copy
 import pytest
 import torch
 from tensordict import TensorDict
-from tensordict.nn import (
-    InteractionType,
-    ProbabilisticTensorDictModule,
-    ProbabilisticTensorDictSequential,
-    TensorDictModule,
-)
-from torch.distributions import Categorical
 
-from rlteach.modules import MultiAgentMLP
+from rlteach.modules import make_multiagent_categorical_actor, make_multiagent_value_network
 from rlteach.objectives.mappo import IPPOLoss, MAPPOLoss, standardize
 
 TRM = pytest.importorskip("torchrl.objectives.multiagent")
@@ -33,26 +26,9 @@ KEYS = {
 
 def networks(centralized_critic=True, seed=0):
     torch.manual_seed(seed)
-    logits = TensorDictModule(
-        MultiAgentMLP(OBS, ACTS, N, centralized=False, share_params=True, num_cells=(8,)),
-        in_keys=[("agents", "observation")],
-        out_keys=[("agents", "logits")],
-    )
-    head = ProbabilisticTensorDictModule(
-        in_keys={"logits": ("agents", "logits")},
-        out_keys=[("agents", "action")],
-        distribution_class=Categorical,
-        return_log_prob=True,
-        log_prob_key=("agents", "action_log_prob"),
-        default_interaction_type=InteractionType.RANDOM,
-    )
-    actor = ProbabilisticTensorDictSequential(logits, head)
-    critic = TensorDictModule(
-        MultiAgentMLP(
-            OBS, 1, N, centralized=centralized_critic, share_params=False, num_cells=(8,)
-        ),
-        in_keys=[("agents", "observation")],
-        out_keys=[("agents", "state_value")],
+    actor = make_multiagent_categorical_actor(OBS, ACTS, N, share_params=True, num_cells=(8,))
+    critic = make_multiagent_value_network(
+        OBS, N, centralized=centralized_critic, share_params=False, num_cells=(8,)
     )
     return actor, critic
 

@@ -188,11 +188,13 @@ def test_stored_results_come_from_the_current_code(path):
 
 
 def test_stamp_follows_recipe_imports_through_the_recipes():
-    """A chapter that imports sac depends on the shared loop sac imports; c51 brings dqn (and
-    the field-scale protocol both read their MinAtar configs from)."""
+    """A chapter that imports sac depends on the shared loop sac imports (and the protocols its
+    MuJoCo configs start from); c51 brings dqn, the same shared loop, and the field-scale
+    protocol both read their MinAtar configs from."""
     used = execute_notebooks.recipe_modules_used("from rlteach.recipes import sac\n", ROOT)
     assert used == [
         "rlteach/recipes/_offpolicy.py",
+        "rlteach/recipes/_scale.py",
         "rlteach/recipes/base.py",
         "rlteach/recipes/sac.py",
     ]
@@ -200,6 +202,7 @@ def test_stamp_follows_recipe_imports_through_the_recipes():
         "import torch\nfrom rlteach.recipes.c51 import train as c51_train\n", ROOT
     )
     assert used == [
+        "rlteach/recipes/_offpolicy.py",
         "rlteach/recipes/_scale.py",
         "rlteach/recipes/base.py",
         "rlteach/recipes/c51.py",

@@ -2,7 +2,7 @@
 
 An honest comparison changes only the learner. Both sides therefore share:
 
-* the **task** and its **solved threshold** (``rlteach.bench.SOLVED_THRESHOLDS``);
+* the **task** and its **solved threshold** (``rlteach.tasks.SOLVED_THRESHOLDS``);
 * the **training seeds** (0 … N−1: SB3's ``seed=`` and ``make_vec_env(seed=)``);
 * the **evaluation**: every ``eval_every`` environment steps (frames over all copies, the
   rlteach recipe's interval; at the first batch boundary, i.e. after the update, at or past
@@ -298,7 +298,7 @@ class SB3Task:
 def _recipe_budget(task: SB3Task) -> int:
     """The rlteach recipe's training budget on the task (SB3's budget when the zoo has none)."""
     from rlteach.recipes import load_all
-    from rlteach.recipes.base import TRAINABLE
+    from rlteach.registry import TRAINABLE
 
     load_all()
     recipe = TRAINABLE.get(task.entry.split("-")[0])
@@ -457,8 +457,8 @@ def train_sb3(
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
 
-    from rlteach.bench import SOLVED_THRESHOLDS
     from rlteach.progress import progress_bar
+    from rlteach.tasks import SOLVED_THRESHOLDS
 
     if threshold is None:
         threshold = SOLVED_THRESHOLDS[task.env_id]

@@ -104,7 +104,7 @@ def _soft_update_reference(target: torch.Tensor, online: torch.Tensor, tau: floa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tau > 0.5 is allowed here, SoftUpdate only warns
         updater = SoftUpdate(loss, tau=tau)
-    ((p, p_target),) = list(updater._pairs(trainable_only=True))
+    ((p, p_target),) = list(updater.pairs(trainable_only=True))
     with torch.no_grad():
         p.copy_(online.flatten())
         p_target.copy_(target.flatten())
@@ -546,7 +546,7 @@ def check_tanh_normal_log_prob(fn: Callable, quiet: bool = False) -> None:
     ]
     cases = []
     for label, loc, scale, u in inputs:
-        reference = TanhNormal(loc, scale)._log_prob_pre_tanh(u)
+        reference = TanhNormal(loc, scale).log_prob_pre_tanh(u)
         normal = _gauss(u, loc, scale)
         log_det = 2 * (math.log(2.0) - u - nn.functional.softplus(-2 * u))
         cases.append(
@@ -595,7 +595,7 @@ def check_tanh_normal_log_prob(fn: Callable, quiet: bool = False) -> None:
 
 
 def _redq_target_reference(reward, next_q, subset, next_log_prob, alpha, terminated, gamma):
-    """(REDQ-2) from REDQLoss._target: critic i returns coordinate i of the next observation."""
+    """(REDQ-2) from REDQLoss.subset_target: critic i returns coordinate i of the next observation."""
     n, batch = next_q.shape[0], reward.shape[0]
     critics = []
     for i in range(n):
@@ -630,7 +630,7 @@ def _redq_target_reference(reward, next_q, subset, next_log_prob, alpha, termina
         },
         [batch],
     )
-    _, target = loss._target(td, subset, torch.zeros(batch, 1), next_log_prob.squeeze(-1))
+    _, target = loss.subset_target(td, subset, torch.zeros(batch, 1), next_log_prob.squeeze(-1))
     return target.reshape(batch, 1)
 
 

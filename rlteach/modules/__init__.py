@@ -45,7 +45,14 @@ from rlteach.modules.ensemble import (
     QValueEnsemble,
     make_qvalue_ensemble,
 )
-from rlteach.modules.multiagent import Mixer, MultiAgentMLP, QMixer, VDNMixer
+from rlteach.modules.multiagent import (
+    Mixer,
+    MultiAgentMLP,
+    QMixer,
+    VDNMixer,
+    make_multiagent_categorical_actor,
+    make_multiagent_value_network,
+)
 from rlteach.modules.qvalue import (
     DistributionalQValueActor,
     EGreedyModule,
@@ -53,6 +60,8 @@ from rlteach.modules.qvalue import (
 )
 
 __all__ = [
+    "make_multiagent_categorical_actor",
+    "make_multiagent_value_network",
     "DistributionalQValueActor",
     "EGreedyModule",
     "make_distributional_qvalue_network",

@@ -206,7 +206,7 @@ class TanhNormal(Distribution):
     def _sum_event(self, x: torch.Tensor) -> torch.Tensor:
         return x.sum(dim=tuple(range(-self.event_dims, 0))) if self.event_dims else x
 
-    def _log_prob_pre_tanh(self, u: torch.Tensor) -> torch.Tensor:
+    def log_prob_pre_tanh(self, u: torch.Tensor) -> torch.Tensor:
         # (TN-3) Gaussian log-density of the pre-squash value
         log_normal = (
             -((u - self.loc) ** 2) / (2 * self.scale**2)
@@ -232,7 +232,7 @@ class TanhNormal(Distribution):
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """log π(a) by (TN-2)–(TN-5); shape ``value.shape`` minus the event dims."""
-        return self._log_prob_pre_tanh(self._unsquash(value))
+        return self.log_prob_pre_tanh(self._unsquash(value))
 
     def rsample_and_log_prob(
         self, sample_shape: Sequence[int] = ()
@@ -245,7 +245,7 @@ class TanhNormal(Distribution):
         shape = self._extended_shape(torch.Size(sample_shape))
         xi = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
         u = self.loc + self.scale * xi
-        return self._squash(u), self._log_prob_pre_tanh(u)
+        return self._squash(u), self.log_prob_pre_tanh(u)
 
     @property
     def deterministic_sample(self) -> torch.Tensor:

@@ -40,7 +40,14 @@ from torch import nn
 
 from rlteach.modules.core import MLP
 
-__all__ = ["MultiAgentMLP", "Mixer", "VDNMixer", "QMixer"]
+__all__ = [
+    "MultiAgentMLP",
+    "Mixer",
+    "VDNMixer",
+    "QMixer",
+    "make_multiagent_categorical_actor",
+    "make_multiagent_value_network",
+]
 
 
 def _positive_int(owner: str, name: str, value) -> int:
@@ -273,3 +280,67 @@ class QMixer(Mixer):
         b2 = self.V(s).view(-1, 1, 1)
         q_tot = torch.bmm(hidden, w2) + b2  # (QMIX-4)
         return q_tot.view(*batch, 1)
+
+
+def make_multiagent_categorical_actor(
+    obs_dim: int,
+    n_actions: int,
+    n_agents: int,
+    *,
+    share_params: bool = True,
+    num_cells: Sequence[int] | int | None = None,
+):
+    """Each agent's categorical policy pi(a^i | o^i) from its own observation (MAPPO, IPPO).
+
+    Reads ``("agents", "observation")`` [*B, n_agents, obs_dim]; writes ``("agents",
+    "logits")``, a sampled ``("agents", "action")`` [*B, n_agents] and its ``("agents",
+    "action_log_prob")``, TorchRL's multi-agent layout.
+    """
+    from tensordict.nn import (
+        InteractionType,
+        ProbabilisticTensorDictModule,
+        ProbabilisticTensorDictSequential,
+        TensorDictModule,
+    )
+    from torch.distributions import Categorical
+
+    logits = TensorDictModule(
+        MultiAgentMLP(
+            obs_dim, n_actions, n_agents, centralized=False, share_params=share_params,
+            num_cells=num_cells,
+        ),
+        in_keys=[("agents", "observation")],
+        out_keys=[("agents", "logits")],
+    )  # fmt: skip
+    head = ProbabilisticTensorDictModule(
+        in_keys={"logits": ("agents", "logits")},
+        out_keys=[("agents", "action")],
+        distribution_class=Categorical,
+        return_log_prob=True,
+        log_prob_key=("agents", "action_log_prob"),
+        default_interaction_type=InteractionType.RANDOM,
+    )
+    return ProbabilisticTensorDictSequential(logits, head)
+
+
+def make_multiagent_value_network(
+    obs_dim: int,
+    n_agents: int,
+    *,
+    centralized: bool,
+    share_params: bool = True,
+    num_cells: Sequence[int] | int | None = None,
+):
+    """Each agent's V(s): from every agent's observation (``centralized``, MAPPO's critic) or
+    from its own (IPPO's). Reads ``("agents", "observation")``; writes ``("agents",
+    "state_value")`` [*B, n_agents, 1]."""
+    from tensordict.nn import TensorDictModule
+
+    return TensorDictModule(
+        MultiAgentMLP(
+            obs_dim, 1, n_agents, centralized=centralized, share_params=share_params,
+            num_cells=num_cells,
+        ),
+        in_keys=[("agents", "observation")],
+        out_keys=[("agents", "state_value")],
+    )  # fmt: skip

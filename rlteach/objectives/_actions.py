@@ -83,19 +83,21 @@ def read_action_spec_when_keyed(
 
 
 def use_action_spec(loss, owner: str) -> None:
-    """Read ``loss._action_spec`` under ``loss.tensor_keys.action`` into the loss.
+    """Read the loss's action spec (``loss.action_spec_read.spec``) under
+    ``loss.tensor_keys.action`` into the loss.
 
     Sets ``loss.action_low`` / ``loss.action_high`` and, when the loss was built with
     ``target_entropy="auto"``, the temperature's target entropy (-dim(A)). While the spec has no
-    entry under the key, ``loss._action_spec_pending`` is True and :func:`check_action_spec_read`
+    entry under the key, ``loss.action_spec_read.pending`` is True and :func:`check_action_spec_read`
     refuses to compute a loss. Used by SAC, REDQ and CrossQ (their ``_after_set_keys``).
     """
-    read = read_action_spec_when_keyed(loss._action_spec, loss.tensor_keys.action, owner)
-    loss._action_spec_pending = read is None
+    spec = loss.action_spec_read
+    read = read_action_spec_when_keyed(spec.spec, loss.tensor_keys.action, owner)
+    spec.pending = read is None
     if read is None:
         return
     shape, low, high = read
-    if loss._auto_target_entropy:
+    if spec.auto:
         loss.temperature.target_entropy.fill_(auto_target_entropy(shape, owner))
     loss.action_low, loss.action_high = low, high
 
@@ -149,9 +151,7 @@ def attach_action_spec(loss, read: ActionSpecRead, *, as_buffers: bool = False) 
         loss.register_buffer("action_high", read.high)
     else:
         loss.action_low, loss.action_high = read.low, read.high
-    loss._action_spec = read.spec
-    loss._auto_target_entropy = read.auto
-    loss._action_spec_pending = read.pending
+    loss.action_spec_read = read  # read again by use_action_spec when set_keys renames
 
 
 def check_action_spec_read(loss, owner: str) -> None:
@@ -160,9 +160,9 @@ def check_action_spec_read(loss, owner: str) -> None:
     Raises:
         KeyError: naming the key, the spec's entries and the ``set_keys`` call that fixes it.
     """
-    if loss._action_spec_pending:
+    if loss.action_spec_read.pending:
         key = loss.tensor_keys.action
-        entries = [str(k) for k in loss._action_spec.keys(True, True)]
+        entries = [str(k) for k in loss.action_spec_read.spec.keys(True, True)]
         raise KeyError(
             f"{owner}: the action spec (a Composite with entries {entries}) has no entry for the "
             f"action key {key!r}, so its bounds and target entropy are unknown. Rename the "

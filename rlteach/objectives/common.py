@@ -649,5 +649,5 @@ class LossModule(nn.Module):
         # module tree (see __init__).
         super()._apply(fn, *args, **kwargs)
         if self._value_estimator is not None:
-            self._value_estimator._apply(fn, *args, **kwargs)
+            self._value_estimator._apply(fn, *args, **kwargs)  # noqa: SLF001 (torch's hook)
         return self

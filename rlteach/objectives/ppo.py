@@ -103,7 +103,7 @@ def _has_analytic_kl(p: D.Distribution, q: D.Distribution) -> bool:
         )
     return any(
         issubclass(type(p), sp) and issubclass(type(q), sq)
-        for sp, sq in D.kl._KL_REGISTRY
+        for sp, sq in D.kl._KL_REGISTRY  # noqa: SLF001 (torch's table of analytic KLs)
         if D.Independent not in (sp, sq) and D.TransformedDistribution not in (sp, sq)
     )
 
@@ -468,7 +468,10 @@ class ClipPPOLoss(PPOLoss):
     Â < 0), the sample's surrogate is constant in θ: it carries no policy gradient.
     """
 
-    _schedulable_buffers = PPOLoss._schedulable_buffers | {"clip_epsilon_low", "clip_epsilon_high"}
+    _schedulable_buffers = PPOLoss._schedulable_buffers | {  # noqa: SLF001 (the parent's table)
+        "clip_epsilon_low",
+        "clip_epsilon_high",
+    }
 
     def __init__(
         self,
@@ -567,7 +570,7 @@ class KLPENPPOLoss(PPOLoss):
     TorchRL's gradient.
     """
 
-    _schedulable_buffers = PPOLoss._schedulable_buffers | {"beta"}
+    _schedulable_buffers = PPOLoss._schedulable_buffers | {"beta"}  # noqa: SLF001 (parent's)
 
     def __init__(
         self,

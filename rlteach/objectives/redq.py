@@ -308,7 +308,7 @@ class REDQLoss(LossModule):
 
     @property
     def target_entropy(self) -> torch.Tensor:
-        if self._auto_target_entropy:
+        if self.action_spec_read.auto:
             check_action_spec_read(self, type(self).__name__)
         return self.temperature.target_entropy
 
@@ -378,7 +378,7 @@ class REDQLoss(LossModule):
                 h = net.fused.activation(h)
         return h.reshape(len(subset), *batch_shape)
 
-    def _target(
+    def subset_target(
         self,
         td: TensorDictBase,
         subset: torch.Tensor,
@@ -419,7 +419,7 @@ class REDQLoss(LossModule):
         actor_td = torch.stack([now.copy(), nxt.copy()], 0)
         action, log_prob = self._policy_sample(actor_td)  # [2, *B, A], [2, *B]
         log_prob = log_prob.reshape(actor_td.shape)  # [2, *B] with *B = [B] or [B, T]
-        next_value, target = self._target(tensordict, subset, action[1], log_prob[1])
+        next_value, target = self.subset_target(tensordict, subset, action[1], log_prob[1])
         loss_qvalue, td_error = self._critic_loss(tensordict, target)  # (REDQ-3)
         loss_actor, q_actor = self._actor_terms(tensordict, action[0], log_prob[0])  # (REDQ-4)
         loss_alpha = self._alpha_loss(log_prob)  # (REDQ-5), over both halves as TorchRL
@@ -460,7 +460,7 @@ class REDQLoss(LossModule):
         nxt = tensordict.get("next").select(*self.actor_network.in_keys, strict=False).copy()
         with torch.no_grad():
             next_action, next_log_prob = self._policy_sample(nxt)
-        _, target = self._target(tensordict, subset, next_action, next_log_prob)
+        _, target = self.subset_target(tensordict, subset, next_action, next_log_prob)
         loss, td_error = self._critic_loss(tensordict, target)
         return self._reduce_loss(loss), {"td_error": td_error, "target_value": target}
 

@@ -88,7 +88,7 @@ def estimate_advantage(loss: LossModule, td: TensorDictBase) -> None:
     keys = loss.tensor_keys
     # The estimator needs these; read them now so a missing one is named with its set_keys fix,
     # and refuse NaN in the critic's inputs before the estimator writes into td.
-    loss._read_inputs(td, next_names=("reward", "done"))
+    loss._read_inputs(td, next_names=("reward", "done"))  # noqa: SLF001 (its own loss's check)
     critic = loss.value_estimator.value_network
     for key in getattr(critic, "in_keys", []):
         for where in (key, unravel_key(("next", key))):

@@ -301,7 +301,7 @@ class SACLoss(LossModule):
 
     @property
     def target_entropy(self) -> torch.Tensor | None:
-        if self._auto_target_entropy:
+        if self.action_spec_read.auto:
             check_action_spec_read(self, type(self).__name__)
         return self.temperature.target_entropy
 

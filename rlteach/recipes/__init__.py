@@ -1,7 +1,7 @@
 """One readable training loop per algorithm.
 
 Each recipe module defines ``train(seed, quick=False, progress=True) -> RunResult`` and registers
-itself with :func:`rlteach.bench.register`, so that the notebooks, the command line and
+itself with :func:`rlteach.registry.register_trainable`, so that the notebooks, the command line and
 ``python -m rlteach bench`` all call the same code. :func:`load_all` imports (and so registers)
 every recipe module in this package: a new recipe is a new file here, nothing else to edit.
 Modules whose name starts with an underscore, and ``base``, are helpers, not recipes.

@@ -1,7 +1,13 @@
-"""The off-policy training loop shared by DDPG, TD3, SAC (and REDQ, CrossQ): one readable loop.
+"""The off-policy training loop, one readable loop: DQN, C51, DDPG, TD3, SAC, REDQ and CrossQ.
 
-Every off-policy actor-critic method trains the same way; only the networks, the losses and
-what one gradient step does differ. This module is the part they share, top to bottom:
+Every off-policy method trains the same way; only the networks, the losses, the exploration and
+what one gradient step does differ. :func:`offpolicy_loop` is the part they share: collect a
+batch, store it, learn from uniform minibatches once the warm-up is over, move the target
+networks when due, evaluate and save when due. Two set-ups feed it: :func:`run_offpolicy` here
+(continuous actions, one environment stepped one transition at a time by a
+:class:`StepCollector`) and :func:`rlteach.recipes.dqn.run_value_based` (discrete actions, a
+vector :class:`~rlteach.envs.Collector` running the ε-greedy policy). For the continuous-action
+recipes, top to bottom:
 
 1. **warm-up**: ``warmup_steps`` uniformly random actions fill the replay buffer first;
 2. **act**: afterwards each environment step uses the recipe's exploration policy;
@@ -35,10 +41,13 @@ Given a :class:`rlteach.checkpoint.Checkpointer` (``checkpoint=``), the loop sav
 that shapes the rest of the run at most every ``every_frames`` steps (after that step's
 evaluation) and, when the checkpointer resumes, continues from the saved step bit-identically:
 the networks and their targets (the loss), the optimisers (``extras["optimizers"]``), the replay
-buffer and its generator, the Gymnasium environment (its state, ``np_random``, time-limit
-counter and action space's RNG), the evaluator, the loop's own counters
-(:class:`_LoopState`) and whatever the update keeps between calls (``extras["carry"]``, a
-dict). Without a checkpointer the run is exactly what it was without one.
+buffer and its generator, the collector (its step, the current observation, the training
+episodes, and the Gymnasium environment: its state, ``np_random``, time-limit counter and
+action space's RNG), the evaluator (its curve, clocks and CPU seconds), the update log (update
+count, logged scalars, and whatever the update keeps between calls, ``extras["carry"]``) and the
+critic check's value estimates; each of them saves itself (``state_dict``). A checkpoint of the
+layout before issue 19 is read by :func:`upgrade_checkpoint_layout`. Without a checkpointer the
+run is exactly what it was without one.
 
 ``result.logs`` holds the update's scalars (e.g. ``alpha`` and ``entropy`` for SAC) averaged
 over every ``log_every`` updates, with the environment step they belong to, for plotting;
@@ -49,25 +58,37 @@ lines bookkeeping (after CleanRL).
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from rlteach.bench import SOLVED_THRESHOLDS
 from rlteach.buffers import ReplayBuffer
-from rlteach.checkpoint import Checkpointer, as_checkpointer
+from rlteach.checkpoint import Checkpointer, NoCheckpoint, as_checkpointer
 from rlteach.envs import EvalTrace, GymEnv, evaluate_trace
 from rlteach.modules.ensemble import QValueEnsemble
 from rlteach.objectives.common import LossModule
 from rlteach.progress import progress_bar
+from rlteach.recipes._scale import MUJOCO_PROTOCOL
 from rlteach.recipes.base import Evaluator, RunResult, resolve_device, seed_everything
-from rlteach.updaters import SoftUpdate
+from rlteach.tasks import solved_threshold
+from rlteach.updaters import HardUpdate, SoftUpdate
 
-__all__ = ["MUJOCO_PROTOCOL", "Agent", "OffPolicyConfig", "OffPolicyResult", "run_offpolicy"]
+__all__ = [
+    "MUJOCO_PROTOCOL",
+    "TRANSITION_KEYS",
+    "Agent",
+    "CriticCheck",
+    "OffPolicyConfig",
+    "OffPolicyResult",
+    "StepCollector",
+    "UpdateLog",
+    "offpolicy_loop",
+    "run_offpolicy",
+    "upgrade_checkpoint_layout",
+]
 
 
 @dataclass(frozen=True)
@@ -103,49 +124,33 @@ class OffPolicyConfig:
     *Time Limits in Reinforcement Learning*, measure (for the ablation only)"""
 
 
-MUJOCO_PROTOCOL = dict(
-    total_frames=100_000,
-    eval_every=5_000,
-    eval_episodes=10,
-    stop_on_solve=False,
-    buffer_size=1_000_000,
-    batch_size=256,
-    gamma=0.99,
-    tau=0.005,
-    warmup_steps=10_000,
-)
-"""The MuJoCo protocol every off-policy recipe's Hopper-v5 / HalfCheetah-v5 config starts from:
-100,000 environment steps (the sample-efficiency point of the REDQ, DroQ and CrossQ papers),
-the deterministic policy evaluated every 5,000 steps over 10 episodes, and the settings RL-Zoo
-2.9 gives SAC, TD3 and DDPG on ``HalfCheetah-v4`` / ``Hopper-v4`` in ``hyperparams/{sac,td3,
-ddpg}.yml`` (``learning_starts: 10000``, batch 256, a 10^6 buffer; tau 0.005 and gamma 0.99 are
-Stable-Baselines3's defaults, which the zoo keeps). Each recipe adds its own learning rates and
-network sizes."""
-
-
 @dataclass
 class Agent:
-    """The algorithm-specific parts a recipe hands :func:`run_offpolicy`.
+    """The algorithm-specific parts a recipe hands the off-policy loop (:func:`offpolicy_loop`).
 
-    ============  ====================================================================
-    loss          the rlteach loss; its target networks, if any, are tracked with SoftUpdate
-    act           observation [obs_dim] -> action [action_dim], the exploring policy
-                  (called without gradient)
-    eval_policy   a TensorDict policy, evaluated under InteractionType.DETERMINISTIC
-    update        ``update(batch, i)`` -> ``(targets_due, scalars)``: one gradient step on a
-                  replay minibatch; ``i`` counts updates from 0; ``targets_due`` says whether
-                  the target networks move after this step; ``scalars`` are logged
-    ============  ====================================================================
+    ==============  ==================================================================
+    loss            the rlteach loss; its target networks, if any, move by the run's updater
+    act             the exploring policy: observation [obs_dim] -> action [action_dim]
+                    (:func:`run_offpolicy`, called without gradient), or a TensorDict
+                    policy that the vector collector runs (DQN's ε-greedy, ``run_value_based``)
+    eval_policy     a TensorDict policy, evaluated under InteractionType.DETERMINISTIC
+    update          ``update(batch, i)`` -> ``(targets_due, scalars)``: one gradient step on a
+                    replay minibatch; ``i`` counts updates from 0; ``targets_due`` says whether
+                    the target networks move after this step; ``scalars`` are logged
+    after_collect   ``after_collect(frames)`` after each batch is stored, before learning
+                    (DQN anneals ε there); None: nothing
+    ==============  ==================================================================
     """
 
     loss: LossModule
-    act: Callable[[torch.Tensor], torch.Tensor]
+    act: Callable
     eval_policy: Callable[[TensorDictBase], TensorDictBase]
     update: Callable[[TensorDictBase, int], tuple[bool, dict[str, torch.Tensor]]]
     extras: dict = field(default_factory=dict)
     """anything else the recipe wants to return (optimisers, networks). Two keys are read by the
     loop's checkpoints: ``"optimizers"`` (a tuple, saved and restored) and ``"carry"`` (a dict the
     update mutates between calls, e.g. the last actor-side scalars, saved and restored in place)"""
+    after_collect: Callable[[int], None] | None = None
 
 
 @dataclass
@@ -181,7 +186,9 @@ class OffPolicyResult(RunResult):
 def critic_estimates(loss: LossModule, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
     """Q_i(s, a) of every critic of the loss, [n_critics, N], with the critics in eval mode
     (batch norm reads its running statistics and updates nothing) and no gradient."""
-    critic = getattr(loss, "qvalue_network", None) or loss.value_network
+    critic = getattr(loss, "qvalue_network", None)
+    if critic is None:  # DDPG: one critic, under TorchRL's name value_network
+        critic = loss.value_network
     modes = [(m, m.training) for m in critic.modules()]
     critic.eval()
     try:
@@ -250,58 +257,177 @@ def _transition(obs, action, next_obs, reward, terminated, truncated) -> TensorD
     )
 
 
-class _LoopState:
-    """The loop's counters, kept in one object so that a checkpoint can save and restore them.
+class StepCollector:
+    """One environment, stepped one transition at a time: the off-policy loop's collector.
 
-    ``step`` is the last environment step done, ``obs`` the observation the next one starts from;
-    the result's training-episode lists, logs and CPU seconds are saved with them. ``cpu_start``
-    is the process time the CPU seconds are counted from (saved as the seconds elapsed since).
-    ``device`` is where ``obs`` lives (a checkpoint is read onto the CPU).
+    Iterating yields each transition (batch size [1]) once its episode bookkeeping is done:
+    ``warmup_steps`` uniformly random actions first, then ``act(obs)``; a time-limit cut is
+    stored as truncated, not terminated, unless ``bootstrap_truncated`` is False (the ablation).
+    ``frames`` counts the steps so far; ``episode_returns`` / ``episode_steps`` hold each
+    finished training episode's return (exploration on) and the step it ended at.
+
+    It steps the Gymnasium environment itself, on plain tensors: the TensorDict plumbing of
+    :class:`~rlteach.envs.GymEnv` costs more per step than a small network does.
     """
 
-    def __init__(self, result: OffPolicyResult, carry: dict, device: torch.device) -> None:
-        self.device = device
-        self.result = result
-        self.carry = carry
-        self.step = 0
+    def __init__(
+        self,
+        env: GymEnv,
+        act: Callable[[torch.Tensor], torch.Tensor],
+        total_frames: int,
+        warmup_steps: int,
+        bootstrap_truncated: bool = True,
+    ) -> None:
+        self.env, self.act = env, act
+        self.total_frames, self.warmup_steps = total_frames, warmup_steps
+        self.bootstrap_truncated = bootstrap_truncated
+        self.frames = 0
         self.obs: torch.Tensor | None = None
         self.episode_return = 0.0
-        self.n_updates = 0
-        self.sums: dict[str, float] = {}
-        self.cpu_start = 0.0
+        self.episode_returns: list[float] = []
+        self.episode_steps: list[int] = []
+
+    def _tensor(self, array) -> torch.Tensor:
+        return torch.as_tensor(array, dtype=torch.float32, device=self.env.device)
+
+    def start(self, seed: int) -> None:
+        """Seed the random warm-up actions and reset the environment with ``seed``."""
+        self.env.env.action_space.seed(seed)
+        self.obs = self._tensor(self.env.env.reset(seed=seed)[0])
+
+    def __iter__(self):
+        gym_env = self.env.env  # read here: a resumed run's environment is the restored one
+        while self.frames < self.total_frames:
+            step = self.frames + 1
+            # ALGO: act (uniformly at random during the warm-up)
+            if step <= self.warmup_steps:
+                action = self._tensor(gym_env.action_space.sample())
+            else:
+                with torch.no_grad():
+                    action = self.act(self.obs)
+            next_obs, reward, terminated, truncated, _ = gym_env.step(action.cpu().numpy())
+            next_obs = self._tensor(next_obs)
+            # ALGO: a time-limit cut is not a terminal state: V(s') still counts in the target
+            ends = terminated or (truncated and not self.bootstrap_truncated)
+            transition = _transition(self.obs, action, next_obs, reward, ends, truncated)
+            self.episode_return += float(reward)  # PLUMBING: the training episodes' returns
+            if terminated or truncated:
+                self.episode_returns.append(self.episode_return)
+                self.episode_steps.append(step)
+                self.episode_return = 0.0
+                next_obs = self._tensor(gym_env.reset()[0])
+            self.obs, self.frames = next_obs, step
+            yield transition
 
     def state_dict(self) -> dict:
-        r = self.result
         return {
-            "step": self.step,
+            "frames": self.frames,
             "obs": None if self.obs is None else self.obs.clone(),
             "episode_return": self.episode_return,
+            "episode_returns": list(self.episode_returns),
+            "episode_steps": list(self.episode_steps),
+            "env": self.env.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.frames = state["frames"]
+        self.obs = None if state["obs"] is None else state["obs"].to(self.env.device)
+        self.episode_return = state["episode_return"]
+        self.episode_returns[:] = state["episode_returns"]
+        self.episode_steps[:] = state["episode_steps"]
+        self.env.load_state_dict(state["env"])
+
+
+class UpdateLog:
+    """The updates so far: their count, the scalars they logged (``logs``, averaged over every
+    ``log_every`` updates, with the environment step they belong to; ``None``: count only), and
+    ``carry``, the dict an update keeps between calls (e.g. the last actor-side scalars of a
+    delayed actor)."""
+
+    def __init__(self, logs: dict[str, list[float]], log_every: int | None, carry: dict) -> None:
+        self.logs, self.log_every, self.carry = logs, log_every, carry
+        self.n_updates = 0
+        self.sums: dict[str, float] = {}
+
+    def add(self, step: int, scalars: dict[str, torch.Tensor]) -> None:
+        """Count one update and add its scalars; every ``log_every`` updates, log their means."""
+        self.n_updates += 1
+        if self.log_every is None:
+            return
+        for key, value in scalars.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+        if self.n_updates % self.log_every == 0:
+            self.logs.setdefault("env_steps", []).append(step)
+            for key, total in self.sums.items():
+                self.logs.setdefault(key, []).append(total / self.log_every)
+            self.sums = {}
+
+    def state_dict(self) -> dict:
+        return {
             "n_updates": self.n_updates,
             "sums": dict(self.sums),
-            "cpu_elapsed": time.process_time() - self.cpu_start,
-            "logs": {key: list(values) for key, values in r.logs.items()},
-            "cpu_seconds": list(r.cpu_seconds),
-            "episode_returns": list(r.episode_returns),
-            "episode_steps": list(r.episode_steps),
-            "value_estimates": [dict(v) for v in r.value_estimates],
+            "logs": {key: list(values) for key, values in self.logs.items()},
             "carry": dict(self.carry),
         }
 
     def load_state_dict(self, state: dict) -> None:
-        r = self.result
-        self.step = state["step"]
-        self.obs = None if state["obs"] is None else state["obs"].to(self.device)
-        self.episode_return, self.n_updates = state["episode_return"], state["n_updates"]
-        self.sums = dict(state["sums"])
-        self.cpu_start = time.process_time() - state["cpu_elapsed"]
-        r.logs.clear()
-        r.logs.update({key: list(values) for key, values in state["logs"].items()})
-        r.cpu_seconds[:] = state["cpu_seconds"]
-        r.episode_returns[:] = state["episode_returns"]
-        r.episode_steps[:] = state["episode_steps"]
-        r.value_estimates[:] = state.get("value_estimates", [])
+        self.n_updates, self.sums = state["n_updates"], dict(state["sums"])
+        self.logs.clear()
+        self.logs.update({key: list(values) for key, values in state["logs"].items()})
         self.carry.clear()
         self.carry.update(state["carry"])
+
+
+class CriticCheck:
+    """An evaluation that also records how far the critics' estimate is from the truth: called by
+    the :class:`Evaluator`, it returns the mean return of the deterministic policy and appends
+    :func:`value_estimate_check` (at the collector's step) to ``value_estimates``."""
+
+    def __init__(self, agent, cfg: OffPolicyConfig, collector: StepCollector, seed: int, out):
+        self.agent, self.cfg, self.collector, self.seed = agent, cfg, collector, seed
+        self.value_estimates: list[dict[str, float]] = out
+
+    def __call__(self) -> float:
+        cfg = self.cfg
+        returns, trace = evaluate_trace(
+            self.agent.eval_policy, cfg.env_id, cfg.eval_episodes, seed=self.seed
+        )
+        check = value_estimate_check(self.agent.loss, trace, cfg.gamma)
+        self.value_estimates.append({"env_steps": self.collector.frames, **check})
+        return float(np.mean(returns))
+
+    def state_dict(self) -> dict:
+        return {"value_estimates": [dict(v) for v in self.value_estimates]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.value_estimates[:] = state["value_estimates"]
+
+
+def upgrade_checkpoint_layout(objects: dict) -> dict:
+    """A checkpoint written before issue 19 (one ``"loop"`` entry holding the loop's counters,
+    the environment under ``"env"``, the CPU seconds with the loop) in today's layout: the
+    collector, the update log, the critic check and the evaluator each hold their own state.
+    Today's layout passes through unchanged."""
+    if "loop" not in objects:
+        return objects
+    objects = dict(objects)
+    loop, env = objects.pop("loop"), objects.pop("env")
+    objects["collector"] = {
+        "frames": loop["step"],
+        "obs": loop["obs"],
+        "episode_return": loop["episode_return"],
+        "episode_returns": loop["episode_returns"],
+        "episode_steps": loop["episode_steps"],
+        "env": env,
+    }
+    objects["updates"] = {key: loop[key] for key in ("n_updates", "sums", "logs", "carry")}
+    objects["critic_check"] = {"value_estimates": loop.get("value_estimates", [])}
+    objects["evaluator"] = {
+        **objects["evaluator"],
+        "cpu_seconds": loop["cpu_seconds"],
+        "cpu_elapsed": loop["cpu_elapsed"],
+    }
+    return objects
 
 
 def _check_config(cfg: OffPolicyConfig) -> None:
@@ -326,6 +452,62 @@ def _check_placed(loss: LossModule, device: torch.device) -> None:
             f"trains on {device}: call loss.to(env.device) in build, before the optimisers are "
             f"made (they must see the moved parameters)."
         )
+
+
+#: What a transition in the replay buffer keeps (not the policy's Q-values or greedy action).
+TRANSITION_KEYS = (
+    "observation",
+    "action",
+    ("next", "observation"),
+    ("next", "reward"),
+    ("next", "terminated"),
+    ("next", "truncated"),
+    ("next", "done"),
+)
+
+
+def offpolicy_loop(
+    agent: Agent,
+    collector: Iterable[TensorDictBase],
+    buffer: ReplayBuffer,
+    updates: UpdateLog,
+    evaluator: Evaluator,
+    checkpoint: Checkpointer | NoCheckpoint,
+    target_updater: SoftUpdate | HardUpdate | None,
+    *,
+    learning_starts: int,
+    updates_per_batch: int,
+    batch_size: int,
+    total_frames: int,
+    callback: Callable[[int, TensorDictBase, dict], None] | None = None,
+) -> None:
+    """The one off-policy loop, DQN's and C51's as SAC's, TD3's, DDPG's, REDQ's and CrossQ's.
+
+    Each batch of transitions from ``collector`` (one step, or ``num_envs`` x T frames) is
+    stored; once ``collector.frames`` reaches ``learning_starts``, ``updates_per_batch``
+    gradient steps follow, each on a fresh uniform minibatch, each followed by the target
+    networks' move when due; then the evaluator and the checkpointer act when due.
+    ``callback(frames, minibatch, scalars)``, if given, is called after every gradient step.
+    """
+    for batch in collector:
+        buffer.extend(batch.select(*TRANSITION_KEYS))  # ALGO: store the transitions
+        if agent.after_collect is not None:
+            agent.after_collect(collector.frames)  # ALGO: e.g. DQN's ε schedule (EG-1)
+        if collector.frames >= learning_starts:  # ALGO: learn, after the warm-up
+            for _ in range(updates_per_batch):
+                minibatch = buffer.sample(batch_size)  # ALGO: uniform replay
+                targets_due, scalars = agent.update(minibatch, updates.n_updates)
+                if targets_due and target_updater is not None:
+                    target_updater.step()  # ALGO: (TGT-1) Polyak or (TGT-2) a copy every N
+                if callback is not None:  # PLUMBING: e.g. a chapter's measurements
+                    callback(collector.frames, minibatch, scalars)
+                updates.add(collector.frames, scalars)  # PLUMBING: logs
+        # PLUMBING: evaluate when due (clocks paused), save when due
+        last = collector.frames >= total_frames
+        solved = evaluator.after_batch(collector.frames, last=last)
+        checkpoint.after_batch(collector.frames, finished=solved or last)
+        if solved:
+            break
 
 
 def run_offpolicy(
@@ -368,106 +550,37 @@ def run_offpolicy(
     has_targets = bool(agent.loss.target_network_pairs())
     target_updater = SoftUpdate(agent.loss, tau=cfg.tau) if has_targets else None
     buffer = ReplayBuffer(cfg.buffer_size, generator=generator, device=device)
-
-    result = OffPolicyResult(algo=algo, env_id=cfg.env_id, seed=seed, agent=agent)  # PLUMBING
-    threshold = SOLVED_THRESHOLDS.get(cfg.env_id, float("inf"))
-    bar = progress_bar(total=cfg.total_frames, desc=f"{algo} {cfg.env_id}", disable=not progress)
-
-    def evaluate_and_check() -> float:  # PLUMBING: the mean return, and the critics' estimate
-        returns, trace = evaluate_trace(
-            agent.eval_policy, cfg.env_id, cfg.eval_episodes, seed=evaluator.seed
-        )
-        check = value_estimate_check(agent.loss, trace, cfg.gamma)
-        result.value_estimates.append({"env_steps": step, **check})
-        return float(np.mean(returns))
-
-    evaluator = Evaluator(
-        result,
-        agent.eval_policy,
-        cfg.env_id,
-        cfg.eval_every,
-        threshold,
-        cfg.eval_episodes,
-        cfg.stop_on_solve,
-        bar,
-        evaluate=evaluate_and_check,
+    collector = StepCollector(
+        env, agent.act, cfg.total_frames, cfg.warmup_steps, cfg.bootstrap_truncated
     )
-    # PLUMBING: the loop's counters (running sums of the logged scalars, ...) in one object
-    state = _LoopState(result, agent.extras.get("carry", {}), device)
 
-    # The loop steps the Gymnasium environment itself, on plain tensors: the TensorDict
-    # plumbing of GymEnv costs more per step than a small network does.
-    gym_env = env.env
-    gym_env.action_space.seed(seed)
-    state.cpu_start = time.process_time()
-    state.obs = torch.as_tensor(gym_env.reset(seed=seed)[0], dtype=torch.float32, device=device)
+    # PLUMBING: the result, the evaluation (clocks paused) and the logs, each saving its state
+    result = OffPolicyResult(algo=algo, env_id=cfg.env_id, seed=seed, agent=agent)
+    bar = progress_bar(total=cfg.total_frames, desc=f"{algo} {cfg.env_id}", disable=not progress)
+    critic_check = CriticCheck(agent, cfg, collector, 10_000, result.value_estimates)
+    evaluator = Evaluator(
+        result, agent.eval_policy, cfg.env_id, cfg.eval_every, solved_threshold(cfg.env_id),
+        cfg.eval_episodes, cfg.stop_on_solve, bar, evaluate=critic_check,
+        cpu_seconds=result.cpu_seconds,
+    )  # fmt: skip
+    updates = UpdateLog(result.logs, cfg.log_every, agent.extras.get("carry", {}))
+    collector.start(seed)
     checkpoint = as_checkpointer(checkpoint)  # PLUMBING: save / resume everything below
     optimizers = {f"optimizer_{i}": opt for i, opt in enumerate(agent.extras.get("optimizers", ()))}
     updater = {"target_updater": target_updater} if target_updater is not None else {}
     checkpoint.track(
-        policy=agent.eval_policy,
-        loss=agent.loss,
-        **optimizers,
-        **updater,
-        buffer=buffer,
-        env=env,
-        generator=generator,
-        evaluator=evaluator,
-        loop=state,
-    )
-    gym_env = env.env  # PLUMBING: a resumed run's environment is the restored one
-    sums, obs = state.sums, state.obs
-    episode_return, n_updates, cpu_start = state.episode_return, state.n_updates, state.cpu_start
-    for step in range(state.step + 1, cfg.total_frames + 1):
-        # ALGO: act (uniformly at random during the warm-up) and store the transition
-        if step <= cfg.warmup_steps:
-            sample = gym_env.action_space.sample()
-            action = torch.as_tensor(sample, dtype=torch.float32, device=device)
-        else:
-            with torch.no_grad():
-                action = agent.act(obs)
-        next_obs, reward, terminated, truncated, _ = gym_env.step(action.cpu().numpy())
-        next_obs = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
-        # ALGO: a time-limit cut is not a terminal state: V(s') still counts in the target
-        ends = terminated or (truncated and not cfg.bootstrap_truncated)
-        buffer.extend(_transition(obs, action, next_obs, reward, ends, truncated))
-        episode_return += float(reward)  # PLUMBING
-        if terminated or truncated:
-            result.episode_returns.append(episode_return)
-            result.episode_steps.append(step)
-            episode_return = 0.0
-            next_obs = torch.as_tensor(gym_env.reset()[0], dtype=torch.float32, device=device)
-        obs = next_obs
-
-        # ALGO: learn, updates_per_step gradient steps per environment step
-        if step > cfg.warmup_steps:
-            for _ in range(cfg.updates_per_step):
-                batch = buffer.sample(cfg.batch_size)
-                targets_due, scalars = agent.update(batch, n_updates)
-                if targets_due and target_updater is not None:
-                    target_updater.step()  # (TGT-1) theta' <- (1 - tau) theta' + tau theta
-                n_updates += 1
-                for key, value in scalars.items():  # PLUMBING: logs
-                    sums[key] = sums.get(key, 0.0) + float(value)
-                if n_updates % cfg.log_every == 0:
-                    result.logs.setdefault("env_steps", []).append(step)
-                    for key, total in sums.items():
-                        result.logs.setdefault(key, []).append(total / cfg.log_every)
-                    sums = {}
-
-        # PLUMBING: evaluate when due (wall clock paused; its CPU time is subtracted too)
-        n_evals, cpu_before = len(result.curve), time.process_time()
-        solved = evaluator.after_batch(step, last=step == cfg.total_frames)
-        if len(result.curve) > n_evals:
-            result.cpu_seconds.append(cpu_before - cpu_start)
-            cpu_start += time.process_time() - cpu_before
-        # PLUMBING: save the loop's state (the checkpointer decides whether it is due)
-        state.step, state.obs, state.sums = step, obs, sums
-        state.episode_return, state.n_updates = episode_return, n_updates
-        state.cpu_start = cpu_start
-        checkpoint.after_batch(step, finished=solved or step == cfg.total_frames)
-        if solved:
-            break
+        policy=agent.eval_policy, upgrade=upgrade_checkpoint_layout, loss=agent.loss,
+        **optimizers, **updater, buffer=buffer, collector=collector, generator=generator,
+        evaluator=evaluator, updates=updates, critic_check=critic_check,
+    )  # fmt: skip
+    offpolicy_loop(
+        agent, collector, buffer, updates, evaluator, checkpoint, target_updater,
+        learning_starts=cfg.warmup_steps + 1,  # the first update follows the warm-up's last step
+        updates_per_batch=cfg.updates_per_step, batch_size=cfg.batch_size,
+        total_frames=cfg.total_frames,
+    )  # fmt: skip
+    result.episode_returns[:] = collector.episode_returns
+    result.episode_steps[:] = collector.episode_steps
     bar.close()
-    gym_env.close()
+    env.close()
     return result

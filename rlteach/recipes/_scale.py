@@ -1,7 +1,8 @@
-"""The protocol of the field-scale discrete-action runs: MinAtar games and LunarLander-v3.
+"""The protocols of the field-scale runs: MinAtar games and LunarLander-v3 (discrete actions),
+MuJoCo's Hopper-v5 and HalfCheetah-v5 (the off-policy recipes).
 
 Each recipe's config for these tasks starts from one of the two dicts below and adds its own
-hyper-parameters, with their source, in its module (``dqn.py``, ``c51.py``, ``ppo.py``).
+hyper-parameters, with their source, in its module (``dqn.py``, ``c51.py``, ``ppo.py``, ``sac.py``, ...).
 
 * Budgets: at most 1,000,000 environment frames per MinAtar run, 500,000 per LunarLander run. A
   recipe whose batches do not divide the budget takes the largest whole number of batches below
@@ -35,6 +36,25 @@ MINATAR_PROTOCOL = dict(
     quick_frames=500,
 )
 """Budget and evaluation of a MinAtar run (``quick_frames``: the smoke run under quick=True)."""
+
+MUJOCO_PROTOCOL = dict(
+    total_frames=100_000,
+    eval_every=5_000,
+    eval_episodes=10,
+    stop_on_solve=False,
+    buffer_size=1_000_000,
+    batch_size=256,
+    gamma=0.99,
+    tau=0.005,
+    warmup_steps=10_000,
+)
+"""The MuJoCo protocol every off-policy recipe's Hopper-v5 / HalfCheetah-v5 config starts from:
+100,000 environment steps (the sample-efficiency point of the REDQ, DroQ and CrossQ papers),
+the deterministic policy evaluated every 5,000 steps over 10 episodes, and the settings RL-Zoo
+2.9 gives SAC, TD3 and DDPG on ``HalfCheetah-v4`` / ``Hopper-v4`` in ``hyperparams/{sac,td3,
+ddpg}.yml`` (``learning_starts: 10000``, batch 256, a 10^6 buffer; tau 0.005 and gamma 0.99 are
+Stable-Baselines3's defaults, which the zoo keeps). Each recipe adds its own learning rates and
+network sizes."""
 
 LUNARLANDER_PROTOCOL = dict(
     total_frames=500_000,

@@ -8,49 +8,37 @@ Unlike PPO, each batch is used once, so the data are always on-policy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
-from rlteach.bench import SOLVED_THRESHOLDS, register
 from rlteach.envs import Collector, VecGymEnv
 from rlteach.modules import make_categorical_actor, make_value_network
 from rlteach.objectives import A2CLoss
-from rlteach.progress import progress_bar
 from rlteach.recipes.base import (
     Checkpointer,
-    Evaluator,
+    OnPolicyConfig,
     RunResult,
     as_checkpointer,
-    register_trainable,
-    resolve_device,
-    seed_everything,
+    progress_and_evaluator,
+    start_run,
 )
+from rlteach.registry import register_trainable
 from rlteach.value import ValueEstimators
 
 
 @dataclass(frozen=True)
-class A2CConfig:
-    """Hyper-parameters for discrete-action tasks (CartPole defaults)."""
+class A2CConfig(OnPolicyConfig):
+    """Hyper-parameters for discrete-action tasks (CartPole defaults), on top of the fields
+    every on-policy recipe has (:class:`~rlteach.recipes.base.OnPolicyConfig`)."""
 
-    env_id: str = "CartPole-v1"
-    num_envs: int = 8
     steps_per_env: int = 16
     """rollout length: one gradient step per num_envs × steps_per_env transitions"""
     total_frames: int = 200_000
-    quick_frames: int = 4_096
-    lr: float = 1e-3
-    gamma: float = 0.99
     gae_lambda: float = 0.95
     entropy_coeff: float = 0.01
     critic_coeff: float = 0.5
     loss_critic_type: str = "l2"
-    max_grad_norm: float = 0.5
-    num_cells: tuple[int, ...] = (64, 64)
-    eval_every: int = 2_048
-    eval_episodes: int = 10
-    stop_on_solve: bool = True
-    torch_threads: int = 1
 
 
 def train(
@@ -63,14 +51,8 @@ def train(
     boundaries and, if the checkpointer resumes, continues from the saved one bit-identically.
     ``device`` is where the networks and the batches live (see rlteach/recipes/base.py).
     """
-    device = resolve_device(device)  # PLUMBING: refuse an unknown or absent device first
-    cfg = cfg or A2CConfig()
-    if quick:
-        cfg = replace(
-            cfg, total_frames=cfg.quick_frames, eval_every=min(cfg.eval_every, cfg.quick_frames)
-        )
-    torch.set_num_threads(cfg.torch_threads)  # PLUMBING
-    seed_everything(seed)
+    # PLUMBING: device checked, quick budget, threads, seeds
+    cfg, device, _ = start_run(cfg or A2CConfig(), seed, quick, device)
     env = VecGymEnv(cfg.env_id, cfg.num_envs, seed=seed, device=device)
     with torch.device("cpu"):  # PLUMBING: initialised on the CPU, the same on every device
         actor = make_categorical_actor(env.observation_dim, env.n_actions, cfg.num_cells)
@@ -92,11 +74,7 @@ def train(
     )
 
     result = RunResult(algo="a2c", env_id=cfg.env_id, seed=seed)  # PLUMBING
-    bar = progress_bar(total=cfg.total_frames, desc=f"A2C {cfg.env_id}", disable=not progress, unit="frame")
-    evaluator = Evaluator(
-        result, actor, cfg.env_id, cfg.eval_every, SOLVED_THRESHOLDS.get(cfg.env_id, float("inf")),
-        cfg.eval_episodes, cfg.stop_on_solve, bar,
-    )
+    bar, evaluator = progress_and_evaluator(result, actor, cfg, f"A2C {cfg.env_id}", progress)
     checkpoint = as_checkpointer(checkpoint)  # PLUMBING: save / resume everything below
     checkpoint.track(
         policy=actor, loss=loss, optimizer=optimizer, collector=collector, evaluator=evaluator
@@ -120,5 +98,7 @@ def train(
     return result
 
 
-register("a2c-cartpole", "a2c", "CartPole-v1", train)
-register_trainable("a2c", train, {"CartPole-v1": A2CConfig()}, resumable=True)
+register_trainable(
+    "a2c", train, {"CartPole-v1": A2CConfig()}, resumable=True,
+    bench={"a2c-cartpole": "CartPole-v1"},
+)  # fmt: skip

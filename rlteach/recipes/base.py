@@ -21,13 +21,18 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 
 from rlteach._checks import resolve_device  # noqa: F401  (for recipes)
 from rlteach.checkpoint import Checkpointer, as_checkpointer  # noqa: F401  (for recipes)
+from rlteach.registry import (  # noqa: F401  (the registry's home until issue 19; kept importable)
+    TRAINABLE,
+    TrainableRecipe,
+    register_trainable,
+)
 
 
 @dataclass(frozen=True)
@@ -87,25 +92,35 @@ class Stopwatch:
     True
     """
 
-    def __init__(self) -> None:
+    def __init__(self, timer: Callable[[], float] = time.perf_counter) -> None:
+        self.timer = timer
+        """``time.perf_counter`` (wall clock) or ``time.process_time`` (this process's CPU)"""
         self._elapsed = 0.0
-        self._started = time.perf_counter()
+        self._started = timer()
         self._running = True
 
     @property
     def seconds(self) -> float:
-        running = time.perf_counter() - self._started if self._running else 0.0
+        running = self.timer() - self._started if self._running else 0.0
         return self._elapsed + running
 
     def pause(self) -> None:
         if self._running:
-            self._elapsed += time.perf_counter() - self._started
+            self._elapsed += self.timer() - self._started
             self._running = False
 
     def resume(self) -> None:
         if not self._running:
-            self._started = time.perf_counter()
+            self._started = self.timer()
             self._running = True
+
+    def state_dict(self) -> dict:
+        return {"seconds": self.seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from the saved seconds (the clock runs on from now)."""
+        self._elapsed = state["seconds"]
+        self._started = self.timer()
 
     @contextmanager
     def paused(self):
@@ -140,6 +155,10 @@ class Evaluator:
     seeded ``seed, seed + 1, ...``. A recipe whose task is not a Gymnasium one passes
     ``evaluate``, a zero-argument callable returning the mean return, instead (the multi-agent
     recipes: their greedy team's return).
+
+    Given a list ``cpu_seconds``, it also appends the process CPU seconds spent training at each
+    evaluation (evaluation excluded: unlike the wall clock, barely inflated when other programs
+    compete for the cores), from a second clock paused with the first.
     """
 
     def __init__(
@@ -154,13 +173,43 @@ class Evaluator:
         bar=None,
         seed: int = 10_000,
         evaluate: Callable[[], float] | None = None,
+        cpu_seconds: list[float] | None = None,
     ) -> None:
         self.result, self.policy, self.env_id = result, policy, env_id
         self.every, self.threshold, self.episodes = every, threshold, episodes
         self.stop_on_solve, self.bar, self.seed = stop_on_solve, bar, seed
         self.evaluate = evaluate
         self.clock = Stopwatch()
+        self.cpu_seconds = cpu_seconds
+        self.cpu_clock = Stopwatch(time.process_time)
         self._next = every
+
+    @property
+    def curve(self) -> list[EvalPoint]:
+        """The evaluations so far (what a checkpointer writes to ``log.csv``)."""
+        return self.result.curve
+
+    def state_dict(self) -> dict:
+        """The evaluation history, the next evaluation's frame count and the training seconds
+        so far (the clock continues from them, evaluation excluded), for a checkpoint."""
+        state = {
+            "next": self._next,
+            "seconds": self.clock.seconds,
+            "curve": [asdict(p) for p in self.result.curve],
+        }
+        if self.cpu_seconds is not None:
+            state.update(cpu_seconds=list(self.cpu_seconds), cpu_elapsed=self.cpu_clock.seconds)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self._next = state["next"]
+        self.clock.load_state_dict({"seconds": state["seconds"]})
+        self.result.curve[:] = [EvalPoint(**p) for p in state["curve"]]
+        if self.cpu_seconds is not None:
+            self.cpu_seconds[:] = state["cpu_seconds"]
+            self.cpu_clock.load_state_dict({"seconds": state["cpu_elapsed"]})
+        if self.bar is not None and self.result.curve:
+            self.bar.update(self.result.curve[-1].env_steps - self.bar.n)
 
     def after_batch(self, frames: int, last: bool = False) -> bool:
         """Evaluate if due (or if ``last``); True when the run should stop because it solved."""
@@ -172,7 +221,9 @@ class Evaluator:
             return False
         while self._next <= frames:
             self._next += self.every
-        with self.clock.paused():
+        if self.cpu_seconds is not None:
+            self.cpu_seconds.append(self.cpu_clock.seconds)
+        with self.clock.paused(), self.cpu_clock.paused():
             if self.evaluate is not None:
                 mean_return = self.evaluate()
             else:
@@ -183,77 +234,70 @@ class Evaluator:
         return self.stop_on_solve and mean_return >= self.threshold
 
 
-# ------------------------------------------------------------------ command-line training
-# ``python -m rlteach train ALGO`` trains any recipe registered here. A recipe opts in with one
-# call at the bottom of its module; it becomes resumable (``--resume``) once its ``train``
-# accepts ``checkpoint=`` and tracks its state (see rlteach/checkpoint.py for the few lines).
+# ------------------------------------------------------------------ on-policy recipes' common part
 
 
 @dataclass(frozen=True)
-class TrainableRecipe:
-    """A recipe the command line can train on a chosen task with a chosen budget.
+class OnPolicyConfig:
+    """What the config of every on-policy recipe holds (REINFORCE, A2C, PPO, MAPPO): the task,
+    the rollout's shape, the budget, the evaluation and the optimiser's basics. Each recipe's
+    config extends it with its own fields and sets its own defaults."""
 
-    ============== ===========================================================================
-    algo           the name on the command line, e.g. ``"ppo"``
-    train          ``train(seed, quick, progress, cfg, [checkpoint], *, device="cpu")``
-                   returning a RunResult; ``device`` (a string or ``torch.device``) is where
-                   the networks, the batches and the replay buffer live
-    configs        task id → the recipe's config for that task; the first is the default task.
-                   Another task runs the default config with ``env_id`` replaced.
-    action_spaces  which Gymnasium action spaces the recipe's networks handle:
-                   ``"discrete"`` and/or ``"continuous"``; empty for a recipe that trains on
-                   its registered tasks only (the multi-agent ones: their networks and
-                   environments are built for those tasks' agents)
-    resumable      ``train`` accepts ``checkpoint=`` (a :class:`Checkpointer`) and saves and
-                   restores its full state with it
-    ============== ===========================================================================
+    env_id: str = "CartPole-v1"
+    num_envs: int = 8
+    """parallel environment copies (gymnasium.vector)"""
+    steps_per_env: int = 32
+    """rollout length T: a batch is num_envs × T transitions"""
+    total_frames: int = 100_000
+    """training budget in environment steps (frames over all copies)"""
+    quick_frames: int = 4_096
+    """the budget under RLTEACH_QUICK=1 (or quick=True)"""
+    lr: float = 1e-3
+    gamma: float = 0.99
+    max_grad_norm: float = 0.5
+    """clip the gradient's global norm to this"""
+    num_cells: tuple[int, ...] = (64, 64)
+    eval_every: int = 2_048
+    """frames between evaluations"""
+    eval_episodes: int = 10
+    stop_on_solve: bool = True
+    """end the run at the first evaluation at or above the solved threshold"""
+    torch_threads: int = 1
+    """small networks run fastest on one thread; the other core steps the environments"""
 
-    Every config must be a dataclass with the fields ``env_id``, ``total_frames``,
-    ``eval_every``, ``eval_episodes`` and ``stop_on_solve`` (the command line sets them). The
-    device is not one of them: it is an option of the run (``--device``), kept out of the
-    config, which a checkpoint stores and compares on ``--resume``.
-    """
-
-    algo: str
-    train: Callable[..., RunResult]
-    configs: dict
-    action_spaces: tuple[str, ...] = ("discrete",)
-    resumable: bool = False
-
-    @property
-    def default_env(self) -> str:
-        return next(iter(self.configs))
-
-
-TRAINABLE: dict[str, TrainableRecipe] = {}
-
-
-def register_trainable(
-    algo: str,
-    train: Callable[..., RunResult],
-    configs: dict,
-    *,
-    action_spaces: tuple[str, ...] = ("discrete",),
-    resumable: bool = False,
-) -> TrainableRecipe:
-    """Make ``python -m rlteach train ALGO`` run this recipe (see :class:`TrainableRecipe`)."""
-    if algo in TRAINABLE:
-        raise ValueError(f"a trainable recipe {algo!r} is already registered.")
-    if not configs:
-        raise ValueError(f"register_trainable({algo!r}): give at least one task config.")
-    bad = set(action_spaces) - {"discrete", "continuous"}
-    if bad:
-        raise ValueError(
-            f"action_spaces must be 'discrete' and/or 'continuous', got {sorted(bad)}."
+    def quick(self) -> OnPolicyConfig:
+        """The config of a quick run: ``quick_frames`` of budget, evaluated at its end at least."""
+        return replace(
+            self, total_frames=self.quick_frames, eval_every=min(self.eval_every, self.quick_frames)
         )
-    needed = ("env_id", "total_frames", "eval_every", "eval_episodes", "stop_on_solve")
-    for env_id, cfg in configs.items():
-        missing = [f for f in needed if not hasattr(cfg, f)]
-        if missing or cfg.env_id != env_id:
-            raise ValueError(
-                f"register_trainable({algo!r}): the config for {env_id!r} must be a dataclass "
-                f"with env_id={env_id!r} and the fields {', '.join(needed)} (missing: {missing})."
-            )
-    recipe = TrainableRecipe(algo, train, dict(configs), tuple(action_spaces), resumable)
-    TRAINABLE[algo] = recipe
-    return recipe
+
+
+def start_run(
+    cfg: OnPolicyConfig, seed: int, quick: bool, device: str | torch.device
+) -> tuple[OnPolicyConfig, torch.device, torch.Generator]:
+    """The first lines of every on-policy run, in this order: refuse an unknown or absent device,
+    shrink the budget for a quick run (:meth:`OnPolicyConfig.quick`), use the config's torch
+    threads, seed everything. Returns the config to run, the device and the seeded generator."""
+    device = resolve_device(device)
+    if quick:
+        cfg = cfg.quick()
+    torch.set_num_threads(cfg.torch_threads)
+    return cfg, device, seed_everything(seed)
+
+
+def progress_and_evaluator(
+    result: RunResult, policy, cfg: OnPolicyConfig, desc: str, progress: bool, **evaluator_kwargs
+) -> tuple:
+    """A progress bar over ``cfg.total_frames`` and the :class:`Evaluator` that updates it,
+    evaluating ``policy`` every ``cfg.eval_every`` frames against the task's solved threshold
+    (``evaluator_kwargs`` override, e.g. a multi-agent recipe's own threshold)."""
+    from rlteach.progress import progress_bar  # tqdm only once a run starts
+    from rlteach.tasks import solved_threshold
+
+    bar = progress_bar(total=cfg.total_frames, desc=desc, disable=not progress, unit="frame")
+    settings = dict(
+        every=cfg.eval_every, threshold=solved_threshold(cfg.env_id), episodes=cfg.eval_episodes,
+        stop_on_solve=cfg.stop_on_solve, bar=bar,
+    )  # fmt: skip
+    evaluator = Evaluator(result, policy, cfg.env_id, **{**settings, **evaluator_kwargs})
+    return bar, evaluator

@@ -1,7 +1,7 @@
 """C51 on CartPole-v1: the DQN loop with a distributional network and loss (Bellemare et al. 2017).
 
 Nothing in the training loop changes from DQN (it is the same function,
-:func:`rlteach.recipes.dqn.run_off_policy`): the replay buffer, ε-greedy exploration, the
+:func:`rlteach.recipes.dqn.run_value_based`): the replay buffer, ε-greedy exploration, the
 target-network updates and the evaluation are shared. What changes is what the network predicts
 and what the loss compares:
 
@@ -17,8 +17,8 @@ return at 1 / (1 − γ) = 100, so [0, 100] does. On MinAtar (rewards of +1 per 
 treasure) Revisiting Rainbow's [-100, 100] does too (see :func:`minatar_config`).
 
 Public entry points: ``train(seed, quick, progress, cfg) -> RunResult`` and
-``train_agent(seed, quick, progress, cfg, callback) -> (RunResult, Agent)`` (see
-:class:`rlteach.recipes.dqn.Agent`).
+``train_agent(seed, quick, progress, cfg, callback) -> (RunResult, TrainedDQN)`` (see
+:class:`rlteach.recipes.dqn.TrainedDQN`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import torch
 from tensordict.nn import TensorDictModule
 
-from rlteach.bench import register
 from rlteach.checkpoint import Checkpointer
 from rlteach.envs import VecGymEnv
 from rlteach.modules import (
@@ -39,8 +38,9 @@ from rlteach.modules import (
 )
 from rlteach.objectives import DistributionalDQNLoss, LossModule
 from rlteach.recipes._scale import MINATAR_GAMES, MINATAR_PROTOCOL
-from rlteach.recipes.base import RunResult, register_trainable
-from rlteach.recipes.dqn import Agent, DQNConfig, run_off_policy
+from rlteach.recipes.base import RunResult
+from rlteach.recipes.dqn import DQNConfig, TrainedDQN, run_value_based
+from rlteach.registry import register_trainable
 
 
 @dataclass(frozen=True)
@@ -87,9 +87,9 @@ def train_agent(
     checkpoint: Checkpointer | None = None,
     *,
     device: str | torch.device = "cpu",
-) -> tuple[RunResult, Agent]:
+) -> tuple[RunResult, TrainedDQN]:
     """Train C51; return the evaluation curve (seconds exclude evaluation) and the agent."""
-    return run_off_policy(
+    return run_value_based(
         "c51", cfg or C51Config(), build, seed, quick, progress, callback, checkpoint,
         device=device,
     )
@@ -155,5 +155,4 @@ def minatar_config(env_id: str) -> C51Config:
 
 CONFIGS = {"CartPole-v1": C51Config(), **{game: minatar_config(game) for game in MINATAR_GAMES}}
 
-register("c51-cartpole", "c51", "CartPole-v1", train)
-register_trainable("c51", train, CONFIGS, resumable=True)
+register_trainable("c51", train, CONFIGS, resumable=True, bench={"c51-cartpole": "CartPole-v1"})

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import torch
 
-from rlteach.bench import register
 from rlteach.envs import GymEnv
 from rlteach.modules import make_crossq_qvalue_network, make_normal_actor
 from rlteach.objectives import CrossQLoss
@@ -34,7 +33,8 @@ from rlteach.recipes._offpolicy import (
     OffPolicyResult,
     run_offpolicy,
 )
-from rlteach.recipes.base import Checkpointer, register_trainable
+from rlteach.recipes.base import Checkpointer
+from rlteach.registry import register_trainable
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def build(cfg: CrossQConfig, env: GymEnv) -> Agent:
             actor_opt.step()
             alpha_opt.step()
             actor_scalars.update(loss_actor=loss_actor.detach(), entropy=-meta["log_prob"].mean())
-        return False, {"loss_qvalue": loss_qvalue.detach(), "alpha": loss._alpha, **actor_scalars}
+        return False, {"loss_qvalue": loss_qvalue.detach(), "alpha": loss.temperature.alpha, **actor_scalars}
 
     def explore(obs):  # ALGO: act by sampling the policy itself (no added noise)
         return policy_distribution(actor, {"observation": obs}).sample()
@@ -182,5 +182,7 @@ CONFIGS = {
     "HalfCheetah-v5": mujoco_config("HalfCheetah-v5"),
 }
 
-register("crossq-pendulum", "crossq", "Pendulum-v1", train)
-register_trainable("crossq", train, CONFIGS, action_spaces=("continuous",), resumable=True)
+register_trainable(
+    "crossq", train, CONFIGS, action_spaces=("continuous",), resumable=True,
+    bench={"crossq-pendulum": "Pendulum-v1"},
+)  # fmt: skip

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import torch
 
-from rlteach.bench import register
 from rlteach.envs import GymEnv
 from rlteach.modules import make_deterministic_actor, make_state_action_value_network
 from rlteach.objectives import DDPGLoss
@@ -26,8 +25,9 @@ from rlteach.recipes._offpolicy import (
     OffPolicyResult,
     run_offpolicy,
 )
-from rlteach.recipes.base import Checkpointer, register_trainable
+from rlteach.recipes.base import Checkpointer
 from rlteach.recipes.td3 import make_explorer
+from rlteach.registry import register_trainable
 
 
 @dataclass(frozen=True)
@@ -119,5 +119,7 @@ CONFIGS = {
     "HalfCheetah-v5": mujoco_config("HalfCheetah-v5"),
 }
 
-register("ddpg-pendulum", "ddpg", "Pendulum-v1", train)
-register_trainable("ddpg", train, CONFIGS, action_spaces=("continuous",), resumable=True)
+register_trainable(
+    "ddpg", train, CONFIGS, action_spaces=("continuous",), resumable=True,
+    bench={"ddpg-pendulum": "Pendulum-v1"},
+)  # fmt: skip

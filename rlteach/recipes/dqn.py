@@ -31,7 +31,7 @@ Comment tags separate the algorithm from the plumbing (after CleanRL):
 ``# ALGO`` lines are DQN itself; ``# PLUMBING`` lines are logging, timing and bookkeeping.
 
 Public entry points: ``train(seed, quick, progress, cfg) -> RunResult`` (what the bench calls)
-and ``train_agent(seed, quick, progress, cfg, callback) -> (RunResult, Agent)``, which also hands
+and ``train_agent(seed, quick, progress, cfg, callback) -> (RunResult, TrainedDQN)``, which also hands
 back the trained networks and the loss.
 """
 
@@ -47,7 +47,6 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictSequential
 
-from rlteach.bench import SOLVED_THRESHOLDS, register
 from rlteach.buffers import ReplayBuffer
 from rlteach.checkpoint import Checkpointer, as_checkpointer
 from rlteach.envs import Collector, VecGymEnv
@@ -59,26 +58,22 @@ from rlteach.modules import (
 )
 from rlteach.objectives import DQNLoss, LossModule
 from rlteach.progress import progress_bar
+from rlteach.recipes._offpolicy import (  # noqa: F401  (TRANSITION_KEYS: read here too)
+    TRANSITION_KEYS,
+    Agent,
+    UpdateLog,
+    offpolicy_loop,
+)
 from rlteach.recipes._scale import LUNARLANDER_PROTOCOL, MINATAR_GAMES, MINATAR_PROTOCOL
 from rlteach.recipes.base import (
     Evaluator,
     RunResult,
-    register_trainable,
     resolve_device,
     seed_everything,
 )
+from rlteach.registry import register_trainable
+from rlteach.tasks import solved_threshold
 from rlteach.updaters import HardUpdate, SoftUpdate
-
-#: What a transition in the replay buffer keeps (not the policy's Q-values or greedy action).
-TRANSITION_KEYS = (
-    "observation",
-    "action",
-    ("next", "observation"),
-    ("next", "reward"),
-    ("next", "terminated"),
-    ("next", "truncated"),
-    ("next", "done"),
-)
 
 
 @dataclass(frozen=True)
@@ -151,7 +146,7 @@ more here); with CartPole's settings the greedy policy often collapsed back to -
 
 
 @dataclass
-class Agent:
+class TrainedDQN:
     """What a training run leaves behind: the networks and the loss that trained them.
 
     ==============  ===========================================================================
@@ -231,7 +226,7 @@ def make_optimizer(cfg, params) -> torch.optim.Optimizer:
     raise ValueError(f"optimizer must be 'adam' or 'rmsprop', got {cfg.optimizer!r}.")
 
 
-def run_off_policy(
+def run_value_based(
     algo: str,
     cfg,
     build_fn: Callable,
@@ -242,8 +237,8 @@ def run_off_policy(
     checkpoint: Checkpointer | None = None,
     *,
     device: str | torch.device = "cpu",
-) -> tuple[RunResult, Agent]:
-    """The replay-buffer loop shared by DQN and C51 (see the module docstring).
+) -> tuple[RunResult, TrainedDQN]:
+    """DQN's and C51's set-up around the off-policy loop (see the module docstring).
 
     ``callback(frames, minibatch, loss_out)``, if given, is called after every gradient step
     (e.g. to record Q-value estimates for the overestimation experiment). With a ``checkpoint``
@@ -291,15 +286,28 @@ def run_off_policy(
     )
     frames_per_batch = cfg.num_envs * cfg.steps_per_batch
     collector = Collector(env, policy, frames_per_batch, total_frames=cfg.total_frames)
-    threshold = SOLVED_THRESHOLDS.get(cfg.env_id, float("inf"))
+
+    def update(minibatch: TensorDictBase, i: int):
+        out = loss(minibatch)  # ALGO: (DQN-1..4) or (C51-1..5)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        if cfg.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(loss.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        return True, out  # the target network's updater counts every step (TGT-1, TGT-2)
+
+    def anneal(frames: int) -> None:  # ALGO: (EG-1) ε falls over the frames past the delay
+        exploration.step(min(frames_per_batch, frames - cfg.exploration_delay))
+
+    agent = Agent(loss, act=policy, eval_policy=actor, update=update, after_collect=anneal)
 
     result = RunResult(algo=algo, env_id=cfg.env_id, seed=seed)  # PLUMBING
     bar = progress_bar(
         total=cfg.total_frames, desc=f"{algo} {cfg.env_id}", disable=not progress, unit="frame"
     )
     evaluator = Evaluator(
-        result, actor, cfg.env_id, cfg.eval_every, threshold, cfg.eval_episodes,
-        cfg.stop_on_solve, bar,
+        result, actor, cfg.env_id, cfg.eval_every, solved_threshold(cfg.env_id),
+        cfg.eval_episodes, cfg.stop_on_solve, bar,
     )  # fmt: skip
     checkpoint = as_checkpointer(checkpoint)  # PLUMBING: save / resume everything below
     updater = {} if target_updater is None else {"target_updater": target_updater}
@@ -309,31 +317,15 @@ def run_off_policy(
         evaluator=evaluator, generator=generator,
     )  # fmt: skip
     with skip_missing_pandas_lookup():
-        for batch in collector:
-            buffer.extend(batch.select(*TRANSITION_KEYS))  # ALGO: store the transitions
-            # ALGO: (EG-1) anneal ε over the frames past exploration_delay
-            exploration.step(min(frames_per_batch, collector.frames - cfg.exploration_delay))
-            if collector.frames >= cfg.learning_starts:
-                for _ in range(cfg.updates_per_batch):
-                    minibatch = buffer.sample(cfg.batch_size)  # ALGO: uniform replay
-                    out = loss(minibatch)  # ALGO: (DQN-1..4) or (C51-1..5)
-                    optimizer.zero_grad()
-                    out["loss"].backward()
-                    if cfg.max_grad_norm is not None:
-                        torch.nn.utils.clip_grad_norm_(loss.parameters(), cfg.max_grad_norm)
-                    optimizer.step()
-                    if target_updater is not None:
-                        target_updater.step()  # ALGO: (TGT-1) or (TGT-2)
-                    if callback is not None:  # PLUMBING
-                        callback(collector.frames, minibatch, out)
-            last = collector.frames >= cfg.total_frames  # PLUMBING
-            solved = evaluator.after_batch(collector.frames, last=last)
-            checkpoint.after_batch(collector.frames, finished=solved or last)  # PLUMBING
-            if solved:
-                break
+        offpolicy_loop(
+            agent, collector, buffer, UpdateLog({}, None, {}), evaluator, checkpoint,
+            target_updater, learning_starts=cfg.learning_starts,
+            updates_per_batch=cfg.updates_per_batch, batch_size=cfg.batch_size,
+            total_frames=cfg.total_frames, callback=callback,
+        )  # fmt: skip
     bar.close()
     env.close()
-    return result, Agent(actor, policy, loss, exploration, buffer)
+    return result, TrainedDQN(actor, policy, loss, exploration, buffer)
 
 
 def train_agent(
@@ -345,9 +337,9 @@ def train_agent(
     checkpoint: Checkpointer | None = None,
     *,
     device: str | torch.device = "cpu",
-) -> tuple[RunResult, Agent]:
+) -> tuple[RunResult, TrainedDQN]:
     """Train DQN; return the evaluation curve (seconds exclude evaluation) and the agent."""
-    return run_off_policy(
+    return run_value_based(
         "dqn", cfg or DQNConfig(), build, seed, quick, progress, callback, checkpoint,
         device=device,
     )
@@ -366,10 +358,6 @@ def train(
     ``checkpoint`` the run is saved and can be resumed (``python -m rlteach train dqn --resume``).
     """
     return train_agent(seed, quick, progress, cfg, checkpoint=checkpoint, device=device)[0]
-
-
-def train_acrobot(seed: int = 0, quick: bool = False, progress: bool = True) -> RunResult:
-    return train(seed, quick, progress, cfg=ACROBOT)
 
 
 def minatar_config(env_id: str) -> DQNConfig:
@@ -450,6 +438,7 @@ CONFIGS = {
     "LunarLander-v3": LUNARLANDER,
 }
 
-register("dqn-cartpole", "dqn", "CartPole-v1", train)
-register("dqn-acrobot", "dqn", "Acrobot-v1", train_acrobot)
-register_trainable("dqn", train, CONFIGS, resumable=True)
+register_trainable(
+    "dqn", train, CONFIGS, resumable=True,
+    bench={"dqn-cartpole": "CartPole-v1", "dqn-acrobot": "Acrobot-v1"},
+)  # fmt: skip

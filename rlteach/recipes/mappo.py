@@ -30,16 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
-from tensordict.nn import (
-    InteractionType,
-    ProbabilisticTensorDictModule,
-    ProbabilisticTensorDictSequential,
-    TensorDictModule,
-)
 from torch import nn
-from torch.distributions import Categorical
 
-from rlteach.bench import register
 from rlteach.checkpoint import Checkpointer, as_checkpointer
 from rlteach.envs_multiagent import (
     MultiAgentCollector,
@@ -47,16 +39,16 @@ from rlteach.envs_multiagent import (
     evaluate_team_return,
     make_simple_spread,
 )
-from rlteach.modules import MultiAgentMLP
+from rlteach.modules import make_multiagent_categorical_actor, make_multiagent_value_network
 from rlteach.objectives import IPPOLoss, MAPPOLoss
 from rlteach.progress import progress_bar
 from rlteach.recipes.base import (
     Evaluator,
+    OnPolicyConfig,
     RunResult,
-    register_trainable,
-    resolve_device,
-    seed_everything,
+    start_run,
 )
+from rlteach.registry import register_trainable
 
 ENV_ID = "simple_spread_v3"
 RANDOM_RETURN = -27.4
@@ -90,21 +82,19 @@ def nearest_landmark_policy(td):
 
 
 @dataclass(frozen=True)
-class MAPPOConfig:
-    """Hyper-parameters (after the MAPPO paper's MPE settings, scaled to a 2-core CPU budget)."""
+class MAPPOConfig(OnPolicyConfig):
+    """Hyper-parameters (after the MAPPO paper's MPE settings, scaled to a 2-core CPU budget),
+    on top of the fields every on-policy recipe has (:class:`~rlteach.recipes.base.OnPolicyConfig`)."""
 
     centralised_critic: bool = True
     """True: MAPPO (critic reads all observations); False: IPPO (each agent's own)"""
     share_params: bool = True
     """one actor (and critic) network for all agents"""
-    num_envs: int = 8
     steps_per_env: int = 50
     """rollout length T (two 25-step episodes): a batch is num_envs × T team steps"""
     total_frames: int = 100_000
     """team steps (over all copies); each carries n_agents transitions"""
     quick_frames: int = 2_000
-    lr: float = 1e-3
-    gamma: float = 0.99
     gae_lambda: float = 0.95
     num_epochs: int = 8
     minibatch_size: int = 100
@@ -113,10 +103,7 @@ class MAPPOConfig:
     entropy_coeff: float = 0.01
     critic_coeff: float = 1.0
     max_grad_norm: float = 10.0
-    num_cells: tuple[int, ...] = (64, 64)
     eval_every: int = 10_000
-    eval_episodes: int = 10
-    torch_threads: int = 1
     max_cycles: int = 25
     env_id: str = ENV_ID
     """the task's name (for ``python -m rlteach train``; the loop always plays simple spread)"""
@@ -124,43 +111,26 @@ class MAPPOConfig:
     """stop once the greedy team return reaches ``THRESHOLD`` (the command line's
     ``--stop-when-solved``)"""
 
+    def quick(self) -> MAPPOConfig:
+        """The quick run: ``quick_frames``, one evaluation at the end, of at most 4 episodes."""
+        return replace(
+            self,
+            total_frames=self.quick_frames,
+            eval_every=self.quick_frames,
+            eval_episodes=min(self.eval_episodes, 4),
+        )
+
 
 def build(cfg: MAPPOConfig, env: PettingZooParallelEnv):
     """Shared categorical actor, centralised (MAPPO) or independent (IPPO) critic, the loss."""
     n, obs, acts = env.n_agents, env.observation_dim, env.n_actions
-    logits = TensorDictModule(
-        MultiAgentMLP(
-            obs,
-            acts,
-            n,
-            centralized=False,
-            share_params=cfg.share_params,
-            num_cells=cfg.num_cells,
-        ),
-        in_keys=[("agents", "observation")],
-        out_keys=[("agents", "logits")],
+    actor = make_multiagent_categorical_actor(  # pi(a^i | o^i), one network for all agents
+        obs, acts, n, share_params=cfg.share_params, num_cells=cfg.num_cells
     )
-    head = ProbabilisticTensorDictModule(
-        in_keys={"logits": ("agents", "logits")},
-        out_keys=[("agents", "action")],
-        distribution_class=Categorical,
-        return_log_prob=True,
-        log_prob_key=("agents", "action_log_prob"),
-        default_interaction_type=InteractionType.RANDOM,
-    )
-    actor = ProbabilisticTensorDictSequential(logits, head)
-    critic = TensorDictModule(
-        MultiAgentMLP(
-            obs,
-            1,
-            n,
-            centralized=cfg.centralised_critic,  # ALGO: the one difference MAPPO / IPPO
-            share_params=cfg.share_params,
-            num_cells=cfg.num_cells,
-        ),
-        in_keys=[("agents", "observation")],
-        out_keys=[("agents", "state_value")],
-    )
+    critic = make_multiagent_value_network(  # ALGO: the one difference MAPPO / IPPO
+        obs, n, centralized=cfg.centralised_critic, share_params=cfg.share_params,
+        num_cells=cfg.num_cells,
+    )  # fmt: skip
     loss_class = MAPPOLoss if cfg.centralised_critic else IPPOLoss
     loss = loss_class(  # advantages standardised per agent (MAPPO-1)
         actor,
@@ -196,18 +166,9 @@ def train(
     evaluation history) after each due batch and, if the checkpointer resumes, continues from it
     bit-identically. ``device`` is where the networks and the batches live.
     """
-    device = resolve_device(device)  # PLUMBING: refuse an unknown or absent device first
-    cfg = cfg or MAPPOConfig()
-    if quick:
-        cfg = replace(
-            cfg,
-            total_frames=cfg.quick_frames,
-            eval_every=cfg.quick_frames,
-            eval_episodes=min(cfg.eval_episodes, 4),
-        )
+    # PLUMBING: device checked, quick budget, threads, seeds
+    cfg, device, generator = start_run(cfg or MAPPOConfig(), seed, quick, device)
     algo = "mappo" if cfg.centralised_critic else "ippo"
-    torch.set_num_threads(cfg.torch_threads)  # PLUMBING
-    generator = seed_everything(seed)
     task = make_simple_spread(max_cycles=cfg.max_cycles)
     env = PettingZooParallelEnv(task, cfg.num_envs, seed=seed, device=device)
     eval_env = PettingZooParallelEnv(task, cfg.eval_episodes, seed=10_000, device=device)
@@ -281,13 +242,11 @@ def train_ippo(
 # of millions of steps, none of which transfers to this 100k-step, local_ratio=0.5 setting. The
 # line is our own, from two measured references on the same 32 evaluation episodes: halfway
 # between the random team (-27.4) and the hand-coded nearest_landmark_policy (-17.2).
-register("mappo-spread", "mappo", ENV_ID, train, threshold=THRESHOLD)
-register("ippo-spread", "ippo", ENV_ID, train_ippo, threshold=THRESHOLD)
-register_trainable("mappo", train, {ENV_ID: MAPPOConfig()}, action_spaces=(), resumable=True)
 register_trainable(
-    "ippo",
-    train_ippo,
-    {ENV_ID: MAPPOConfig(centralised_critic=False)},
-    action_spaces=(),
-    resumable=True,
-)
+    "mappo", train, {ENV_ID: MAPPOConfig()}, action_spaces=(), resumable=True,
+    bench={"mappo-spread": ENV_ID}, threshold=THRESHOLD,
+)  # fmt: skip
+register_trainable(
+    "ippo", train_ippo, {ENV_ID: MAPPOConfig(centralised_critic=False)}, action_spaces=(),
+    resumable=True, bench={"ippo-spread": ENV_ID}, threshold=THRESHOLD,
+)  # fmt: skip

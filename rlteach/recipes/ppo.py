@@ -22,7 +22,6 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from rlteach.bench import SOLVED_THRESHOLDS, register
 from rlteach.envs import Collector, VecGymEnv
 from rlteach.modules import (
     make_categorical_actor,
@@ -32,7 +31,6 @@ from rlteach.modules import (
     make_value_network,
 )
 from rlteach.objectives import ClipPPOLoss
-from rlteach.progress import progress_bar
 from rlteach.recipes._scale import (
     LUNARLANDER_PROTOCOL,
     MINATAR_GAMES,
@@ -41,34 +39,25 @@ from rlteach.recipes._scale import (
 )
 from rlteach.recipes.base import (
     Checkpointer,
-    Evaluator,
+    OnPolicyConfig,
     RunResult,
     as_checkpointer,
-    register_trainable,
-    resolve_device,
-    seed_everything,
+    progress_and_evaluator,
+    start_run,
 )
+from rlteach.registry import register_trainable
 from rlteach.value import ValueEstimators
 
 
 @dataclass(frozen=True)
-class PPOConfig:
-    """Hyper-parameters; the CartPole defaults follow RL-Zoo's tuned PPO (Raffin 2020)."""
+class PPOConfig(OnPolicyConfig):
+    """Hyper-parameters; the CartPole defaults follow RL-Zoo's tuned PPO (Raffin 2020). The
+    fields every on-policy recipe has are :class:`~rlteach.recipes.base.OnPolicyConfig`'s."""
 
-    env_id: str = "CartPole-v1"
-    num_envs: int = 8
-    """parallel environment copies (gymnasium.vector)"""
-    steps_per_env: int = 32
-    """rollout length T: a batch is num_envs × T transitions"""
-    total_frames: int = 100_000
-    """training budget in environment steps (frames over all copies)"""
-    quick_frames: int = 4_096
-    """the budget under RLTEACH_QUICK=1"""
-    lr: float = 1e-3
+    gamma: float = 0.98
     adam_eps: float = 1e-8
     anneal_lr: bool = True
     """decay the learning rate linearly to 0 over total_frames"""
-    gamma: float = 0.98
     gae_lambda: float = 0.8
     num_epochs: int = 20
     minibatch_size: int = 256
@@ -79,15 +68,12 @@ class PPOConfig:
     clip_value: bool | float | None = None
     """clip V(s) around its value at collection time in the critic loss (True: by clip_epsilon)"""
     normalize_advantage: bool = True
-    max_grad_norm: float = 0.5
-    num_cells: tuple[int, ...] = (64, 64)
-    eval_every: int = 2_048
-    """frames between evaluations"""
-    eval_episodes: int = 10
-    stop_on_solve: bool = True
-    """end the run at the first evaluation at or above the solved threshold"""
-    torch_threads: int = 1
-    """small networks run fastest on one thread; the other core steps the environments"""
+
+    def quick(self) -> PPOConfig:
+        """The quick run's config, with a batch no larger than its budget (a no-op unless
+        num_envs × T exceeds it)."""
+        steps = max(1, min(self.steps_per_env, self.quick_frames // self.num_envs))
+        return replace(super().quick(), steps_per_env=steps)
 
 
 ACROBOT = PPOConfig(
@@ -157,18 +143,8 @@ def train(
     boundaries and, if the checkpointer resumes, continues from the saved one bit-identically.
     ``device`` is where the networks and the batches live (see rlteach/recipes/base.py).
     """
-    device = resolve_device(device)  # PLUMBING: refuse an unknown or absent device first
-    cfg = cfg or PPOConfig()
-    if quick:
-        cfg = replace(
-            cfg,
-            total_frames=cfg.quick_frames,
-            eval_every=min(cfg.eval_every, cfg.quick_frames),
-            # a batch no larger than the quick budget (a no-op unless num_envs × T exceeds it)
-            steps_per_env=max(1, min(cfg.steps_per_env, cfg.quick_frames // cfg.num_envs)),
-        )
-    torch.set_num_threads(cfg.torch_threads)  # PLUMBING
-    generator = seed_everything(seed)
+    # PLUMBING: device checked, quick budget, threads, seeds
+    cfg, device, generator = start_run(cfg or PPOConfig(), seed, quick, device)
     env = VecGymEnv(cfg.env_id, cfg.num_envs, seed=seed, device=device)
     with torch.device("cpu"):  # PLUMBING: initialised on the CPU, the same on every device
         actor, critic, loss = build(cfg, env)
@@ -176,14 +152,9 @@ def train(
     optimizer = torch.optim.Adam(loss.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
     frames_per_batch = cfg.num_envs * cfg.steps_per_env
     collector = Collector(env, actor, frames_per_batch, total_frames=cfg.total_frames)
-    threshold = SOLVED_THRESHOLDS.get(cfg.env_id, float("inf"))
 
     result = RunResult(algo="ppo", env_id=cfg.env_id, seed=seed)  # PLUMBING
-    bar = progress_bar(total=cfg.total_frames, desc=f"PPO {cfg.env_id}", disable=not progress, unit="frame")
-    evaluator = Evaluator(
-        result, actor, cfg.env_id, cfg.eval_every, threshold, cfg.eval_episodes,
-        cfg.stop_on_solve, bar,
-    )
+    bar, evaluator = progress_and_evaluator(result, actor, cfg, f"PPO {cfg.env_id}", progress)
     checkpoint = as_checkpointer(checkpoint)  # PLUMBING: save / resume everything below
     checkpoint.track(
         policy=actor, loss=loss, optimizer=optimizer, collector=collector,
@@ -215,10 +186,6 @@ def train(
     bar.close()
     env.close()
     return result
-
-
-def train_acrobot(seed: int = 0, quick: bool = False, progress: bool = True) -> RunResult:
-    return train(seed, quick, progress, cfg=ACROBOT)
 
 
 def minatar_config(env_id: str) -> PPOConfig:
@@ -304,8 +271,7 @@ CONFIGS = {
     "LunarLander-v3": LUNARLANDER,
 }
 
-register("ppo-cartpole", "ppo", "CartPole-v1", train)
-register("ppo-acrobot", "ppo", "Acrobot-v1", train_acrobot)
 register_trainable(
-    "ppo", train, CONFIGS, action_spaces=("discrete", "continuous"), resumable=True
-)
+    "ppo", train, CONFIGS, action_spaces=("discrete", "continuous"), resumable=True,
+    bench={"ppo-cartpole": "CartPole-v1", "ppo-acrobot": "Acrobot-v1"},
+)  # fmt: skip

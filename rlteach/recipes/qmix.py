@@ -22,7 +22,6 @@ from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
 
 from rlteach._checks import module_device
-from rlteach.bench import register
 from rlteach.buffers import ReplayBuffer
 from rlteach.checkpoint import Checkpointer, as_checkpointer
 from rlteach.envs_multiagent import MultiAgentCollector, TwoStepGame, evaluate_team_return
@@ -32,10 +31,10 @@ from rlteach.progress import progress_bar
 from rlteach.recipes.base import (
     Evaluator,
     RunResult,
-    register_trainable,
     resolve_device,
     seed_everything,
 )
+from rlteach.registry import register_trainable
 from rlteach.updaters import HardUpdate
 
 ENV_ID = "TwoStepGame"
@@ -152,7 +151,7 @@ def q_tot_table(loss: QMixerLoss) -> dict[str, torch.Tensor]:
     tables = {}
     for index, name in enumerate(["1", "2A", "2B"]):
         state = torch.full((4,), index, dtype=torch.int64, device=device)
-        td = game._root(state)
+        td = game.root(state)
         td = loss.local_value_network(td)
         q = td["agents", "action_value"]  # [4, 2, 2]
         chosen = q.gather(-1, joint.unsqueeze(-1))  # [4, 2, 1]
@@ -256,12 +255,14 @@ def train_vdn(
 
 # Thresholds: QMIX must find the optimal return 8; VDN "solves" its own task at 7, the best an
 # additive factorisation can do here (its bench row shows it never reaches 8).
-register("qmix-twostep", "qmix", ENV_ID, train, threshold=OPTIMAL_RETURN)
-register("vdn-twostep", "vdn", ENV_ID, train_vdn, threshold=VDN_RETURN)
 # The command line counts frames (team steps): 5,000 episodes = 10,000 frames, evaluated every
 # 500 frames (250 episodes), as the bench's run.
 _CLI = QMixConfig(total_frames=10_000, eval_every=500)
-register_trainable("qmix", train, {ENV_ID: _CLI}, action_spaces=(), resumable=True)
 register_trainable(
-    "vdn", train_vdn, {ENV_ID: replace(_CLI, mixer="vdn")}, action_spaces=(), resumable=True
-)
+    "qmix", train, {ENV_ID: _CLI}, action_spaces=(), resumable=True,
+    bench={"qmix-twostep": ENV_ID}, threshold=OPTIMAL_RETURN,
+)  # fmt: skip
+register_trainable(
+    "vdn", train_vdn, {ENV_ID: replace(_CLI, mixer="vdn")}, action_spaces=(), resumable=True,
+    bench={"vdn-twostep": ENV_ID}, threshold=VDN_RETURN,
+)  # fmt: skip

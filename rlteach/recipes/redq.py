@@ -23,7 +23,6 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from rlteach.bench import register
 from rlteach.envs import GymEnv
 from rlteach.modules import make_normal_actor, make_state_action_value_network
 from rlteach.objectives import REDQLoss
@@ -35,7 +34,8 @@ from rlteach.recipes._offpolicy import (
     OffPolicyResult,
     run_offpolicy,
 )
-from rlteach.recipes.base import Checkpointer, register_trainable
+from rlteach.recipes.base import Checkpointer
+from rlteach.registry import register_trainable
 
 
 @dataclass(frozen=True)
@@ -183,5 +183,7 @@ CONFIGS = {
     "HalfCheetah-v5": mujoco_config("HalfCheetah-v5"),
 }
 
-register("redq-pendulum", "redq", "Pendulum-v1", train)
-register_trainable("redq", train, CONFIGS, action_spaces=("continuous",), resumable=True)
+register_trainable(
+    "redq", train, CONFIGS, action_spaces=("continuous",), resumable=True,
+    bench={"redq-pendulum": "Pendulum-v1"},
+)  # fmt: skip

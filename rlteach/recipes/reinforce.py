@@ -8,46 +8,36 @@ minus the critic's baseline weights the score function ``-log π(a|s)`` in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
-from rlteach.bench import SOLVED_THRESHOLDS, register
 from rlteach.envs import Collector, VecGymEnv
 from rlteach.modules import make_categorical_actor, make_value_network
 from rlteach.objectives import ReinforceLoss
-from rlteach.progress import progress_bar
 from rlteach.recipes.base import (
     Checkpointer,
-    Evaluator,
+    OnPolicyConfig,
     RunResult,
     as_checkpointer,
-    register_trainable,
-    resolve_device,
-    seed_everything,
+    progress_and_evaluator,
+    start_run,
 )
+from rlteach.registry import register_trainable
 from rlteach.value import ValueEstimators
 
 
 @dataclass(frozen=True)
-class ReinforceConfig:
-    """Hyper-parameters for discrete-action tasks (CartPole defaults)."""
+class ReinforceConfig(OnPolicyConfig):
+    """Hyper-parameters for discrete-action tasks (CartPole defaults), on top of the fields
+    every on-policy recipe has (:class:`~rlteach.recipes.base.OnPolicyConfig`)."""
 
-    env_id: str = "CartPole-v1"
-    num_envs: int = 8
     steps_per_env: int = 256
     """long rollouts: Monte-Carlo returns need whole episodes, not bootstrapped fragments"""
     total_frames: int = 300_000
-    quick_frames: int = 4_096
-    lr: float = 1e-3
-    gamma: float = 0.99
-    loss_critic_type: str = "l2"
     max_grad_norm: float = 1.0
-    num_cells: tuple[int, ...] = (64, 64)
     eval_every: int = 8_192
-    eval_episodes: int = 10
-    stop_on_solve: bool = True
-    torch_threads: int = 1
+    loss_critic_type: str = "l2"
 
 
 def train(
@@ -60,14 +50,8 @@ def train(
     boundaries and, if the checkpointer resumes, continues from the saved one bit-identically.
     ``device`` is where the networks and the batches live (see rlteach/recipes/base.py).
     """
-    device = resolve_device(device)  # PLUMBING: refuse an unknown or absent device first
-    cfg = cfg or ReinforceConfig()
-    if quick:
-        cfg = replace(
-            cfg, total_frames=cfg.quick_frames, eval_every=min(cfg.eval_every, cfg.quick_frames)
-        )
-    torch.set_num_threads(cfg.torch_threads)  # PLUMBING
-    seed_everything(seed)
+    # PLUMBING: device checked, quick budget, threads, seeds
+    cfg, device, _ = start_run(cfg or ReinforceConfig(), seed, quick, device)
     env = VecGymEnv(cfg.env_id, cfg.num_envs, seed=seed, device=device)
     with torch.device("cpu"):  # PLUMBING: initialised on the CPU, the same on every device
         actor = make_categorical_actor(env.observation_dim, env.n_actions, cfg.num_cells)
@@ -83,13 +67,7 @@ def train(
     )
 
     result = RunResult(algo="reinforce", env_id=cfg.env_id, seed=seed)  # PLUMBING
-    bar = progress_bar(
-        total=cfg.total_frames, desc=f"REINFORCE {cfg.env_id}", disable=not progress, unit="frame"
-    )
-    evaluator = Evaluator(
-        result, actor, cfg.env_id, cfg.eval_every, SOLVED_THRESHOLDS.get(cfg.env_id, float("inf")),
-        cfg.eval_episodes, cfg.stop_on_solve, bar,
-    )
+    bar, evaluator = progress_and_evaluator(result, actor, cfg, f"REINFORCE {cfg.env_id}", progress)
     checkpoint = as_checkpointer(checkpoint)  # PLUMBING: save / resume everything below
     checkpoint.track(
         policy=actor, loss=loss, optimizer=optimizer, collector=collector, evaluator=evaluator
@@ -113,5 +91,7 @@ def train(
     return result
 
 
-register("reinforce-cartpole", "reinforce", "CartPole-v1", train)
-register_trainable("reinforce", train, {"CartPole-v1": ReinforceConfig()}, resumable=True)
+register_trainable(
+    "reinforce", train, {"CartPole-v1": ReinforceConfig()}, resumable=True,
+    bench={"reinforce-cartpole": "CartPole-v1"},
+)  # fmt: skip

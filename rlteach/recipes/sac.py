@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import torch
 
-from rlteach.bench import MUJOCO_MILESTONES, register
 from rlteach.envs import GymEnv
 from rlteach.modules import make_normal_actor, make_state_action_value_network
 from rlteach.objectives import SACLoss
@@ -30,7 +29,8 @@ from rlteach.recipes._offpolicy import (
     OffPolicyResult,
     run_offpolicy,
 )
-from rlteach.recipes.base import Checkpointer, register_trainable
+from rlteach.recipes.base import Checkpointer
+from rlteach.registry import register_trainable
 
 
 @dataclass(frozen=True)
@@ -147,11 +147,7 @@ CONFIGS = {
 
 
 
-def train_hopper(seed: int = 0, quick: bool = False, progress: bool = True) -> OffPolicyResult:
-    """The ``sac-hopper`` bench entry: the Hopper-v5 configuration (also the SB3 comparison's)."""
-    return train(seed, quick, progress, cfg=CONFIGS["Hopper-v5"])
-
-
-register("sac-pendulum", "sac", "Pendulum-v1", train)
-register("sac-hopper", "sac", "Hopper-v5", train_hopper, MUJOCO_MILESTONES["Hopper-v5"])
-register_trainable("sac", train, CONFIGS, action_spaces=("continuous",), resumable=True)
+register_trainable(
+    "sac", train, CONFIGS, action_spaces=("continuous",), resumable=True,
+    bench={"sac-pendulum": "Pendulum-v1", "sac-hopper": "Hopper-v5"},
+)  # fmt: skip

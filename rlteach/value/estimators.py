@@ -301,7 +301,7 @@ class ValueEstimatorBase(torch.nn.Module):
                         f"for [*B, T]."
                     )
                 return candidate % td.batch_dims
-        names = td.names if td._has_names() else []
+        names = td.names if td._has_names() else []  # noqa: SLF001 (tensordict's: names unset)
         if "time" in names:
             return names.index("time")
         return td.batch_dims - 1

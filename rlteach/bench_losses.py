@@ -214,42 +214,27 @@ def _continuous_cases(tr, batch_size: int, g: torch.Generator) -> list[tuple]:
 
 def _multiagent_cases(trm, shape: tuple[int, int], g: torch.Generator) -> list[tuple]:
     from tensordict.nn import (
-        InteractionType,
-        ProbabilisticTensorDictModule,
-        ProbabilisticTensorDictSequential,
         TensorDictModule,
         TensorDictSequential,
     )
-    from torch.distributions import Categorical
 
-    from rlteach.modules import GreedyAction, MultiAgentMLP, QMixer
+    from rlteach.modules import (
+        GreedyAction,
+        MultiAgentMLP,
+        QMixer,
+        make_multiagent_categorical_actor,
+        make_multiagent_value_network,
+    )
     from rlteach.objectives import IPPOLoss, MAPPOLoss, QMixerLoss
 
     agents, obs_dim, n_actions, state_dim = 3, 18, 5, 54  # simple spread's sizes
     envs, steps = shape
 
     def policy():
-        logits = TensorDictModule(
-            MultiAgentMLP(obs_dim, n_actions, agents, centralized=False, share_params=True),
-            in_keys=[("agents", "observation")],
-            out_keys=[("agents", "logits")],
-        )
-        head = ProbabilisticTensorDictModule(
-            in_keys={"logits": ("agents", "logits")},
-            out_keys=[("agents", "action")],
-            distribution_class=Categorical,
-            return_log_prob=True,
-            log_prob_key=("agents", "action_log_prob"),
-            default_interaction_type=InteractionType.RANDOM,
-        )
-        return ProbabilisticTensorDictSequential(logits, head)
+        return make_multiagent_categorical_actor(obs_dim, n_actions, agents)
 
     def critic(centralized):
-        return TensorDictModule(
-            MultiAgentMLP(obs_dim, 1, agents, centralized=centralized, share_params=True),
-            in_keys=[("agents", "observation")],
-            out_keys=[("agents", "state_value")],
-        )
+        return make_multiagent_value_network(obs_dim, agents, centralized=centralized)
 
     done = torch.rand(envs, steps, 1, generator=g) < 0.02
     ppo_batch = TensorDict(
