@@ -181,6 +181,11 @@ def _store(
     data = json.loads((folder / "result.json").read_text())
     import torch
 
+    if "config" not in data and (folder / "checkpoint.pt").is_file():
+        # the on-policy results carry no config: take the one the run's checkpoint records
+        saved = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=False)
+        data["config"] = saved["meta"]["config"]
+
     from rlteach.bench import _cpu_model
 
     data["machine"] = (
