@@ -72,6 +72,10 @@ class TD3Loss(LossModule):
         loss_function: ``"smooth_l1"`` (default), ``"l2"`` or ``"l1"``.
         delay_actor, delay_qvalue: keep target copies mu' and Q'_i (True, True).
         gamma: refused, as in TorchRL: use ``make_value_estimator(gamma=...)``.
+        separate_losses: parameters the critics share with the actor (a common trunk) are
+            trained by the actor loss only: the critics read them detached. With one Q-network,
+            those parameters are kept in every critic (neither copied nor re-initialised), as
+            TorchRL does. False (default): each critic holds re-initialised copies of them.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
         clipped_double_q: rlteach only; ``False`` bootstraps from Q'_1 alone (ablation).
 
@@ -127,6 +131,7 @@ class TD3Loss(LossModule):
         delay_actor: bool = True,
         delay_qvalue: bool = True,
         gamma: float | None = None,
+        separate_losses: bool = False,
         reduction: str | None = None,
         clipped_double_q: bool = True,
     ) -> None:
@@ -157,7 +162,8 @@ class TD3Loss(LossModule):
                 )
         if not bool((high >= low).all()):
             raise ValueError(f"{owner}: a low bound is above its high bound: {low} > {high}.")
-        qvalue = make_qvalue_ensemble(qvalue_network, num_qvalue_nets, owner)
+        separate_from = [actor_network] if separate_losses else []
+        qvalue = make_qvalue_ensemble(qvalue_network, num_qvalue_nets, owner, separate_from)
 
         super().__init__()
         self.num_qvalue_nets = num_qvalue_nets
