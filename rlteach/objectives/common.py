@@ -52,6 +52,7 @@ from rlteach._checks import check_choice, check_finite, get_key, key_str
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, _reduce, read_inputs
 from rlteach.value import (
     GAE,
+    MultiAgentGAE,
     TD0Estimator,
     TD1Estimator,
     TDLambdaEstimator,
@@ -66,6 +67,7 @@ _ESTIMATOR_CLASSES = {
     ValueEstimators.TDLambda: TDLambdaEstimator,
     ValueEstimators.GAE: GAE,
     ValueEstimators.VTrace: VTrace,
+    ValueEstimators.MAGAE: MultiAgentGAE,
 }
 
 # The hyper-parameters a loss gives its estimator unless told otherwise: TorchRL 0.14's
@@ -78,6 +80,7 @@ _DEFAULT_VALUE_KWARGS = {
     ValueEstimators.TDLambda: {"gamma": 0.99, "lmbda": 0.95, "differentiable": True},
     ValueEstimators.GAE: {"gamma": 0.99, "lmbda": 0.95, "differentiable": True},
     ValueEstimators.VTrace: {"gamma": 0.99, "differentiable": True},
+    ValueEstimators.MAGAE: {"gamma": 0.99, "lmbda": 0.95, "differentiable": True},
 }
 
 # Friendly names for configuration files and the command line (matched case-insensitively).
@@ -89,17 +92,24 @@ VALUE_ESTIMATOR_ALIASES = {
     "gae": ValueEstimators.GAE,
     "vtrace": ValueEstimators.VTrace,
     "v_trace": ValueEstimators.VTrace,
+    "magae": ValueEstimators.MAGAE,
 }
 
 
 def resolve_value_type(value_type) -> ValueEstimators:
-    """Turn a ``ValueEstimators`` member or a string alias (``"gae"``, ``"TD0"``) into a member.
+    """Turn a ``ValueEstimators`` member (rlteach's, or TorchRL's of the same name) or a string
+    alias (``"gae"``, ``"TD0"``) into a member.
 
     Raises:
         ValueError: the name is not known; the message lists the accepted ones.
     """
     if isinstance(value_type, ValueEstimators) and value_type in _ESTIMATOR_CLASSES:
         return value_type
+    # TorchRL's own enum (torchrl.objectives.ValueEstimators), member for member by name
+    if type(value_type).__name__ == "ValueEstimators" and hasattr(value_type, "name"):
+        value_type = getattr(ValueEstimators, value_type.name, value_type)
+        if value_type in _ESTIMATOR_CLASSES:
+            return value_type
     if isinstance(value_type, str) and value_type.lower() in VALUE_ESTIMATOR_ALIASES:
         return VALUE_ESTIMATOR_ALIASES[value_type.lower()]
     members = ", ".join(f"ValueEstimators.{m.name}" for m in _ESTIMATOR_CLASSES)
@@ -410,8 +420,8 @@ class LossModule(nn.Module):
 
         Args:
             value_type: a ``rlteach.value.ValueEstimators`` member (TD0, TD1, TDLambda, GAE,
-                VTrace), a string alias (``"td0"``, ``"td1"``, ``"td_lambda"``, ``"gae"``,
-                ``"vtrace"``; any case), an estimator instance (used as it is), or an estimator
+                VTrace, MAGAE; TorchRL's members are taken by name), a string alias (``"td0"``,
+                ``"td1"``, ``"td_lambda"``, ``"gae"``, ``"vtrace"``, ``"magae"``; any case), an estimator instance (used as it is), or an estimator
                 class (built with ``hyperparams``). ``None`` means
                 ``self.default_value_estimator``.
             **hyperparams: override the defaults (``gamma=0.99``, ``lmbda=0.95``,
@@ -511,7 +521,9 @@ class LossModule(nn.Module):
             keys,
             owner=type(self).__name__,
             check_nan=check_nan,
-            strict_shapes=self._strict_input_shapes,
+            # a multi-agent estimator (ValueEstimators.MAGAE) means entries with an agent dim
+            strict_shapes=self._strict_input_shapes
+            and not isinstance(self._value_estimator, MultiAgentGAE),
         )
 
     def _check_network_inputs(

@@ -210,6 +210,7 @@ class PPOLoss(LossModule):
         ValueEstimators.TD1,
         ValueEstimators.TDLambda,
         ValueEstimators.GAE,
+        ValueEstimators.MAGAE,
         ValueEstimators.VTrace,
     )
 

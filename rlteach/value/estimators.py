@@ -83,6 +83,7 @@ class ValueEstimators(Enum):
     TD1 = "TD(1) (infinity-step return)"
     TDLambda = "TD(lambda)"
     GAE = "Generalized advantage estimate"
+    MAGAE = "Multi-agent generalized advantage estimate"  # rlteach.value.MultiAgentGAE
     VTrace = "V-trace"
 
 
