@@ -49,6 +49,7 @@ from tensordict.utils import NestedKey
 from torch import nn
 
 from rlteach._checks import check_choice, check_finite, get_key, key_str
+from rlteach._dispatch import call_with_tensors
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, _reduce, read_inputs
 from rlteach.value import (
     GAE,
@@ -648,6 +649,11 @@ class LossModule(nn.Module):
         return weights.reshape(batch)
 
     # ------------------------------------------------------------------ misc
+
+    def __call__(self, *args, **kwargs):
+        """``loss(td)``, or TorchRL's keyword form ``loss(observation=..., next_reward=...)``,
+        which returns the ``out_keys`` entries as a tuple (see ``rlteach._dispatch``)."""
+        return call_with_tensors(self, super().__call__, args, kwargs)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Compute the ``loss_*`` terms from a batch; every subclass implements this."""

@@ -298,6 +298,22 @@ class PPOLoss(LossModule):
                 keys.append("explained_variance")
         return keys
 
+    def _torchrl_out_keys(self, after_objective=(), tail=()) -> list[str]:
+        """TorchRL's ``out_keys``: the outputs a keyword call returns, in TorchRL's order (a
+        subset of ``out_keys``, which lists everything ``forward`` writes)."""
+        keys = ["loss_objective", *after_objective]
+        if self.entropy_bonus:
+            keys += ["entropy", "loss_entropy"]
+        if self.critic_coeff is not None:
+            keys.append("loss_critic")
+            if self.clip_value is not None:
+                keys.append("value_clip_fraction")
+        return keys + list(tail)
+
+    @property
+    def _dispatch_out_keys(self) -> list[str]:
+        return self._torchrl_out_keys()
+
     @property
     def in_keys(self) -> list[NestedKey]:
         keys = super().in_keys  # the actor's and critic's inputs
@@ -520,6 +536,11 @@ class ClipPPOLoss(PPOLoss):
         keys = super().out_keys
         return keys[:1] + ["clip_fraction"] + keys[1:] + ["ESS", "max_ratio", "mean_ratio"]
 
+    @property
+    def _dispatch_out_keys(self) -> list[str]:
+        tail = ["ESS", "kl_approx", "max_ratio", "mean_ratio"]
+        return self._torchrl_out_keys(["clip_fraction"], tail)
+
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         """The clipped surrogate (PPO-3) plus entropy and critic terms."""
         td, old_log_prob = self._read_batch(tensordict)
@@ -623,6 +644,10 @@ class KLPENPPOLoss(PPOLoss):
     def out_keys(self) -> list[str]:
         keys = super().out_keys
         return keys[:1] + ["kl"] + keys[1:]
+
+    @property
+    def _dispatch_out_keys(self) -> list[str]:
+        return self._torchrl_out_keys(["kl"])
 
     @property
     def in_keys(self) -> list[NestedKey]:

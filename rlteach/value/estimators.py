@@ -56,6 +56,7 @@ from tensordict.nn.probabilistic import interaction_type
 from tensordict.utils import NestedKey, unravel_key
 
 from rlteach._checks import check_choice, check_gamma, check_lmbda, check_range, get_key
+from rlteach._dispatch import call_with_tensors
 from rlteach.value.functional import (
     generalized_advantage_estimate,
     td0_return_estimate,
@@ -263,6 +264,11 @@ class ValueEstimatorBase(torch.nn.Module):
     @property
     def out_keys(self) -> list[NestedKey]:
         return [self.tensor_keys.advantage, self.tensor_keys.value_target]
+
+    def __call__(self, *args, **kwargs):
+        """``estimator(td)``, or TorchRL's keyword form ``estimator(observation=...,
+        next_reward=..., ...)`` returning ``(advantage, value_target)`` (see ``rlteach._dispatch``)."""
+        return call_with_tensors(self, super().__call__, args, kwargs)
 
     # -- helpers shared by the subclasses ----------------------------------------------------
 
