@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import warnings
 
 import torch
@@ -165,6 +166,21 @@ def _frozen_copy(module: nn.Module) -> nn.Module:
     return target
 
 
+_FALSE_WORDS = ("0", "false", "f", "no", "n", "off")
+
+
+def _rl_warnings() -> bool:
+    """TorchRL's switch for its warnings: the ``RL_WARNINGS`` environment variable (on unless
+    set to a false value such as ``0`` or ``False``)."""
+    return os.environ.get("RL_WARNINGS", "1").strip().lower() not in _FALSE_WORDS
+
+
+def _warn_if_no_updater(loss: LossModule, args) -> None:
+    """Forward pre-hook: a loss with target networks and no updater attached warns, as TorchRL."""
+    if not all(loss._has_update_associated.values()) and _rl_warnings():
+        warnings.warn(loss.TARGET_NET_WARNING, category=UserWarning, stacklevel=2)
+
+
 class UnknownKeyNameError(KeyError, ValueError):
     """``set_keys`` was given a name the loss does not know.
 
@@ -216,6 +232,15 @@ class LossModule(nn.Module):
     # Rewards, flags, values are exactly [*B, 1] and log-probabilities [*B]; multi-agent losses,
     # whose entries may carry an agent dim, set this to False (and check the agent dim themselves).
     _strict_input_shapes: bool = True
+    # TorchRL's text, word for word: warned (UserWarning) at each forward of a loss whose target
+    # networks have no updater (SoftUpdate / HardUpdate) attached; RL_WARNINGS=0 silences it.
+    TARGET_NET_WARNING = (
+        "No target network updater has been associated "
+        "with this loss module, but target parameters have been found. "
+        "While this is supported, it is expected that the target network "
+        "updates will be manually performed. You can deactivate this warning "
+        "by turning the RL_WARNINGS env variable to False."
+    )
 
     # The key names a loss shares with its value estimator. ``set_keys`` and
     # ``make_value_estimator`` pass the loss's value for each of these names, when the loss has
@@ -235,6 +260,9 @@ class LossModule(nn.Module):
         super().__init__()
         self._tensor_keys = self._AcceptedKeys()
         self._target_names: dict[str, str] = {}  # network name -> target network name
+        # network name -> whether an updater was attached to its target (set by the updaters)
+        self._has_update_associated: dict[str, bool] = {}
+        self.register_forward_pre_hook(_warn_if_no_updater)
         self.value_type = self.default_value_estimator
         # The estimator holds no trainable state of its own (its networks are this loss's
         # networks), so it is kept outside the module tree: swapping estimators never changes
@@ -389,6 +417,7 @@ class LossModule(nn.Module):
         if target is not None:
             setattr(self, f"target_{name}", target)
             self._target_names[name] = f"target_{name}"
+            self._has_update_associated[name] = False
 
     def _network_names(self) -> list[str]:
         """Names of the networks registered with ``_register_network`` (targets excluded)."""

@@ -189,6 +189,12 @@ class PPOLoss(LossModule):
         separate_losses: the critic loss sends no gradient to parameters the actor shares.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
         clip_value: if a float δ, clip V(s) to V_old(s) ± δ in the critic loss (PPO2-style).
+        functional: accepted for TorchRL code and stored; no effect. TorchRL's ``functional=True``
+            pulls the parameters out of the networks to call them statelessly; rlteach's networks
+            are always the plain modules passed in, so both values give the same loss.
+        device: the device of the loss's own buffers (``entropy_coeff``, ``critic_coeff``,
+            ``clip_value``, ``clip_epsilon_*``, ``beta``), as in TorchRL; the networks are not
+            moved. ``None``: the default device.
     """
 
     @dataclass
@@ -232,6 +238,8 @@ class PPOLoss(LossModule):
         separate_losses: bool = False,
         reduction: str | None = None,
         clip_value: float | None = None,
+        functional: bool = True,
+        device: torch.device | str | None = None,
     ) -> None:
         owner = type(self).__name__
         # ---- every check first: a refused call changes nothing
@@ -277,12 +285,23 @@ class PPOLoss(LossModule):
         self.separate_losses = separate_losses
         self.reduction = reduction
         # Coefficients are buffers, as in TorchRL, so a schedule can change them in place.
-        self.register_buffer("entropy_coeff", torch.tensor(float(entropy_coeff)))
+        # device=: where the loss's own buffers live (TorchRL's meaning); the networks stay put
+        self._buffer_device = None if device is None else torch.device(device)
+        self.functional = functional  # accepted; rlteach's networks are always plain modules
         self.register_buffer(
-            "critic_coeff", None if critic_coeff is None else torch.tensor(float(critic_coeff))
+            "entropy_coeff", torch.tensor(float(entropy_coeff), device=self._buffer_device)
         )
         self.register_buffer(
-            "clip_value", None if clip_value is None else torch.tensor(float(clip_value))
+            "critic_coeff",
+            None
+            if critic_coeff is None
+            else torch.tensor(float(critic_coeff), device=self._buffer_device),
+        )
+        self.register_buffer(
+            "clip_value",
+            None
+            if clip_value is None
+            else torch.tensor(float(clip_value), device=self._buffer_device),
         )
 
     @property
@@ -505,8 +524,10 @@ class ClipPPOLoss(PPOLoss):
                 )
             clip_value = eps_high if clip_value else None
         super().__init__(actor_network, critic_network, clip_value=clip_value, **kwargs)
-        self.register_buffer("clip_epsilon_low", torch.tensor(eps_low))
-        self.register_buffer("clip_epsilon_high", torch.tensor(eps_high))
+        self.register_buffer("clip_epsilon_low", torch.tensor(eps_low, device=self._buffer_device))
+        self.register_buffer(
+            "clip_epsilon_high", torch.tensor(eps_high, device=self._buffer_device)
+        )
 
     @staticmethod
     def _check_clip_epsilon(clip_epsilon) -> tuple[float, float]:
@@ -624,7 +645,7 @@ class KLPENPPOLoss(PPOLoss):
         self._dist_module = self._find_dist_module(actor_network)
         self.dtarg = dtarg
         self._beta_init = float(beta)
-        self.register_buffer("beta", torch.tensor(float(beta)))
+        self.register_buffer("beta", torch.tensor(float(beta), device=self._buffer_device))
         self.increment = increment
         self.decrement = decrement
         self.samples_mc_kl = samples_mc_kl

@@ -196,6 +196,10 @@ class SACLoss(LossModule):
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``. With ``"none"`` the output has
             the batch's shape and leaves out ``alpha`` and ``entropy`` (TorchRL's
             ``scalar_output_mode="exclude"``).
+        deactivate_vmap: accepted for TorchRL code and stored; no effect. TorchRL runs its
+            critics with ``torch.vmap`` unless this is set; rlteach never vmaps (a
+            ``QValueEnsemble`` runs its members with one batched matrix product per layer, or
+            loops over them), so both values give the same numbers.
         v1_like_torchrl: version 1 only; see the module docstring (False: the paper).
 
     Output keys: ``loss_actor``, ``loss_qvalue``, ``loss_alpha``, ``loss_value`` (version 1),
@@ -257,6 +261,7 @@ class SACLoss(LossModule):
         gamma: float | None = None,
         separate_losses: bool = False,
         reduction: str | None = None,
+        deactivate_vmap: bool = False,
         v1_like_torchrl: bool = False,
     ) -> None:
         owner = type(self).__name__
@@ -296,6 +301,7 @@ class SACLoss(LossModule):
             delay_value,
         )
         self.v1_like_torchrl = v1_like_torchrl
+        self.deactivate_vmap = deactivate_vmap
         self._register_network("actor_network", actor_network, create_target=delay_actor)
         self._register_network("qvalue_network", qvalue, create_target=delay_qvalue)
         if value_network is not None:

@@ -77,6 +77,10 @@ class TD3Loss(LossModule):
             those parameters are kept in every critic (neither copied nor re-initialised), as
             TorchRL does. False (default): each critic holds re-initialised copies of them.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        deactivate_vmap: accepted for TorchRL code and stored; no effect. TorchRL runs its
+            critics with ``torch.vmap`` unless this is set; rlteach never vmaps (a
+            ``QValueEnsemble`` runs its members with one batched matrix product per layer, or
+            loops over them), so both values give the same numbers.
         clipped_double_q: rlteach only; ``False`` bootstraps from Q'_1 alone (ablation).
 
     Output keys (TorchRL's): ``loss_actor``, ``loss_qvalue``, ``pred_value`` [N, *B],
@@ -133,6 +137,7 @@ class TD3Loss(LossModule):
         gamma: float | None = None,
         separate_losses: bool = False,
         reduction: str | None = None,
+        deactivate_vmap: bool = False,
         clipped_double_q: bool = True,
     ) -> None:
         owner = type(self).__name__
@@ -171,6 +176,7 @@ class TD3Loss(LossModule):
         self.loss_function, self.reduction = loss_function, reduction
         self.delay_actor, self.delay_qvalue = delay_actor, delay_qvalue
         self.clipped_double_q = clipped_double_q
+        self.deactivate_vmap = deactivate_vmap
         self._register_network("actor_network", actor_network, create_target=delay_actor)
         self._register_network("qvalue_network", qvalue, create_target=delay_qvalue)
         self.register_buffer("min_action", low)
