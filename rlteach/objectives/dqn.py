@@ -41,6 +41,7 @@ from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torch import nn
 
+from rlteach.modules.core import make_qvalue_actor
 from rlteach.modules.qvalue import check_action_space
 from rlteach.objectives._discrete import DOUBLE_NEEDS_TARGET, action_index, infer_action_space
 from rlteach.objectives.c51 import DistributionalDQNLoss, project_distribution
@@ -57,7 +58,9 @@ class DQNLoss(LossModule):
     r"""The DQN loss (Mnih et al., 2015), with the Double DQN target (van Hasselt et al., 2016).
 
     ``value_network`` is a greedy Q actor (:func:`rlteach.modules.make_qvalue_actor`, or
-    TorchRL's ``QValueActor``): it reads the observation and writes ``"action_value"``
+    TorchRL's ``QValueActor``), or a plain ``nn.Module`` mapping the observation to Q(s, ·),
+    which is wrapped in one reading ``"observation"`` (as TorchRL does): it reads the
+    observation and writes ``"action_value"``
     [*B, n_actions], the greedy ``"action"`` and ``"chosen_action_value"`` [*B, 1].
 
     ==============  ==============  ==================================================
@@ -165,6 +168,19 @@ class DQNLoss(LossModule):
             action_space = "mult_one_hot"  # TorchRL's name for a multi-discrete one-hot action
         elif action_space is not None:
             action_space = check_action_space(owner, action_space)
+        if isinstance(value_network, nn.Module) and not hasattr(value_network, "in_keys"):
+            # a plain Q-network, observation -> Q(s, ·): TorchRL wraps it in a QValueActor
+            # reading "observation"; rlteach in the same layout
+            if action_space == "mult_one_hot":
+                raise ValueError(
+                    f"{owner}: a plain nn.Module value network is wrapped in a greedy actor over "
+                    f"one action; for action_space='mult_one_hot' pass a TensorDict actor whose "
+                    f"greedy head knows the blocks (TorchRL's QValueModule(var_nums=...))."
+                )
+            value_network = make_qvalue_actor(
+                TensorDictModule(value_network, ["observation"], ["action_value"]),
+                action_space or "categorical",
+            )
         if not isinstance(value_network, TensorDictModule) and not hasattr(
             value_network, "in_keys"
         ):

@@ -303,6 +303,12 @@ class PPOLoss(LossModule):
             if clip_value is None
             else torch.tensor(float(clip_value), device=self._buffer_device),
         )
+        # The action and log-prob keys follow the actor's sampling keys, as in TorchRL (e.g.
+        # ("agents", "action_log_prob") for a multi-agent actor); set_keys still overrides them.
+        sample_keys = getattr(actor_network, "dist_sample_keys", None)
+        log_prob_keys = getattr(actor_network, "log_prob_keys", None)
+        if sample_keys and log_prob_keys:
+            self.set_keys(action=sample_keys[0], sample_log_prob=log_prob_keys[0])
 
     @property
     def out_keys(self) -> list[str]:

@@ -309,6 +309,11 @@ class SACLoss(LossModule):
         self._frozen_in_value = frozen_in_value
         self.temperature = temperature
         attach_action_spec(self, spec, as_buffers=True)
+        # The action and log-prob keys follow the actor's sampling keys, as in TorchRL
+        sample_keys = getattr(actor_network, "dist_sample_keys", None)
+        log_prob_keys = getattr(actor_network, "log_prob_keys", None)
+        if sample_keys and log_prob_keys:
+            self.set_keys(action=sample_keys[0], log_prob=log_prob_keys[0])
 
     def _after_set_keys(self, renamed: set[str]) -> None:
         if "action" in renamed:  # TorchRL reads the spec under the action key in force
