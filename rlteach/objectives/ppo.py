@@ -75,6 +75,7 @@ from torch import nn
 
 from rlteach._checks import check_range
 from rlteach.modules import TanhNormal
+from rlteach.objectives._composite import refuse_composite
 from rlteach.objectives.common import LossModule
 from rlteach.objectives.functional import (
     ppo_beta_factor,
@@ -246,6 +247,7 @@ class PPOLoss(LossModule):
         self._refuse_gamma(gamma, estimator="gae")
         if actor_network is None:
             raise TypeError(f"{owner} needs an actor_network.")
+        refuse_composite(owner, actor_network, entropy_coeff)  # TorchRL's multi-head actors
         if critic_coeff is None and critic_network is not None:
             critic_coeff = 1.0
         elif critic_coeff == 0:
