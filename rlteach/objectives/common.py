@@ -50,7 +50,7 @@ from tensordict.utils import NestedKey
 from torch import nn
 
 from rlteach._checks import check_choice, check_finite, get_key, key_str
-from rlteach._dispatch import call_with_tensors
+from rlteach._dispatch import enable_keyword_calls
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, _reduce, read_inputs
 from rlteach.value import (
     GAE,
@@ -263,6 +263,9 @@ class LossModule(nn.Module):
         # network name -> whether an updater was attached to its target (set by the updaters)
         self._has_update_associated: dict[str, bool] = {}
         self.register_forward_pre_hook(_warn_if_no_updater)
+        # TorchRL's keyword form, loss(observation=..., next_reward=...), returning the outputs
+        # as a tuple: see rlteach._dispatch
+        enable_keyword_calls(self)
         self.value_type = self.default_value_estimator
         # The estimator holds no trainable state of its own (its networks are this loss's
         # networks), so it is kept outside the module tree: swapping estimators never changes
@@ -678,11 +681,6 @@ class LossModule(nn.Module):
         return weights.reshape(batch)
 
     # ------------------------------------------------------------------ misc
-
-    def __call__(self, *args, **kwargs):
-        """``loss(td)``, or TorchRL's keyword form ``loss(observation=..., next_reward=...)``,
-        which returns the ``out_keys`` entries as a tuple (see ``rlteach._dispatch``)."""
-        return call_with_tensors(self, super().__call__, args, kwargs)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Compute the ``loss_*`` terms from a batch; every subclass implements this."""

@@ -56,7 +56,7 @@ from tensordict.nn.probabilistic import interaction_type
 from tensordict.utils import NestedKey, unravel_key
 
 from rlteach._checks import check_choice, check_gamma, check_lmbda, check_range, get_key
-from rlteach._dispatch import call_with_tensors
+from rlteach._dispatch import enable_keyword_calls
 from rlteach.value.functional import (
     generalized_advantage_estimate,
     td0_return_estimate,
@@ -213,6 +213,9 @@ class ValueEstimatorBase(torch.nn.Module):
         self._device = torch.device("cpu") if device is None else torch.device(device)
         self.time_dim = _check_time_dim_type(type(self).__name__, time_dim)
         self._tensor_keys = self._AcceptedKeys()
+        # TorchRL's keyword form, estimator(observation=..., next_reward=...), returning
+        # (advantage, value_target): see rlteach._dispatch
+        enable_keyword_calls(self)
 
     def use_target_value_network(self, network: torch.nn.Module | None) -> None:
         """Bootstrap V(s') from ``network`` (a loss's target critic); ``None``: ``value_network``.
@@ -264,11 +267,6 @@ class ValueEstimatorBase(torch.nn.Module):
     @property
     def out_keys(self) -> list[NestedKey]:
         return [self.tensor_keys.advantage, self.tensor_keys.value_target]
-
-    def __call__(self, *args, **kwargs):
-        """``estimator(td)``, or TorchRL's keyword form ``estimator(observation=...,
-        next_reward=..., ...)`` returning ``(advantage, value_target)`` (see ``rlteach._dispatch``)."""
-        return call_with_tensors(self, super().__call__, args, kwargs)
 
     # -- helpers shared by the subclasses ----------------------------------------------------
 
