@@ -89,6 +89,9 @@ class TargetNetUpdater:
                 f"do not use a target updater."
             )
         self.loss_module = loss_module
+        # the loss stops warning that its targets have no updater (TorchRL's bookkeeping)
+        for name in loss_module._has_update_associated:
+            loss_module._has_update_associated[name] = True
         self.initialized = False
         self.init_()
 

@@ -194,7 +194,6 @@ def test_temperature_sign_and_auto_target_entropy():
         ({"num_qvalue_nets": 0}, ValueError, "num_qvalue_nets"),
         ({"loss_function": "huber"}, ValueError, "loss_function"),
         ({"reduction": "avg"}, ValueError, "reduction"),
-        ({"separate_losses": True}, ValueError, "separate_losses"),
         ({"target_entropy": "max"}, ValueError, "target_entropy"),
         ({"alpha_init": 0.0}, ValueError, "alpha_init"),
     ],

@@ -221,8 +221,11 @@ def test_errors():
     local, mix = local_q_actor(), mixer("qmix")
     with pytest.raises(TypeError, match="make_value_estimator"):
         QMixerLoss(local, mix, gamma=0.9, action_space="categorical")
+    assert QMixerLoss(local, mix).action_space == "categorical"  # from its GreedyAction head
+    undeclared = local_q_actor()
+    undeclared.module[1].module.action_space = None  # a greedy head that declares no layout
     with pytest.raises(ValueError, match="action_space='categorical'"):
-        QMixerLoss(local, mix)
+        QMixerLoss(undeclared, mix)
     with pytest.raises(ValueError, match="Unknown action_space"):
         QMixerLoss(local, mix, action_space="binary")
     with pytest.raises(ValueError, match="Unknown loss_function"):

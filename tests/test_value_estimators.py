@@ -223,9 +223,7 @@ def test_keys_mirror_torchrl():
     from dataclasses import asdict
 
     assert asdict(V.GAE._AcceptedKeys()) == asdict(RV.GAE._AcceptedKeys())
-    assert [m.name for m in V.ValueEstimators] == [
-        m.name for m in RU.ValueEstimators if m.name != "MAGAE"
-    ]
+    assert [m.name for m in V.ValueEstimators] == [m.name for m in RU.ValueEstimators]
 
 
 # ---------------------------------------------------------------------------------------------

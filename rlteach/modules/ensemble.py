@@ -182,9 +182,19 @@ class QValueEnsemble(nn.Module):
     Members whose inner module is an rlteach ``MLP`` / ``ConcatMLP`` are fused into an
     :class:`EnsembleMLP` (``self.fused``); otherwise they are kept in ``self.members`` and looped.
     ``fuse=False`` forces the loop (the tests check that both agree).
+
+    ``frozen_shared`` lists parameters the members deliberately hold in common with another
+    network (the actor's shared trunk, under TorchRL's ``separate_losses=True``): they stay the
+    very same tensors (no copy), the members are looped, and the critics always see them
+    detached, so no critic loss trains them; the actor's own loss still does.
     """
 
-    def __init__(self, members: Sequence[TensorDictModule], fuse: bool = True) -> None:
+    def __init__(
+        self,
+        members: Sequence[TensorDictModule],
+        fuse: bool = True,
+        frozen_shared: Sequence[nn.Parameter] = (),
+    ) -> None:
         super().__init__()
         members = list(members)
         if not members:
@@ -202,8 +212,9 @@ class QValueEnsemble(nn.Module):
                     f"has in_keys={members[0].in_keys}, out_keys={members[0].out_keys}, member "
                     f"{i} has {m.in_keys}, {m.out_keys}."
                 )
-        ids = {id(p) for m in members for p in m.parameters()}
-        if len(ids) != sum(1 for m in members for _ in m.parameters()):
+        shared_ids = {id(p) for p in frozen_shared}
+        own = [p for m in members for p in m.parameters() if id(p) not in shared_ids]
+        if len({id(p) for p in own}) != len(own):
             raise ValueError(
                 "QValueEnsemble: the members share parameters, so they are one network, not an "
                 "ensemble. Build each member separately (each with its own initialisation)."
@@ -212,14 +223,21 @@ class QValueEnsemble(nn.Module):
         self.in_keys = list(members[0].in_keys)
         self.out_keys = list(members[0].out_keys)
         inner = [m.module for m in members]
-        can_fuse = all(type(m) in (MLP, ConcatMLP) for m in inner)
+        can_fuse = all(type(m) in (MLP, ConcatMLP) for m in inner) and not shared_ids
+        # by name, so that a deep copy of the ensemble (its target) keeps the rule
+        self._frozen_shared = frozenset(
+            name for name, p in inner[0].named_parameters() if id(p) in shared_ids
+        )
         if fuse and can_fuse:
             self.fused: EnsembleMLP | None = EnsembleMLP.from_mlps(inner)
             self.members = None
         else:
             self.fused = None
             # deep copies, so that the ensemble owns its parameters whichever path it takes
-            self.members = nn.ModuleList(copy.deepcopy(m.module) for m in members)
+            # (the frozen shared ones excepted: those stay the other network's tensors)
+            self.members = nn.ModuleList(
+                copy.deepcopy(m.module, {id(p): p for p in frozen_shared}) for m in members
+            )
 
     def forward(
         self, *inputs: torch.Tensor, shared_inputs: bool = True, detach_params: bool = False
@@ -233,15 +251,21 @@ class QValueEnsemble(nn.Module):
         outputs = []
         for n, member in enumerate(self.members):
             member_inputs = inputs if shared_inputs else tuple(x[n] for x in inputs)
-            if detach_params:
-                params = {name: p.detach() for name, p in member.named_parameters()}
+            if detach_params or self._frozen_shared:
+                params = {
+                    name: p.detach()
+                    for name, p in member.named_parameters()
+                    if detach_params or name in self._frozen_shared
+                }
                 outputs.append(functional_call(member, params, member_inputs))
             else:
                 outputs.append(member(*member_inputs))
         return torch.stack(outputs)
 
 
-def _resampled_copies(template: nn.Module, n: int) -> list[nn.Module]:
+def _resampled_copies(
+    template: nn.Module, n: int, keep: Sequence[nn.Parameter] = ()
+) -> list[nn.Module]:
     """``n`` copies of ``template``, each parameter redrawn as TorchRL 0.14 draws it.
 
     TorchRL (``LossModule.convert_to_functional(..., expand_dim=n)``) stacks the template's
@@ -249,10 +273,17 @@ def _resampled_copies(template: nn.Module, n: int) -> list[nn.Module]:
     and max, parameter after parameter in the module's order; buffers are copied. Copy n takes
     slice n. Drawing in the same order from the global generator is what makes a loss built here
     and one built by TorchRL after the same ``torch.manual_seed`` start from the same critics.
+
+    Parameters in ``keep`` are neither copied nor redrawn: every copy holds the template's own
+    tensor (TorchRL's ``compare_against``, under ``separate_losses=True``), and no draw is made
+    for them.
     """
-    members = [copy.deepcopy(template) for _ in range(n)]
+    memo = {id(p): p for p in keep}
+    members = [copy.deepcopy(template, dict(memo)) for _ in range(n)]
     with torch.no_grad():
         for name, param in template.named_parameters():
+            if id(param) in memo:
+                continue
             stacked = torch.empty(n, *param.shape, dtype=param.dtype, device=param.device)
             stacked.uniform_(param.min().item(), param.max().item())
             for member, values in zip(members, stacked, strict=True):
@@ -260,10 +291,17 @@ def _resampled_copies(template: nn.Module, n: int) -> list[nn.Module]:
     return members
 
 
+def _shared_parameters(network: nn.Module, others: Sequence[nn.Module]) -> list[nn.Parameter]:
+    """The parameters of ``network`` that are also parameters of one of ``others``."""
+    theirs = {id(p) for other in others for p in other.parameters()}
+    return [p for p in network.parameters() if id(p) in theirs]
+
+
 def make_qvalue_ensemble(
     qvalue_network: TensorDictModule | Sequence[TensorDictModule] | QValueEnsemble,
     num_qvalue_nets: int,
     owner: str,
+    separate_from: Sequence[nn.Module] = (),
 ) -> QValueEnsemble:
     """The ``qvalue_network`` argument of a TorchRL-style loss, as a :class:`QValueEnsemble`.
 
@@ -272,6 +310,11 @@ def make_qvalue_ensemble(
     * one network: ``num_qvalue_nets`` deep copies, **each re-initialised** so the members are
       independent (the first copy too: the network passed in is a template, not member 0), with
       TorchRL's draws (see :func:`_resampled_copies`).
+
+    ``separate_from`` (the actor, and SAC's value network, under TorchRL's
+    ``separate_losses=True``): the parameters the one network shares with them are kept shared and
+    frozen in the critics (see :class:`QValueEnsemble`),
+    as TorchRL does. A list or an ensemble holds its own copies already: nothing is shared.
 
     Raises:
         ValueError: ``num_qvalue_nets`` is not a positive integer, or a list of the wrong length.
@@ -291,7 +334,9 @@ def make_qvalue_ensemble(
         members_count = len(qvalue_network)
         ensemble = None
     else:
-        return QValueEnsemble(_resampled_copies(qvalue_network, num_qvalue_nets))
+        shared = _shared_parameters(qvalue_network, separate_from)
+        members = _resampled_copies(qvalue_network, num_qvalue_nets, keep=shared)
+        return QValueEnsemble(members, frozen_shared=shared)
     if members_count != num_qvalue_nets:
         raise ValueError(
             f"{owner}: got {members_count} Q-value networks but num_qvalue_nets="

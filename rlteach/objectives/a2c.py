@@ -35,6 +35,7 @@ from torch import nn
 from torch.distributions import Distribution, Independent
 
 from rlteach._checks import check_range
+from rlteach.objectives._composite import refuse_composite
 from rlteach.objectives.common import LossModule
 from rlteach.objectives.functional import policy_gradient_objective
 from rlteach.objectives.reinforce import (
@@ -171,6 +172,7 @@ class A2CLoss(LossModule):
         actor_network = actor if actor is not None else actor_network
         critic_network = critic if critic is not None else critic_network
         check_networks("A2CLoss", actor_network, critic_network)
+        refuse_composite("A2CLoss", actor_network, entropy_coeff)  # TorchRL's multi-head actors
         self._refuse_gamma(gamma, estimator="gae")
         if advantage_norm is not None:
             raise NotImplementedError(

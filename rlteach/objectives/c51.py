@@ -57,6 +57,16 @@ from rlteach.value import ValueEstimators
 __all__ = ["DistributionalDQNLoss", "project_distribution"]
 
 
+MULTI_DISCRETE_C51 = (
+    "{owner}: multi-discrete actions (action_space='mult_one_hot') are not supported. C51 "
+    "learns the distribution of the return of one action; with K action dimensions it would "
+    "need the distribution of a sum over blocks, which is not the sum of the blocks' "
+    "categorical distributions, so rlteach does not define it. TorchRL 0.14 accepts the spec "
+    "but its loss fails on such a batch (it reshapes K blocks' log-probabilities as one). Use "
+    "DQNLoss(action_space='mult_one_hot'), or one categorical action over the joint choices."
+)
+
+
 class DistributionalDQNLoss(LossModule):
     r"""The C51 loss (Bellemare et al., 2017): cross-entropy to the projected Bellman target.
 
@@ -137,9 +147,10 @@ class DistributionalDQNLoss(LossModule):
                 f"rlteach.modules.DistributionalQValueActor(network, support=torch.linspace("
                 f"v_min, v_max, n_atoms))."
             )
-        action_space = check_action_space(
-            owner, getattr(value_network, "action_space", "categorical")
-        )
+        action_space = getattr(value_network, "action_space", "categorical")
+        if isinstance(action_space, str) and action_space.replace("-", "_") == "mult_one_hot":
+            raise ValueError(MULTI_DISCRETE_C51.format(owner=owner))
+        action_space = check_action_space(owner, action_space)
 
         super().__init__()
         self.register_buffer("gamma", torch.as_tensor(float(gamma)))

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import warnings
 
 import torch
@@ -49,9 +50,11 @@ from tensordict.utils import NestedKey
 from torch import nn
 
 from rlteach._checks import check_choice, check_finite, get_key, key_str
+from rlteach._dispatch import enable_keyword_calls
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, _reduce, read_inputs
 from rlteach.value import (
     GAE,
+    MultiAgentGAE,
     TD0Estimator,
     TD1Estimator,
     TDLambdaEstimator,
@@ -66,6 +69,7 @@ _ESTIMATOR_CLASSES = {
     ValueEstimators.TDLambda: TDLambdaEstimator,
     ValueEstimators.GAE: GAE,
     ValueEstimators.VTrace: VTrace,
+    ValueEstimators.MAGAE: MultiAgentGAE,
 }
 
 # The hyper-parameters a loss gives its estimator unless told otherwise: TorchRL 0.14's
@@ -78,6 +82,7 @@ _DEFAULT_VALUE_KWARGS = {
     ValueEstimators.TDLambda: {"gamma": 0.99, "lmbda": 0.95, "differentiable": True},
     ValueEstimators.GAE: {"gamma": 0.99, "lmbda": 0.95, "differentiable": True},
     ValueEstimators.VTrace: {"gamma": 0.99, "differentiable": True},
+    ValueEstimators.MAGAE: {"gamma": 0.99, "lmbda": 0.95, "differentiable": True},
 }
 
 # Friendly names for configuration files and the command line (matched case-insensitively).
@@ -89,17 +94,24 @@ VALUE_ESTIMATOR_ALIASES = {
     "gae": ValueEstimators.GAE,
     "vtrace": ValueEstimators.VTrace,
     "v_trace": ValueEstimators.VTrace,
+    "magae": ValueEstimators.MAGAE,
 }
 
 
 def resolve_value_type(value_type) -> ValueEstimators:
-    """Turn a ``ValueEstimators`` member or a string alias (``"gae"``, ``"TD0"``) into a member.
+    """Turn a ``ValueEstimators`` member (rlteach's, or TorchRL's of the same name) or a string
+    alias (``"gae"``, ``"TD0"``) into a member.
 
     Raises:
         ValueError: the name is not known; the message lists the accepted ones.
     """
     if isinstance(value_type, ValueEstimators) and value_type in _ESTIMATOR_CLASSES:
         return value_type
+    # TorchRL's own enum (torchrl.objectives.ValueEstimators), member for member by name
+    if type(value_type).__name__ == "ValueEstimators" and hasattr(value_type, "name"):
+        value_type = getattr(ValueEstimators, value_type.name, value_type)
+        if value_type in _ESTIMATOR_CLASSES:
+            return value_type
     if isinstance(value_type, str) and value_type.lower() in VALUE_ESTIMATOR_ALIASES:
         return VALUE_ESTIMATOR_ALIASES[value_type.lower()]
     members = ", ".join(f"ValueEstimators.{m.name}" for m in _ESTIMATOR_CLASSES)
@@ -154,6 +166,21 @@ def _frozen_copy(module: nn.Module) -> nn.Module:
     return target
 
 
+_FALSE_WORDS = ("0", "false", "f", "no", "n", "off")
+
+
+def _rl_warnings() -> bool:
+    """TorchRL's switch for its warnings: the ``RL_WARNINGS`` environment variable (on unless
+    set to a false value such as ``0`` or ``False``)."""
+    return os.environ.get("RL_WARNINGS", "1").strip().lower() not in _FALSE_WORDS
+
+
+def _warn_if_no_updater(loss: LossModule, args) -> None:
+    """Forward pre-hook: a loss with target networks and no updater attached warns, as TorchRL."""
+    if not all(loss._has_update_associated.values()) and _rl_warnings():
+        warnings.warn(loss.TARGET_NET_WARNING, category=UserWarning, stacklevel=2)
+
+
 class UnknownKeyNameError(KeyError, ValueError):
     """``set_keys`` was given a name the loss does not know.
 
@@ -205,6 +232,15 @@ class LossModule(nn.Module):
     # Rewards, flags, values are exactly [*B, 1] and log-probabilities [*B]; multi-agent losses,
     # whose entries may carry an agent dim, set this to False (and check the agent dim themselves).
     _strict_input_shapes: bool = True
+    # TorchRL's text, word for word: warned (UserWarning) at each forward of a loss whose target
+    # networks have no updater (SoftUpdate / HardUpdate) attached; RL_WARNINGS=0 silences it.
+    TARGET_NET_WARNING = (
+        "No target network updater has been associated "
+        "with this loss module, but target parameters have been found. "
+        "While this is supported, it is expected that the target network "
+        "updates will be manually performed. You can deactivate this warning "
+        "by turning the RL_WARNINGS env variable to False."
+    )
 
     # The key names a loss shares with its value estimator. ``set_keys`` and
     # ``make_value_estimator`` pass the loss's value for each of these names, when the loss has
@@ -224,6 +260,12 @@ class LossModule(nn.Module):
         super().__init__()
         self._tensor_keys = self._AcceptedKeys()
         self._target_names: dict[str, str] = {}  # network name -> target network name
+        # network name -> whether an updater was attached to its target (set by the updaters)
+        self._has_update_associated: dict[str, bool] = {}
+        self.register_forward_pre_hook(_warn_if_no_updater)
+        # TorchRL's keyword form, loss(observation=..., next_reward=...), returning the outputs
+        # as a tuple: see rlteach._dispatch
+        enable_keyword_calls(self)
         self.value_type = self.default_value_estimator
         # The estimator holds no trainable state of its own (its networks are this loss's
         # networks), so it is kept outside the module tree: swapping estimators never changes
@@ -378,6 +420,7 @@ class LossModule(nn.Module):
         if target is not None:
             setattr(self, f"target_{name}", target)
             self._target_names[name] = f"target_{name}"
+            self._has_update_associated[name] = False
 
     def _network_names(self) -> list[str]:
         """Names of the networks registered with ``_register_network`` (targets excluded)."""
@@ -410,8 +453,8 @@ class LossModule(nn.Module):
 
         Args:
             value_type: a ``rlteach.value.ValueEstimators`` member (TD0, TD1, TDLambda, GAE,
-                VTrace), a string alias (``"td0"``, ``"td1"``, ``"td_lambda"``, ``"gae"``,
-                ``"vtrace"``; any case), an estimator instance (used as it is), or an estimator
+                VTrace, MAGAE; TorchRL's members are taken by name), a string alias (``"td0"``,
+                ``"td1"``, ``"td_lambda"``, ``"gae"``, ``"vtrace"``, ``"magae"``; any case), an estimator instance (used as it is), or an estimator
                 class (built with ``hyperparams``). ``None`` means
                 ``self.default_value_estimator``.
             **hyperparams: override the defaults (``gamma=0.99``, ``lmbda=0.95``,
@@ -511,7 +554,9 @@ class LossModule(nn.Module):
             keys,
             owner=type(self).__name__,
             check_nan=check_nan,
-            strict_shapes=self._strict_input_shapes,
+            # a multi-agent estimator (ValueEstimators.MAGAE) means entries with an agent dim
+            strict_shapes=self._strict_input_shapes
+            and not isinstance(self._value_estimator, MultiAgentGAE),
         )
 
     def _check_network_inputs(

@@ -112,7 +112,10 @@ class CrossQLoss(LossModule):
             ``set_keys(action="my_action")`` after construction works (TorchRL's order).
         target_entropy: a number, or ``"auto"`` = -dim(A).
         priority_key: older spelling of ``set_keys(priority=...)``.
-        separate_losses: only ``False`` (rlteach's networks never share parameters here).
+        separate_losses: parameters the critics share with the actor (a common trunk) are
+            trained by the actor loss only: the critics read them detached. With one Q-network,
+            those parameters are kept in every critic (neither copied nor re-initialised), as
+            TorchRL does. False (default): each critic holds re-initialised copies of them.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
         deactivate_vmap: accepted and stored for TorchRL compatibility; rlteach never vmaps
             (critics with batch normalisation are run one after the other, so their running
@@ -122,7 +125,7 @@ class CrossQLoss(LossModule):
 
     Raises:
         ValueError: ``num_qvalue_nets < 1``, an unknown ``loss_function`` / ``reduction``, a bad
-            temperature argument, ``separate_losses=True``.
+            temperature argument.
     """
 
     @dataclasses.dataclass
@@ -167,11 +170,6 @@ class CrossQLoss(LossModule):
         owner = type(self).__name__
         reduction = self._check_options(reduction, loss_function=loss_function)
         check_choice("scalar_output_mode", scalar_output_mode, (None, "exclude", "non_tensor"))
-        if separate_losses:
-            raise ValueError(
-                f"{owner}: separate_losses=True (for actors and critics that share parameters) "
-                f"is not implemented in rlteach; build separate networks and leave it False."
-            )
         spec = read_spec_and_target_entropy(action_spec, actor_network, target_entropy, owner)
         temperature = Temperature(
             alpha_init=alpha_init,
@@ -181,7 +179,8 @@ class CrossQLoss(LossModule):
             target_entropy=spec.target_entropy,
             owner=owner,
         )
-        qvalue = make_qvalue_ensemble(qvalue_network, num_qvalue_nets, owner)
+        separate_from = [actor_network] if separate_losses else []
+        qvalue = make_qvalue_ensemble(qvalue_network, num_qvalue_nets, owner, separate_from)
 
         super().__init__()
         if priority_key is not None:

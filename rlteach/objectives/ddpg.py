@@ -55,6 +55,9 @@ class DDPGLoss(LossModule):
         loss_function: ``"l2"`` (default), ``"l1"`` or ``"smooth_l1"``.
         delay_actor: keep a target actor mu' (False).
         delay_value: keep a target critic Q' (True).
+        separate_losses: parameters the critic shares with the actor (a common trunk) are trained
+            by the actor loss only: the critic loss sees them detached (False: both train them).
+            TorchRL's option, with its meaning.
         gamma: refused, as in TorchRL: use ``make_value_estimator(gamma=...)``.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
 
@@ -103,6 +106,7 @@ class DDPGLoss(LossModule):
         delay_actor: bool = False,
         delay_value: bool = True,
         gamma: float | None = None,
+        separate_losses: bool = False,
         reduction: str | None = None,
     ) -> None:
         owner = type(self).__name__
@@ -116,6 +120,12 @@ class DDPGLoss(LossModule):
         super().__init__()
         self.loss_function, self.reduction = loss_function, reduction
         self.delay_actor, self.delay_value = delay_actor, delay_value
+        # separate_losses: the critic's names of the parameters it shares with the actor, which
+        # the critic loss reads detached (TorchRL's compare_against)
+        actor_ids = {id(p) for p in actor_network.parameters()} if separate_losses else set()
+        self._frozen_in_critic = frozenset(
+            name for name, p in value_network.module.named_parameters() if id(p) in actor_ids
+        )
         self._register_network("actor_network", actor_network, create_target=delay_actor)
         self._register_network("value_network", value_network, create_target=delay_value)
 
@@ -135,13 +145,20 @@ class DDPGLoss(LossModule):
         return getattr(self, name) if target is None else target
 
     def _q(self, critic: TensorDictModule, td: TensorDictBase, action=None, detach=False):
-        """Q(s, a) [*B] from ``td`` (``action`` replaces the stored one); optionally detached params."""
+        """Q(s, a) [*B] from ``td`` (``action`` replaces the stored one); optionally detached params.
+
+        Parameters shared with the actor under ``separate_losses`` are always read detached.
+        """
         inputs = [
             action if (action is not None and key == "action") else td.get(key)
             for key in critic.in_keys
         ]
-        if detach:
-            params = {name: p.detach() for name, p in critic.module.named_parameters()}
+        if detach or self._frozen_in_critic:
+            params = {
+                name: p.detach()
+                for name, p in critic.module.named_parameters()
+                if detach or name in self._frozen_in_critic
+            }
             return functional_call(critic.module, params, tuple(inputs)).squeeze(-1)
         return critic.module(*inputs).squeeze(-1)
 

@@ -12,6 +12,8 @@ DQN-1  Q(s_t, a_t), the online network's value of the action taken
 DQN-2  y_t = r_t + γ (1 - term_t) max_a' Q_θ'(s_{t+1}, a')                (Mnih et al. 2015)
 DQN-3  y_t = r_t + γ (1 - term_t) Q_θ'(s_{t+1}, argmax_a' Q_θ(s_{t+1}, a'))  (van Hasselt 2016)
 DQN-4  loss = mean_t dist(Q(s_t, a_t), y_t), dist in {l2, l1, smooth_l1}
+DQN-5  multi-discrete a = (a^1, ..., a^K): Q(s, a) = sum_k Q^k(s, a^k), the greedy a' and
+       max_a' Q(s', a') taken block by block (TorchRL's "mult_one_hot")
 =====  ======================================================================================
 
 ``term_t`` is ``("next", "terminated")``: only a true end of the task stops the bootstrap. A
@@ -39,6 +41,7 @@ from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torch import nn
 
+from rlteach.modules.core import make_qvalue_actor
 from rlteach.modules.qvalue import check_action_space
 from rlteach.objectives._discrete import DOUBLE_NEEDS_TARGET, action_index, infer_action_space
 from rlteach.objectives.c51 import DistributionalDQNLoss, project_distribution
@@ -55,7 +58,9 @@ class DQNLoss(LossModule):
     r"""The DQN loss (Mnih et al., 2015), with the Double DQN target (van Hasselt et al., 2016).
 
     ``value_network`` is a greedy Q actor (:func:`rlteach.modules.make_qvalue_actor`, or
-    TorchRL's ``QValueActor``): it reads the observation and writes ``"action_value"``
+    TorchRL's ``QValueActor``), or a plain ``nn.Module`` mapping the observation to Q(s, ·),
+    which is wrapped in one reading ``"observation"`` (as TorchRL does): it reads the
+    observation and writes ``"action_value"``
     [*B, n_actions], the greedy ``"action"`` and ``"chosen_action_value"`` [*B, 1].
 
     ==============  ==============  ==================================================
@@ -80,7 +85,9 @@ class DQNLoss(LossModule):
         double_dqn: use DQN-3 instead of DQN-2 (needs ``delay_value=True``).
         gamma: not accepted here (as in TorchRL): set it with
             ``loss.make_value_estimator(gamma=...)`` (default 0.99).
-        action_space: ``"one-hot"`` or ``"categorical"``. ``None``: the network's
+        action_space: ``"one-hot"``, ``"categorical"`` or ``"mult_one_hot"`` (multi-discrete:
+            one one-hot block per action dimension, concatenated, as TorchRL's ``MultiOneHot``;
+            Q(s, a) is then the sum of the blocks' values, (DQN-5)). ``None``: the network's
             ``action_space`` attribute if it has one, else read from the action's shape at each
             call (TorchRL falls back to one-hot with a warning instead).
         priority_key: deprecated in TorchRL; use ``set_keys(priority=...)``.
@@ -157,8 +164,23 @@ class DQNLoss(LossModule):
             action_space = getattr(value_network, "action_space", None)
             if action_space is not None and not isinstance(action_space, str):
                 action_space = None  # a TorchRL spec object: fall back to inferring
-        if action_space is not None:
+        if isinstance(action_space, str) and action_space.replace("-", "_") == "mult_one_hot":
+            action_space = "mult_one_hot"  # TorchRL's name for a multi-discrete one-hot action
+        elif action_space is not None:
             action_space = check_action_space(owner, action_space)
+        if isinstance(value_network, nn.Module) and not hasattr(value_network, "in_keys"):
+            # a plain Q-network, observation -> Q(s, ·): TorchRL wraps it in a QValueActor
+            # reading "observation"; rlteach in the same layout
+            if action_space == "mult_one_hot":
+                raise ValueError(
+                    f"{owner}: a plain nn.Module value network is wrapped in a greedy actor over "
+                    f"one action; for action_space='mult_one_hot' pass a TensorDict actor whose "
+                    f"greedy head knows the blocks (TorchRL's QValueModule(var_nums=...))."
+                )
+            value_network = make_qvalue_actor(
+                TensorDictModule(value_network, ["observation"], ["action_value"]),
+                action_space or "categorical",
+            )
         if not isinstance(value_network, TensorDictModule) and not hasattr(
             value_network, "in_keys"
         ):
@@ -217,12 +239,20 @@ class DQNLoss(LossModule):
 
         # (DQN-1) Q(s_t, a_t) from the online network (a copy of the batch: inputs stay as given)
         q_all = net(tensordict.select(*net.in_keys, strict=False).copy()).get(keys.action_value)
-        q_taken = action_value_of(q_all, self._action_index(action, q_all))  # [*B]
+        if self.action_space == "mult_one_hot":  # (DQN-5) one value per block, summed
+            q_taken = (q_all * self._multi_one_hot(action, q_all)).sum(-1)
+        else:
+            q_taken = action_value_of(q_all, self._action_index(action, q_all))  # [*B]
 
         # (DQN-2) / (DQN-3) the value of the next state, never differentiated
         with torch.no_grad():
             next_in = tensordict.get("next").select(*net.in_keys, strict=False)
-            if self.double_dqn:  # (DQN-3) choose a' with θ, evaluate it with θ'
+            if self.double_dqn and self.action_space == "mult_one_hot":  # (DQN-3) with (DQN-5)
+                # the online actor's greedy blocks, evaluated by θ' (as TorchRL)
+                next_action = net(next_in.copy()).get(keys.action).to(q_all.dtype)
+                next_q_target = target_net(next_in.copy()).get(keys.action_value)
+                next_value = (next_q_target * next_action).sum(-1, keepdim=True)
+            elif self.double_dqn:  # (DQN-3) choose a' with θ, evaluate it with θ'
                 next_q_online = net(next_in.copy()).get(keys.action_value)
                 next_q_target = target_net(next_in.copy()).get(keys.action_value)
                 next_value = dqn_next_value(next_q_target, next_q_online)  # [*B, 1]
@@ -246,6 +276,19 @@ class DQNLoss(LossModule):
         inputs = self._read_inputs(tensordict, "action", next_names=("reward", "terminated"))
         self._check_network_inputs(tensordict, self.value_network)
         return inputs["action"], self._prioritized_weights(tensordict)
+
+    def _multi_one_hot(self, action: torch.Tensor, q_all: torch.Tensor) -> torch.Tensor:
+        """The taken multi-discrete action as a float 0/1 mask [*B, n_total], checked."""
+        owner = type(self).__name__
+        if action.shape != q_all.shape:
+            raise ValueError(
+                f"{owner}: with action_space='mult_one_hot' the action must have the shape of "
+                f"the action values, {list(q_all.shape)} (one one-hot block per action "
+                f"dimension, concatenated), got {list(action.shape)}."
+            )
+        if not bool(((action == 0) | (action == 1)).all()):
+            raise ValueError(f"{owner}: a multi-one-hot action holds only zeros and ones.")
+        return action.to(q_all.dtype)
 
     def _action_index(self, action: torch.Tensor, q_all: torch.Tensor) -> torch.Tensor:
         """The taken action as an index [*B], refused when out of range or not one-hot."""

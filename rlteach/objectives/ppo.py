@@ -75,6 +75,7 @@ from torch import nn
 
 from rlteach._checks import check_range
 from rlteach.modules import TanhNormal
+from rlteach.objectives._composite import refuse_composite
 from rlteach.objectives.common import LossModule
 from rlteach.objectives.functional import (
     ppo_beta_factor,
@@ -189,6 +190,12 @@ class PPOLoss(LossModule):
         separate_losses: the critic loss sends no gradient to parameters the actor shares.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
         clip_value: if a float δ, clip V(s) to V_old(s) ± δ in the critic loss (PPO2-style).
+        functional: accepted for TorchRL code and stored; no effect. TorchRL's ``functional=True``
+            pulls the parameters out of the networks to call them statelessly; rlteach's networks
+            are always the plain modules passed in, so both values give the same loss.
+        device: the device of the loss's own buffers (``entropy_coeff``, ``critic_coeff``,
+            ``clip_value``, ``clip_epsilon_*``, ``beta``), as in TorchRL; the networks are not
+            moved. ``None``: the default device.
     """
 
     @dataclass
@@ -210,6 +217,7 @@ class PPOLoss(LossModule):
         ValueEstimators.TD1,
         ValueEstimators.TDLambda,
         ValueEstimators.GAE,
+        ValueEstimators.MAGAE,
         ValueEstimators.VTrace,
     )
 
@@ -231,12 +239,15 @@ class PPOLoss(LossModule):
         separate_losses: bool = False,
         reduction: str | None = None,
         clip_value: float | None = None,
+        functional: bool = True,
+        device: torch.device | str | None = None,
     ) -> None:
         owner = type(self).__name__
         # ---- every check first: a refused call changes nothing
         self._refuse_gamma(gamma, estimator="gae")
         if actor_network is None:
             raise TypeError(f"{owner} needs an actor_network.")
+        refuse_composite(owner, actor_network, entropy_coeff)  # TorchRL's multi-head actors
         if critic_coeff is None and critic_network is not None:
             critic_coeff = 1.0
         elif critic_coeff == 0:
@@ -276,13 +287,30 @@ class PPOLoss(LossModule):
         self.separate_losses = separate_losses
         self.reduction = reduction
         # Coefficients are buffers, as in TorchRL, so a schedule can change them in place.
-        self.register_buffer("entropy_coeff", torch.tensor(float(entropy_coeff)))
+        # device=: where the loss's own buffers live (TorchRL's meaning); the networks stay put
+        self._buffer_device = None if device is None else torch.device(device)
+        self.functional = functional  # accepted; rlteach's networks are always plain modules
         self.register_buffer(
-            "critic_coeff", None if critic_coeff is None else torch.tensor(float(critic_coeff))
+            "entropy_coeff", torch.tensor(float(entropy_coeff), device=self._buffer_device)
         )
         self.register_buffer(
-            "clip_value", None if clip_value is None else torch.tensor(float(clip_value))
+            "critic_coeff",
+            None
+            if critic_coeff is None
+            else torch.tensor(float(critic_coeff), device=self._buffer_device),
         )
+        self.register_buffer(
+            "clip_value",
+            None
+            if clip_value is None
+            else torch.tensor(float(clip_value), device=self._buffer_device),
+        )
+        # The action and log-prob keys follow the actor's sampling keys, as in TorchRL (e.g.
+        # ("agents", "action_log_prob") for a multi-agent actor); set_keys still overrides them.
+        sample_keys = getattr(actor_network, "dist_sample_keys", None)
+        log_prob_keys = getattr(actor_network, "log_prob_keys", None)
+        if sample_keys and log_prob_keys:
+            self.set_keys(action=sample_keys[0], sample_log_prob=log_prob_keys[0])
 
     @property
     def out_keys(self) -> list[str]:
@@ -296,6 +324,22 @@ class PPOLoss(LossModule):
             if self.log_explained_variance:
                 keys.append("explained_variance")
         return keys
+
+    def _torchrl_out_keys(self, after_objective=(), tail=()) -> list[str]:
+        """TorchRL's ``out_keys``: the outputs a keyword call returns, in TorchRL's order (a
+        subset of ``out_keys``, which lists everything ``forward`` writes)."""
+        keys = ["loss_objective", *after_objective]
+        if self.entropy_bonus:
+            keys += ["entropy", "loss_entropy"]
+        if self.critic_coeff is not None:
+            keys.append("loss_critic")
+            if self.clip_value is not None:
+                keys.append("value_clip_fraction")
+        return keys + list(tail)
+
+    @property
+    def _dispatch_out_keys(self) -> list[str]:
+        return self._torchrl_out_keys()
 
     @property
     def in_keys(self) -> list[NestedKey]:
@@ -491,8 +535,10 @@ class ClipPPOLoss(PPOLoss):
                 )
             clip_value = eps_high if clip_value else None
         super().__init__(actor_network, critic_network, clip_value=clip_value, **kwargs)
-        self.register_buffer("clip_epsilon_low", torch.tensor(eps_low))
-        self.register_buffer("clip_epsilon_high", torch.tensor(eps_high))
+        self.register_buffer("clip_epsilon_low", torch.tensor(eps_low, device=self._buffer_device))
+        self.register_buffer(
+            "clip_epsilon_high", torch.tensor(eps_high, device=self._buffer_device)
+        )
 
     @staticmethod
     def _check_clip_epsilon(clip_epsilon) -> tuple[float, float]:
@@ -521,6 +567,11 @@ class ClipPPOLoss(PPOLoss):
     def out_keys(self) -> list[str]:
         keys = super().out_keys
         return keys[:1] + ["clip_fraction"] + keys[1:] + ["ESS", "max_ratio", "mean_ratio"]
+
+    @property
+    def _dispatch_out_keys(self) -> list[str]:
+        tail = ["ESS", "kl_approx", "max_ratio", "mean_ratio"]
+        return self._torchrl_out_keys(["clip_fraction"], tail)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         """The clipped surrogate (PPO-3) plus entropy and critic terms."""
@@ -605,7 +656,7 @@ class KLPENPPOLoss(PPOLoss):
         self._dist_module = self._find_dist_module(actor_network)
         self.dtarg = dtarg
         self._beta_init = float(beta)
-        self.register_buffer("beta", torch.tensor(float(beta)))
+        self.register_buffer("beta", torch.tensor(float(beta), device=self._buffer_device))
         self.increment = increment
         self.decrement = decrement
         self.samples_mc_kl = samples_mc_kl
@@ -625,6 +676,10 @@ class KLPENPPOLoss(PPOLoss):
     def out_keys(self) -> list[str]:
         keys = super().out_keys
         return keys[:1] + ["kl"] + keys[1:]
+
+    @property
+    def _dispatch_out_keys(self) -> list[str]:
+        return self._torchrl_out_keys(["kl"])
 
     @property
     def in_keys(self) -> list[NestedKey]:

@@ -69,6 +69,17 @@ __all__ = ["QMixerLoss"]
 ACTION_SPACES = ("categorical", "one-hot")
 
 
+def _action_space_of(network: nn.Module) -> str | None:
+    """The action layout a Q-value module declares: its own ``action_space`` (TorchRL's
+    ``QValueActor``, rlteach's ``make_qvalue_actor``), else that of the first sub-module that has
+    one (a ``QValueModule`` at the end of a ``TensorDictSequential``); ``None`` if none does."""
+    for module in network.modules():
+        action_space = getattr(module, "action_space", None)
+        if isinstance(action_space, str):
+            return action_space
+    return None
+
+
 class QMixerLoss(LossModule):
     """DQN on the mixed team value Q_tot (QMIX-L1)–(QMIX-L3); see the module docstring.
 
@@ -88,7 +99,8 @@ class QMixerLoss(LossModule):
         delay_value: keep frozen copies of both networks for the target (default ``True``).
         gamma: not accepted here (TorchRL's deprecation): use ``make_value_estimator``.
         action_space: ``"categorical"`` (action indices) or ``"one-hot"``; when ``None``, read
-            from ``local_value_network.action_space`` if it has one.
+            from the Q-value module: ``local_value_network.action_space``, or that of its greedy
+            head (a ``QValueModule`` inside a ``TensorDictSequential``).
         priority_key: the key where ``td_error`` is written (prefer ``set_keys(priority=...)``).
     """
 
@@ -139,7 +151,7 @@ class QMixerLoss(LossModule):
                 f"rlteach.modules.make_qvalue_actor."
             )
         if action_space is None:
-            action_space = getattr(local_value_network, "action_space", None)
+            action_space = _action_space_of(local_value_network)
         if action_space is None:
             raise ValueError(
                 "QMixerLoss needs to know how actions are stored: pass "

@@ -149,7 +149,10 @@ class REDQLoss(LossModule):
             with generalised state-dependent exploration.
         gamma: removed in TorchRL; passing it raises (use ``make_value_estimator(gamma=...)``).
         priority_key: older spelling of ``set_keys(priority=...)``.
-        separate_losses: only ``False``: rlteach's networks never share parameters here.
+        separate_losses: parameters the critics share with the actor (a common trunk) are
+            trained by the actor loss only: the critics read them detached. With one Q-network,
+            those parameters are kept in every critic (neither copied nor re-initialised), as
+            TorchRL does. False (default): each critic holds re-initialised copies of them.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
         deactivate_vmap: accepted for TorchRL compatibility and stored; rlteach never vmaps (a
             ``QValueEnsemble`` runs its members with one batched matrix product per layer, or
@@ -160,7 +163,7 @@ class REDQLoss(LossModule):
     Raises:
         ValueError: ``num_qvalue_nets < 2``, ``sub_sample_len`` outside [1, num_qvalue_nets],
             ``alpha_init <= 0``, ``min_alpha > max_alpha``, an unknown ``loss_function`` or
-            ``reduction``, ``separate_losses=True``.
+            ``reduction``.
         TypeError: ``gamma`` given.
     """
 
@@ -238,11 +241,6 @@ class REDQLoss(LossModule):
         check_choice("scalar_output_mode", scalar_output_mode, (None, "exclude", "non_tensor"))
         check_range("min_alpha", min_alpha, 0.0, low_open=True)
         check_range("max_alpha", max_alpha, min_alpha)
-        if separate_losses:
-            raise ValueError(
-                f"{owner}: separate_losses=True (for actors and critics that share parameters) "
-                f"is not implemented in rlteach; build separate networks and leave it False."
-            )
         if not isinstance(target_entropy, str):
             check_range("target_entropy", target_entropy)
         elif target_entropy != "auto":
@@ -250,7 +248,8 @@ class REDQLoss(LossModule):
                 f'{owner}: target_entropy must be a number or "auto", got {target_entropy!r}.'
             )
         spec = read_spec_and_target_entropy(action_spec, actor_network, target_entropy, owner)
-        ensemble = make_qvalue_ensemble(qvalue_network, num_qvalue_nets, owner)
+        separate_from = [actor_network] if separate_losses else []
+        ensemble = make_qvalue_ensemble(qvalue_network, num_qvalue_nets, owner, separate_from)
 
         super().__init__()
         if priority_key is not None:

@@ -50,6 +50,7 @@ _PG_ESTIMATORS = (
     ValueEstimators.TD1,
     ValueEstimators.TDLambda,
     ValueEstimators.GAE,
+    ValueEstimators.MAGAE,
     ValueEstimators.VTrace,
 )
 

@@ -59,6 +59,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torch import nn
+from torch.func import functional_call
 
 from rlteach._checks import check_range
 from rlteach.modules.ensemble import QValueEnsemble, make_qvalue_ensemble
@@ -186,9 +187,19 @@ class SACLoss(LossModule):
         delay_qvalue: target critics :math:`\\bar Q_i` for (SAC-1) (True).
         delay_value: target value network :math:`\\bar V` for (SAC-5), version 1 (True).
         gamma: refused, as in TorchRL: use ``make_value_estimator(gamma=...)``.
+        separate_losses: parameters the critics share with the actor (a common trunk) are
+            trained by the actor loss only: the critics read them detached. With one Q-network,
+            those parameters are kept in every critic (neither copied nor re-initialised), as
+            TorchRL does. False (default): each critic holds re-initialised copies of them.
+            Version 1's value network likewise reads the parameters it shares with the actor
+            detached, and the critics those they share with the actor or the value network.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``. With ``"none"`` the output has
             the batch's shape and leaves out ``alpha`` and ``entropy`` (TorchRL's
             ``scalar_output_mode="exclude"``).
+        deactivate_vmap: accepted for TorchRL code and stored; no effect. TorchRL runs its
+            critics with ``torch.vmap`` unless this is set; rlteach never vmaps (a
+            ``QValueEnsemble`` runs its members with one batched matrix product per layer, or
+            loops over them), so both values give the same numbers.
         v1_like_torchrl: version 1 only; see the module docstring (False: the paper).
 
     Output keys: ``loss_actor``, ``loss_qvalue``, ``loss_alpha``, ``loss_value`` (version 1),
@@ -248,7 +259,9 @@ class SACLoss(LossModule):
         delay_qvalue: bool = True,
         delay_value: bool = True,
         gamma: float | None = None,
+        separate_losses: bool = False,
         reduction: str | None = None,
+        deactivate_vmap: bool = False,
         v1_like_torchrl: bool = False,
     ) -> None:
         owner = type(self).__name__
@@ -264,7 +277,18 @@ class SACLoss(LossModule):
             target_entropy=spec.target_entropy,
             owner=owner,
         )
-        qvalue = make_qvalue_ensemble(qvalue_network, num_qvalue_nets, owner)
+        # separate_losses (TorchRL's compare_against): the critics freeze what they share with
+        # the actor and the value network, the value network what it shares with the actor
+        separate_from = [actor_network] if separate_losses else []
+        if separate_losses and value_network is not None:
+            separate_from.append(value_network)
+        qvalue = make_qvalue_ensemble(qvalue_network, num_qvalue_nets, owner, separate_from)
+        actor_ids = {id(p) for p in actor_network.parameters()} if separate_losses else set()
+        frozen_in_value = frozenset(
+            name
+            for name, p in (value_network.named_parameters() if value_network is not None else ())
+            if id(p) in actor_ids
+        )
 
         super().__init__()
         self._version = 1 if value_network is not None else 2
@@ -277,12 +301,19 @@ class SACLoss(LossModule):
             delay_value,
         )
         self.v1_like_torchrl = v1_like_torchrl
+        self.deactivate_vmap = deactivate_vmap
         self._register_network("actor_network", actor_network, create_target=delay_actor)
         self._register_network("qvalue_network", qvalue, create_target=delay_qvalue)
         if value_network is not None:
             self._register_network("value_network", value_network, create_target=delay_value)
+        self._frozen_in_value = frozen_in_value
         self.temperature = temperature
         attach_action_spec(self, spec, as_buffers=True)
+        # The action and log-prob keys follow the actor's sampling keys, as in TorchRL
+        sample_keys = getattr(actor_network, "dist_sample_keys", None)
+        log_prob_keys = getattr(actor_network, "log_prob_keys", None)
+        if sample_keys and log_prob_keys:
+            self.set_keys(action=sample_keys[0], log_prob=log_prob_keys[0])
 
     def _after_set_keys(self, renamed: set[str]) -> None:
         if "action" in renamed:  # TorchRL reads the spec under the action key in force
@@ -383,9 +414,17 @@ class SACLoss(LossModule):
         return self._reduce_loss(loss), td_error
 
     def _value_loss(self, td: TensorDictBase, alpha: torch.Tensor) -> torch.Tensor:
-        pred = self.value_network(td.select(*self.value_network.in_keys)).get(
-            self.tensor_keys.value
-        )
+        value_td = td.select(*self.value_network.in_keys)
+        if self._frozen_in_value:  # separate_losses: the actor's parameters, read detached
+            params = {
+                name: p.detach()
+                for name, p in self.value_network.named_parameters()
+                if name in self._frozen_in_value
+            }
+            value_td = functional_call(self.value_network, params, (value_td,))
+        else:
+            value_td = self.value_network(value_td)
+        pred = value_td.get(self.tensor_keys.value)
         with torch.no_grad():
             # (SAC-6) target min_i Q_i(s, a~) - alpha log pi(a~|s), no gradient
             actor = self._target("actor_network")

@@ -72,7 +72,15 @@ class TD3Loss(LossModule):
         loss_function: ``"smooth_l1"`` (default), ``"l2"`` or ``"l1"``.
         delay_actor, delay_qvalue: keep target copies mu' and Q'_i (True, True).
         gamma: refused, as in TorchRL: use ``make_value_estimator(gamma=...)``.
+        separate_losses: parameters the critics share with the actor (a common trunk) are
+            trained by the actor loss only: the critics read them detached. With one Q-network,
+            those parameters are kept in every critic (neither copied nor re-initialised), as
+            TorchRL does. False (default): each critic holds re-initialised copies of them.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        deactivate_vmap: accepted for TorchRL code and stored; no effect. TorchRL runs its
+            critics with ``torch.vmap`` unless this is set; rlteach never vmaps (a
+            ``QValueEnsemble`` runs its members with one batched matrix product per layer, or
+            loops over them), so both values give the same numbers.
         clipped_double_q: rlteach only; ``False`` bootstraps from Q'_1 alone (ablation).
 
     Output keys (TorchRL's): ``loss_actor``, ``loss_qvalue``, ``pred_value`` [N, *B],
@@ -127,7 +135,9 @@ class TD3Loss(LossModule):
         delay_actor: bool = True,
         delay_qvalue: bool = True,
         gamma: float | None = None,
+        separate_losses: bool = False,
         reduction: str | None = None,
+        deactivate_vmap: bool = False,
         clipped_double_q: bool = True,
     ) -> None:
         owner = type(self).__name__
@@ -157,7 +167,8 @@ class TD3Loss(LossModule):
                 )
         if not bool((high >= low).all()):
             raise ValueError(f"{owner}: a low bound is above its high bound: {low} > {high}.")
-        qvalue = make_qvalue_ensemble(qvalue_network, num_qvalue_nets, owner)
+        separate_from = [actor_network] if separate_losses else []
+        qvalue = make_qvalue_ensemble(qvalue_network, num_qvalue_nets, owner, separate_from)
 
         super().__init__()
         self.num_qvalue_nets = num_qvalue_nets
@@ -165,6 +176,7 @@ class TD3Loss(LossModule):
         self.loss_function, self.reduction = loss_function, reduction
         self.delay_actor, self.delay_qvalue = delay_actor, delay_qvalue
         self.clipped_double_q = clipped_double_q
+        self.deactivate_vmap = deactivate_vmap
         self._register_network("actor_network", actor_network, create_target=delay_actor)
         self._register_network("qvalue_network", qvalue, create_target=delay_qvalue)
         self.register_buffer("min_action", low)

@@ -5,7 +5,8 @@ otherwise), gets :math:`V(s_t)` and :math:`V(s'_t)` from its value network (or f
 ``value_network=None``), calls the matching function of :mod:`rlteach.value.functional`, and writes
 ``"advantage"`` and ``"value_target"`` back into ``td``. Constructor arguments, defaults and key
 names follow TorchRL 0.14 (``torchrl.objectives.value.advantages``); its engineering extras
-(``shifted``, chunked or vmapped value calls, functional ``params``) are left out.
+(chunked or vmapped value calls) are accepted with no effect, ``shifted=True`` and functional
+``params`` are left out (see :class:`ValueEstimatorBase`).
 
 Keys read and written (rename any of them with ``set_keys``):
 
@@ -55,6 +56,7 @@ from tensordict.nn.probabilistic import interaction_type
 from tensordict.utils import NestedKey, unravel_key
 
 from rlteach._checks import check_choice, check_gamma, check_lmbda, check_range, get_key
+from rlteach._dispatch import enable_keyword_calls
 from rlteach.value.functional import (
     generalized_advantage_estimate,
     td0_return_estimate,
@@ -83,6 +85,7 @@ class ValueEstimators(Enum):
     TD1 = "TD(1) (infinity-step return)"
     TDLambda = "TD(lambda)"
     GAE = "Generalized advantage estimate"
+    MAGAE = "Multi-agent generalized advantage estimate"  # rlteach.value.MultiAgentGAE
     VTrace = "V-trace"
 
 
@@ -119,6 +122,18 @@ class ValueEstimatorBase(torch.nn.Module):
     """Shared plumbing of every estimator: keys, value-network calls, time dim, gamma.
 
     Subclasses implement ``forward(tensordict)``; ``value_estimate`` returns the target alone.
+
+    Every estimator also takes TorchRL 0.14's engineering options, so that TorchRL code runs:
+
+    * ``deactivate_vmap``, ``value_chunk_size``, ``num_chunks`` (``num_chunk``),
+      ``value_chunk_dim``: accepted, no effect. They change how TorchRL calls the value network
+      (vmap or a loop, in chunks to save memory), never the numbers; rlteach calls it once on s
+      and once on s'.
+    * ``shifted=False``, ``shifted_budget=1``: accepted (TorchRL's defaults).
+    * ``shifted=True``: refused (``NotImplementedError``). In TorchRL it fuses the two calls into
+      one over T + budget steps and, past the budget of internal truncations, zeroes the last
+      steps' advantages and writes a ``"shifted_valid"`` mask that its losses read; rlteach's
+      losses read no masks.
     """
 
     @dataclass
@@ -154,7 +169,35 @@ class ValueEstimatorBase(torch.nn.Module):
         skip_existing: bool | None = None,
         device: torch.device | None = None,
         time_dim: int | None = None,
+        shifted: bool = False,
+        shifted_budget: int = 1,
+        deactivate_vmap: bool = False,
+        value_chunk_size: int | None = None,
+        num_chunks: int | None = None,
+        num_chunk: int | None = None,
+        value_chunk_dim: int = 0,
     ):
+        owner = type(self).__name__
+        # TorchRL's engineering options. The chunking and vmap switches only change how TorchRL
+        # calls the value network (memory, speed), never the numbers: accepted, no effect here.
+        # shifted=True is refused: see ValueEstimatorBase's docstring.
+        if shifted is not False:
+            raise NotImplementedError(
+                f"{owner}: shifted={shifted!r} is not mirrored by rlteach. In TorchRL 0.14 it "
+                f"evaluates V(s) and V(s') in one fused value-network call over T + "
+                f"shifted_budget steps; it is more than a speed-up: past the budget of internal "
+                f"truncations it zeroes the advantages of the displaced last steps and writes a "
+                f"'shifted_valid' mask that TorchRL's losses then use to mask the loss and to "
+                f"standardise advantages. rlteach calls the value network on s and s' "
+                f"separately (the numbers of shifted=False, TorchRL's default) and its losses "
+                f"read no masks. Pass shifted=False (or leave it out)."
+            )
+        if shifted_budget != 1:
+            raise ValueError(
+                f"{owner}: shifted_budget={shifted_budget!r} only applies with shifted=True, "
+                f"which rlteach does not mirror; leave it at 1."
+            )
+        del deactivate_vmap, value_chunk_size, num_chunks, num_chunk, value_chunk_dim
         super().__init__()
         # The loss owns the value network; the estimator only borrows it, so it is stored outside
         # the module's registry and its parameters are not counted twice (as TorchRL does).
@@ -170,6 +213,9 @@ class ValueEstimatorBase(torch.nn.Module):
         self._device = torch.device("cpu") if device is None else torch.device(device)
         self.time_dim = _check_time_dim_type(type(self).__name__, time_dim)
         self._tensor_keys = self._AcceptedKeys()
+        # TorchRL's keyword form, estimator(observation=..., next_reward=...), returning
+        # (advantage, value_target): see rlteach._dispatch
+        enable_keyword_calls(self)
 
     def use_target_value_network(self, network: torch.nn.Module | None) -> None:
         """Bootstrap V(s') from ``network`` (a loss's target critic); ``None``: ``value_network``.
@@ -417,6 +463,7 @@ class TD0Estimator(ValueEstimatorBase):
         differentiable: bool = False,
         skip_existing: bool | None = None,
         device: torch.device | None = None,
+        **torchrl_options,
     ):
         check_gamma(gamma)
         super().__init__(
@@ -424,6 +471,7 @@ class TD0Estimator(ValueEstimatorBase):
             differentiable=differentiable,
             skip_existing=skip_existing,
             device=device,
+            **torchrl_options,
         )
         self.register_buffer("gamma", torch.as_tensor(gamma, device=self._device).float())
         self.average_rewards = average_rewards
@@ -458,6 +506,7 @@ class TD1Estimator(ValueEstimatorBase):
         skip_existing: bool | None = None,
         device: torch.device | None = None,
         time_dim: int | None = None,
+        **torchrl_options,
     ):
         check_gamma(gamma)
         super().__init__(
@@ -466,6 +515,7 @@ class TD1Estimator(ValueEstimatorBase):
             skip_existing=skip_existing,
             device=device,
             time_dim=time_dim,
+            **torchrl_options,
         )
         self.register_buffer("gamma", torch.as_tensor(gamma, device=self._device).float())
         self.average_rewards = average_rewards
@@ -508,6 +558,7 @@ class TDLambdaEstimator(ValueEstimatorBase):
         skip_existing: bool | None = None,
         device: torch.device | None = None,
         time_dim: int | None = None,
+        **torchrl_options,
     ):
         check_gamma(gamma)
         check_lmbda(lmbda)
@@ -517,6 +568,7 @@ class TDLambdaEstimator(ValueEstimatorBase):
             skip_existing=skip_existing,
             device=device,
             time_dim=time_dim,
+            **torchrl_options,
         )
         self.register_buffer("gamma", torch.as_tensor(gamma, device=self._device).float())
         self.register_buffer("lmbda", torch.as_tensor(lmbda, device=self._device).float())
@@ -567,6 +619,7 @@ class GAE(ValueEstimatorBase):
         skip_existing: bool | None = None,
         device: torch.device | None = None,
         time_dim: int | None = None,
+        **torchrl_options,
     ):
         check_gamma(gamma)
         check_lmbda(lmbda)
@@ -576,6 +629,7 @@ class GAE(ValueEstimatorBase):
             skip_existing=skip_existing,
             device=device,
             time_dim=time_dim,
+            **torchrl_options,
         )
         self.register_buffer("gamma", torch.as_tensor(gamma, device=self._device).float())
         self.register_buffer("lmbda", torch.as_tensor(lmbda, device=self._device).float())
@@ -672,6 +726,7 @@ class VTrace(ValueEstimatorBase):
         device: torch.device | None = None,
         time_dim: int | None = None,
         log_pi_of: str = "taken_action",
+        **torchrl_options,
     ):
         check_gamma(gamma)
         if torch.as_tensor(gamma).numel() != 1:
@@ -685,6 +740,7 @@ class VTrace(ValueEstimatorBase):
             skip_existing=skip_existing,
             device=device,
             time_dim=time_dim,
+            **torchrl_options,
         )
         self.register_buffer("gamma", torch.as_tensor(gamma, device=self._device).float())
         self.register_buffer("rho_thresh", torch.as_tensor(rho_thresh, device=self._device))

@@ -63,7 +63,16 @@ __all__ = [
     "vec_td_lambda_advantage_estimate",
     "vec_td1_return_estimate",
     "vec_td1_advantage_estimate",
+    "RollingGammaNotVectorisedError",
 ]
+
+
+class RollingGammaNotVectorisedError(NotImplementedError, ValueError):
+    """``rolling_gamma=False`` asked of a vectorised TD(lambda) / TD(1).
+
+    A ``NotImplementedError``, as TorchRL 0.14 raises, and a ``ValueError``, as rlteach raised
+    before.
+    """
 
 
 # ---------------------------------------------------------------------------------------------
@@ -716,12 +725,14 @@ def vec_td_lambda_return_estimate(
     :math:`G_t = b_t + a_t G_{t+1}` with
     :math:`b_t = r_t + \gamma_t \bar V_t\,(1 - \lambda_t(1-d_t))` and
     :math:`a_t = \gamma_t\lambda_t(1-d_t)`.
-    ``rolling_gamma=False`` is not available here (nor in TorchRL's vectorised version).
+    ``rolling_gamma=False`` is refused as TorchRL 0.14 refuses it (``NotImplementedError``): the
+    scan ties each gamma to one step. The loop version implements it.
     """
     if rolling_gamma is False:
-        raise ValueError(
+        raise RollingGammaNotVectorisedError(
             "vec_td_lambda_return_estimate: rolling_gamma=False is only implemented by the loop "
-            "version; call td_lambda_return_estimate instead."
+            "version (TorchRL's vectorised TD(lambda) refuses it too); call "
+            "td_lambda_return_estimate instead, or an estimator with vectorized=False."
         )
     (next_state_value, reward, done, terminated), gamma, lmbda, _, undo = _prepare(
         "vec_td_lambda_return_estimate",
