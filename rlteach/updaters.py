@@ -89,9 +89,11 @@ class TargetNetUpdater:
                 f"do not use a target updater."
             )
         self.loss_module = loss_module
-        # the loss stops warning that its targets have no updater (TorchRL's bookkeeping)
-        for name in loss_module._has_update_associated:
-            loss_module._has_update_associated[name] = True
+        # the loss stops warning that its targets have no updater (TorchRL's bookkeeping, under
+        # TorchRL's private name, which TorchRL's own updaters also set on an rlteach loss)
+        associated = loss_module._has_update_associated  # noqa: SLF001
+        for name in associated:
+            associated[name] = True
         self.initialized = False
         self.init_()
 

@@ -177,7 +177,8 @@ def _rl_warnings() -> bool:
 
 def _warn_if_no_updater(loss: LossModule, args) -> None:
     """Forward pre-hook: a loss with target networks and no updater attached warns, as TorchRL."""
-    if not all(loss._has_update_associated.values()) and _rl_warnings():
+    # TorchRL's attribute name, which its own updaters set on any loss: kept private as there
+    if not all(loss._has_update_associated.values()) and _rl_warnings():  # noqa: SLF001
         warnings.warn(loss.TARGET_NET_WARNING, category=UserWarning, stacklevel=2)
 
 
