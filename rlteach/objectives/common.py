@@ -48,7 +48,13 @@ from tensordict import TensorDictBase, unravel_key
 from tensordict.utils import NestedKey
 from torch import nn
 
-from rlteach._checks import check_choice, check_finite, get_key, key_str
+from rlteach._checks import (
+    check_action_in_actor_bounds,
+    check_choice,
+    check_finite,
+    check_network_inputs,
+    key_str,
+)
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, _reduce, read_inputs
 from rlteach.value import (
     GAE,
@@ -375,6 +381,7 @@ class LossModule(nn.Module):
             raise ValueError(f"{type(self).__name__} already has an attribute {name!r}.")
         target = _frozen_copy(module) if create_target else None  # may raise: nothing set yet
         setattr(self, name, module)
+        self.__dict__.setdefault("_registered_networks", []).append(name)
         if target is not None:
             setattr(self, f"target_{name}", target)
             self._target_names[name] = f"target_{name}"
@@ -517,33 +524,83 @@ class LossModule(nn.Module):
     def _check_network_inputs(
         self, td: TensorDictBase, *networks: nn.Module, next_step: bool = True
     ) -> None:
-        """Every entry the networks read from the batch: present, finite, and (with ``next_step``)
-        present under ``"next"`` with the same shape.
+        """Every entry the networks read from the batch: present, of the network's dtype and
+        width, finite, and (with ``next_step``) present under ``"next"`` with the same shape.
 
         This is what keeps a NaN observation from flowing into a loss and a ``td_error`` that a
         prioritised buffer would then store. An ensemble (``nn.ModuleList``) is checked member
-        by member.
+        by member. See ``rlteach._checks.check_network_inputs``.
         """
         owner = type(self).__name__
-        keys: list[NestedKey] = []
         for network in networks:
             members = network if isinstance(network, nn.ModuleList) else [network]
             for member in members:
-                keys += [k for k in getattr(member, "in_keys", []) if k not in keys]
-        tensors = {}
-        for key in keys:
-            now = get_key(td, key, owner=owner)
-            tensors[key_str(key)] = now
-            if next_step:
-                later = get_key(td, _next(key), owner=owner)
-                tensors[key_str(_next(key))] = later
-                if isinstance(now, torch.Tensor) and now.shape != later.shape:
-                    raise ValueError(
-                        f"{owner}: {key_str(key)} has shape {list(now.shape)} but "
-                        f"{key_str(_next(key))} has shape {list(later.shape)}; an observation "
-                        f"and the next one must have the same shape."
-                    )
-        check_finite(owner, **{k: v for k, v in tensors.items() if isinstance(v, torch.Tensor)})
+                check_network_inputs(owner, td, member, next_step=next_step)
+
+    # ------------------------------------------------ every call: checked, then committed
+    # The rule of issue 21, enforced here rather than in each loss: a call first checks what
+    # every network will read, and a call that raises leaves the loss as it found it.
+
+    # Networks whose inputs every call reads (a missing entry is refused up front); the inputs
+    # of the other networks are checked where present and left to the loss otherwise.
+    _always_read_networks: tuple[str, ...] = ("actor_network",)
+
+    def __call__(self, *args, **kwargs):
+        if args and isinstance(args[0], TensorDictBase):
+            self._check_network_batch(args[0])
+        saved = self._mutable_state()
+        try:
+            return super().__call__(*args, **kwargs)
+        except BaseException:
+            with torch.no_grad():
+                for tensor, value in saved:
+                    tensor.copy_(value)
+            raise
+
+    def _check_network_batch(self, td: TensorDictBase) -> None:
+        """What every loss asks of a batch: not empty, and every network input readable (see
+        ``rlteach._checks.check_network_inputs``; next-step inputs where present)."""
+        owner = type(self).__name__
+        if td.batch_size.numel() == 0:
+            raise ValueError(
+                f"{owner}: the batch is empty (batch size {list(td.batch_size)}); a loss needs "
+                f"at least one sample. Check the collector or the replay buffer's sample size."
+            )
+        for name in self._network_names():
+            network = getattr(self, name)
+            members = network if isinstance(network, nn.ModuleList) else [network]
+            for member in members:
+                check_network_inputs(
+                    owner,
+                    td,
+                    member,
+                    required=name in self._always_read_networks,
+                    next_step=None,
+                )
+        # stored actions inside the actor's bounds; the key is the loss's, else (DDPG, whose keys
+        # name no action) what a deterministic actor writes
+        actor = self._modules.get("actor_network")
+        action_key = getattr(self.tensor_keys, "action", None)
+        if action_key is None and actor is not None:
+            action_key = next(iter(getattr(actor, "out_keys", [])), None)
+        # a loss given bounded action spec checks the actions against it itself (SAC, TD3, ...)
+        has_spec = any(getattr(self, b, None) is not None for b in ("action_low", "min_action"))
+        if action_key is not None and actor is not None and not has_spec:
+            action = td.get(action_key, None)
+            check_action_in_actor_bounds(owner, actor, action, key_str(action_key))
+
+    def _mutable_state(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(tensor, copy) of the state a call may change in place: every buffer (β, batch-norm
+        running statistics, counters) and every parameter outside the networks (SAC's
+        ``log_alpha``, clamped in place). Target networks are changed by the updaters only and
+        the networks' weights by the optimiser only, so they are not copied."""
+        skip = set()
+        for name in self.__dict__.get("_registered_networks", ()):
+            skip.update(id(p) for p in getattr(self, name).parameters())
+        for target in self._target_names.values():
+            skip.update(id(t) for t in getattr(self, target).buffers())
+        tensors = [*self.parameters(), *self.buffers()]
+        return [(t, t.detach().clone()) for t in tensors if id(t) not in skip]
 
     def _reduce_loss(
         self,
