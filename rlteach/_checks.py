@@ -7,6 +7,7 @@ parameter is modified, so a failed call leaves the caller's state untouched.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterable
 
 import torch
@@ -222,6 +223,29 @@ def input_width(body: torch.nn.Module) -> int | None:
     return None
 
 
+# network -> (its keys, (first reader's keys, input width, MultiAgentMLP or None)): what the
+# layers say about a network's inputs, worked out once per network (a walk over its modules
+# would cost a loss call tens of microseconds each time). The dtype is read at every call.
+_LAYOUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _layout(network: torch.nn.Module, keys: list) -> tuple:
+    """(first reader's keys, input width or None, its MultiAgentMLP or None, whether the first
+    layer with weights is linear: it then needs floats of the network's dtype)."""
+    cached = _LAYOUTS.get(network)
+    if cached is not None and cached[0] == keys:
+        return cached[1]
+    from rlteach.modules import MultiAgentMLP
+
+    first_keys, body = _first_reader(network)
+    width = input_width(body) if set(first_keys) <= set(keys) else None
+    agents = next((m for m in body.modules() if isinstance(m, MultiAgentMLP)), None)
+    first = next((m for m in body.modules() if next(m.parameters(False), None) is not None), None)
+    linear = width is not None or isinstance(first, torch.nn.Linear)
+    _LAYOUTS[network] = (list(keys), (first_keys, width, agents, linear))
+    return first_keys, width, agents, linear
+
+
 def _network_dtype(network: torch.nn.Module) -> torch.dtype | None:
     for p in network.parameters():
         if p.is_floating_point():
@@ -240,24 +264,21 @@ def check_network_inputs(
     """Refuse a batch a network cannot read correctly, before the network runs.
 
     For each entry ``network`` reads (``in_keys``): present (``required``; otherwise an absent
-    entry is left to whoever reads it), a floating-point tensor of the network's own dtype,
-    finite, with a feature dim after the batch dims of the TensorDict holding it; and, where the
-    network's first layer is one of rlteach's MLPs, exactly one feature dim whose widths add up to
-    the layer's ``in_features``. ``next_step=True`` asks the same of the entries under ``"next"``
+    entry is left to whoever reads it), starting with the batch size of the TensorDict holding
+    it, with a feature dim after it, finite; and, where the network's first layer is one of
+    rlteach's MLPs, exactly one feature dim whose widths add up to the layer's ``in_features``;
+    where it is linear, floating point of the network's own dtype (other layers, such as the
+    MinAtar torso reading bool frames, convert their inputs themselves). ``next_step=True`` asks the same of the entries under ``"next"``
     (and the same shape as now); ``None`` checks them only where present.
 
     Raises:
         KeyError: a required entry is absent.
         ValueError: wrong dtype, shape, or a NaN / inf.
     """
-    from rlteach.modules import MultiAgentMLP
-
     keys = [k for k in getattr(network, "in_keys", []) if k is not None]
     if not keys:
         return
-    first_keys, body = _first_reader(network)
-    width = input_width(body) if set(first_keys) <= set(keys) else None
-    agents = next((m for m in body.modules() if isinstance(m, MultiAgentMLP)), None)
+    first_keys, width, agents, linear = _layout(network, keys)
     per_agent = width is not None and agents is not None
     dtype = _network_dtype(network)
     steps = [False] if next_step is False else [False, True]
@@ -280,13 +301,15 @@ def check_network_inputs(
             if not isinstance(value, torch.Tensor):
                 continue
             where = where_of[key]
-            if not value.is_floating_point():
+            # a linear first layer reads floats of its own dtype; other layers may convert their
+            # inputs themselves (the MinAtar torso reads bool frames)
+            if linear and not value.is_floating_point():
                 raise ValueError(
                     f"{owner}: the network input {where} has dtype {value.dtype}; the network "
                     f"computes in {dtype or 'floating point'}. Convert it with "
                     f".to({dtype or torch.float32})."
                 )
-            if dtype is not None and value.dtype != dtype:
+            if linear and dtype is not None and value.dtype != dtype:
                 raise ValueError(
                     f"{owner}: the network input {where} is {value.dtype} but the network's "
                     f"parameters are {dtype}. Convert the data (.to({dtype})) or the network "
@@ -420,7 +443,10 @@ def check_action_in_actor_bounds(owner: str, actor: torch.nn.Module, action, whe
         return
     # made where the action is (never on the default device, which may be "meta")
     low, high = (torch.as_tensor(b, dtype=action.dtype, device=action.device) for b in bounds)
-    outside = (action < low) | (action > high)
+    # a rounding's grace: TanhScale keeps (high + low) / 2 and (high - low) / 2, whose sum and
+    # difference may miss the environment's own bound (which the recipes clip to) by an ulp
+    slack = 1e-5 * (1.0 + torch.maximum(low.abs(), high.abs()))
+    outside = (action < low - slack) | (action > high + slack)
     if bool(outside.any()):
         first = outside.nonzero()[0].tolist()
         raise ValueError(

@@ -53,6 +53,7 @@ from rlteach._checks import (
     check_choice,
     check_finite,
     check_network_inputs,
+    get_key,
     key_str,
 )
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, _reduce, read_inputs
@@ -249,7 +250,12 @@ class LossModule(nn.Module):
         ):
             buffers[name].fill_(value)
             return
+        self.__dict__.pop("_mutable_tensors", None)  # the module tree may change
         super().__setattr__(name, value)
+
+    def register_buffer(self, name: str, tensor, persistent: bool = True) -> None:
+        self.__dict__.pop("_mutable_tensors", None)
+        super().register_buffer(name, tensor, persistent)
 
     # ------------------------------------------------------------------ keys
 
@@ -532,10 +538,17 @@ class LossModule(nn.Module):
         by member. See ``rlteach._checks.check_network_inputs``.
         """
         owner = type(self).__name__
+        checked = self.__dict__.get("_checked_batch") is td  # by __call__: presence is left
         for network in networks:
             members = network if isinstance(network, nn.ModuleList) else [network]
             for member in members:
-                check_network_inputs(owner, td, member, next_step=next_step)
+                if checked:
+                    for key in getattr(member, "in_keys", []):
+                        get_key(td, key, owner=owner)
+                        if next_step:
+                            get_key(td, _next(key), owner=owner)
+                else:
+                    check_network_inputs(owner, td, member, next_step=next_step)
 
     # ------------------------------------------------ every call: checked, then committed
     # The rule of issue 21, enforced here rather than in each loss: a call first checks what
@@ -546,9 +559,11 @@ class LossModule(nn.Module):
     _always_read_networks: tuple[str, ...] = ("actor_network",)
 
     def __call__(self, *args, **kwargs):
-        if args and isinstance(args[0], TensorDictBase):
-            self._check_network_batch(args[0])
+        batch = args[0] if args and isinstance(args[0], TensorDictBase) else None
+        if batch is not None:
+            self._check_network_batch(batch)
         saved = self._mutable_state()
+        self.__dict__["_checked_batch"] = batch
         try:
             return super().__call__(*args, **kwargs)
         except BaseException:
@@ -556,6 +571,8 @@ class LossModule(nn.Module):
                 for tensor, value in saved:
                     tensor.copy_(value)
             raise
+        finally:
+            self.__dict__["_checked_batch"] = None
 
     def _check_network_batch(self, td: TensorDictBase) -> None:
         """What every loss asks of a batch: not empty, and every network input readable (see
@@ -593,14 +610,34 @@ class LossModule(nn.Module):
         """(tensor, copy) of the state a call may change in place: every buffer (β, batch-norm
         running statistics, counters) and every parameter outside the networks (SAC's
         ``log_alpha``, clamped in place). Target networks are changed by the updaters only and
-        the networks' weights by the optimiser only, so they are not copied."""
+        the networks' weights by the optimiser only, so they are not copied.
+
+        Which tensors those are is worked out once and kept until the module tree changes
+        (an attribute set on the loss, ``.to()``, ``.double()``, ...)."""
+        names = self.__dict__.get("_mutable_tensors")  # names, not tensors: .to() moves them
+        if names is None:
+            names = self.__dict__["_mutable_tensors"] = self._find_mutable_tensors()
+        tensors = []
+        for module_path, attrs in names.items():
+            module = self.get_submodule(module_path)
+            for attr in attrs:
+                tensor = getattr(module, attr)
+                tensors.append((tensor, tensor.detach().clone()))
+        return tensors
+
+    def _find_mutable_tensors(self) -> dict[str, list[str]]:
+        """``{module path: [tensor names]}`` of what ``_mutable_state`` copies."""
         skip = set()
         for name in self.__dict__.get("_registered_networks", ()):
             skip.update(id(p) for p in getattr(self, name).parameters())
         for target in self._target_names.values():
             skip.update(id(t) for t in getattr(self, target).buffers())
-        tensors = [*self.parameters(), *self.buffers()]
-        return [(t, t.detach().clone()) for t in tensors if id(t) not in skip]
+        names: dict[str, list[str]] = {}
+        for name, t in [*self.named_parameters(), *self.named_buffers()]:
+            if id(t) not in skip:
+                module_path, _, attr = name.rpartition(".")
+                names.setdefault(module_path, []).append(attr)
+        return names
 
     def _reduce_loss(
         self,
@@ -705,6 +742,7 @@ class LossModule(nn.Module):
         # ``loss.to(device)`` and friends must reach the estimator too, which sits outside the
         # module tree (see __init__).
         super()._apply(fn, *args, **kwargs)
+        self.__dict__.pop("_mutable_tensors", None)  # buffers are new tensors now
         if self._value_estimator is not None:
             self._value_estimator._apply(fn, *args, **kwargs)
         return self
