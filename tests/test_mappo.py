@@ -120,7 +120,9 @@ def test_errors():
     loss.set_keys(**KEYS)
     td = batch(False)
     del td["agents"]
-    with pytest.raises(KeyError, match=r"\('agents', 'action_log_prob'\)"):
+    # the first missing entry is named: the actor's observation (checked with every network
+    # input, before the loss reads its own keys) or the log-probability
+    with pytest.raises(KeyError, match=r"\('agents', '(observation|action_log_prob)'\)"):
         loss(td)
     td = batch(True)  # per-agent rewards for 4 agents, a critic for 3
     td["next", "agents_reward"] = torch.randn(B, T, N + 1, 1)

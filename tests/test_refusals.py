@@ -254,3 +254,111 @@ def test_hard_update_refuses_a_bad_counter_and_keeps_its_own(counter):
     with pytest.raises(ValueError, match="counter"):
         updater.load_state_dict({"initialized": True, "counter": counter})
     assert updater.counter == 1
+
+
+# ------------------------------------------------ whatever raises, the loss is left as it was
+# LossModule.__call__ restores the state a call may change in place (buffers, parameters outside
+# the networks) when the call raises: this holds for a failure no check foresaw, too.
+
+
+def _sac_clamping():
+    torch.manual_seed(0)
+    actor = make_normal_actor(OBS, ACT, (8,), low=-1.0, high=1.0)
+    critic = make_state_action_value_network(OBS, ACT, (8,))
+    loss = SACLoss(actor, critic, action_spec=ACT, max_alpha=2.0)
+    with torch.no_grad():  # an optimiser step took log alpha above the bound: the next read of
+        loss.log_alpha.fill_(torch.tensor(5.0).log().item())  # alpha clamps it in place (TorchRL)
+    return loss
+
+
+def test_sac_refused_call_leaves_log_alpha_unclamped(monkeypatch):
+    loss = _sac_clamping()
+    td = _transitions()
+    before, original = _state(loss), td.clone()
+
+    def fail(*args, **kwargs):  # a failure after alpha was read (and log_alpha clamped)
+        raise ValueError("SACLoss: refused late")
+
+    monkeypatch.setattr(loss, "_actor_loss", fail)
+    with pytest.raises(ValueError, match="refused late"):
+        loss(td)
+    assert loss.log_alpha.item() == pytest.approx(torch.tensor(5.0).log().item())
+    assert _same_state(before, loss)
+    assert _same_batch(td, original)
+    monkeypatch.undo()
+    loss(td)  # a good call clamps, as in TorchRL
+    assert loss.log_alpha.item() == pytest.approx(torch.tensor(2.0).log().item())
+
+
+def test_sac_bad_input_leaves_log_alpha_unclamped():
+    loss = _sac_clamping()
+    td = _transitions()
+    td["observation"] = td["observation"].double()  # refused before alpha is read
+    before = _state(loss)
+    with pytest.raises(ValueError, match="SACLoss"):
+        loss(td)
+    assert _same_state(before, loss)
+
+
+def _crossq():
+    from rlteach.modules import make_crossq_qvalue_network
+    from rlteach.objectives import CrossQLoss
+
+    torch.manual_seed(0)
+    actor = make_normal_actor(OBS, ACT, (8,), low=-1.0, high=1.0)
+    critics = [make_crossq_qvalue_network(OBS, ACT, (8,)) for _ in range(2)]
+    return CrossQLoss(actor, critics, action_spec=ACT)
+
+
+def test_crossq_refused_call_leaves_batch_norm_statistics(monkeypatch):
+    loss = _crossq()
+    td = _transitions()
+    loss(td)  # running statistics away from their initial values
+    before, original = _state(loss), td.clone()
+    assert any("running" in k for k in before)
+
+    def fail(*args, **kwargs):  # after the critics ran in training mode
+        raise ValueError("CrossQLoss: refused late")
+
+    monkeypatch.setattr(loss, "actor_loss", fail)
+    with pytest.raises(ValueError, match="refused late"):
+        loss(td)
+    assert _same_state(before, loss)
+    assert _same_batch(td, original)
+
+
+def test_crossq_bad_input_leaves_batch_norm_statistics():
+    loss = _crossq()
+    td = _transitions()
+    td["next", "reward"][2] = float("nan")
+    before, original = _state(loss), td.clone()
+    with pytest.raises(ValueError, match="CrossQLoss"):
+        loss(td)
+    assert _same_state(before, loss)
+    assert _same_batch(td, original)
+
+
+# ---------------------------------------------------------------- averaging over one element
+
+
+def test_standardising_one_element_leaves_it_as_it_is():
+    """Standardising needs a spread: one element has none (its unbiased std is NaN). It is left
+    as it is, as PPO's normalize_advantage leaves a one-element advantage alone."""
+    td = TensorDict(
+        {
+            "state_value": torch.tensor([[[0.5]]]),
+            "next": {
+                "state_value": torch.tensor([[[1.0]]]),
+                "reward": torch.tensor([[[2.0]]]),
+                "done": torch.tensor([[[False]]]),
+                "terminated": torch.tensor([[[False]]]),
+            },
+        },
+        [1, 1],
+    )
+    plain = GAE(gamma=0.9, lmbda=0.9, value_network=None)(td.clone())["advantage"]
+    averaged = GAE(gamma=0.9, lmbda=0.9, value_network=None, average_gae=True)(td.clone())
+    assert torch.equal(averaged["advantage"], plain)
+    assert plain.item() == pytest.approx(2.0 + 0.9 * 1.0 - 0.5)
+    target = TD1Estimator(gamma=0.9, value_network=None, average_rewards=True)(td.clone())
+    assert torch.isfinite(target["value_target"]).all()

@@ -25,8 +25,12 @@ def action_index(owner: str, action: torch.Tensor, action_space: str, n_actions:
     [*B, n_actions] vectors with a single 1.
     """
     if action_space == "categorical":
-        if action.is_floating_point() and not bool((action == action.round()).all()):
-            raise ValueError(f"{owner}: categorical actions must be whole numbers, got {action}.")
+        if action.is_floating_point() or action.dtype == torch.bool:
+            raise ValueError(
+                f"{owner}: categorical actions are indices and must be integers, got dtype "
+                f"{action.dtype}. Store them as int64 (.long()); for one-hot actions build the "
+                f"loss with action_space='one-hot'."
+            )
         index = action.long()
         if tuple(index.shape) == (*batch, 1):
             index = index.squeeze(-1)

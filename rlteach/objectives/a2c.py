@@ -34,7 +34,7 @@ from tensordict.utils import NestedKey
 from torch import nn
 from torch.distributions import Distribution, Independent
 
-from rlteach._checks import check_range
+from rlteach._checks import check_action, check_range, key_str
 from rlteach.objectives._composite import refuse_composite
 from rlteach.objectives.common import LossModule
 from rlteach.objectives.functional import policy_gradient_objective
@@ -254,6 +254,7 @@ class A2CLoss(LossModule):
         self._check_constant_action(x["action"])
 
         dist = distribution(self.actor_network, td)
+        check_action(type(self).__name__, dist, x["action"], key_str(self.tensor_keys.action))
         log_prob = dist.log_prob(x["action"]).unsqueeze(-1)  # [*B, T, 1]
         # (A2C-1) advantage-weighted score function
         out = {"loss_objective": policy_gradient_objective(log_prob, x["advantage"])}

@@ -226,14 +226,14 @@ class DistributionalDQNLoss(LossModule):
         inputs = self._read_inputs(tensordict, "action", next_names=("reward",))
         self._check_network_inputs(tensordict, self.value_network)
         weights = self._prioritized_weights(tensordict)
-        terminated = tensordict.get(
-            ("next", keys.terminated), tensordict.get(("next", keys.done), None)
-        )
-        if terminated is None:
+        present = tensordict.get("next").keys(True)
+        flag = next((n for n in ("terminated", "done") if getattr(keys, n) in present), None)
+        if flag is None:
             raise KeyError(
                 f"{owner} needs ('next', {keys.terminated!r}) (or ('next', {keys.done!r})) in "
                 f"its input; rename with set_keys(terminated=...)."
             )
+        terminated = self._read_inputs(tensordict, next_names=(flag,))[f"next_{flag}"]  # checked
         return inputs["action"], inputs["next_reward"], terminated, weights
 
     def _action_index(self, action: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:

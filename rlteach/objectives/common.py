@@ -49,7 +49,14 @@ from tensordict import TensorDictBase, unravel_key
 from tensordict.utils import NestedKey
 from torch import nn
 
-from rlteach._checks import check_choice, check_finite, get_key, key_str
+from rlteach._checks import (
+    check_action_in_actor_bounds,
+    check_choice,
+    check_finite,
+    check_network_inputs,
+    get_key,
+    key_str,
+)
 from rlteach._dispatch import enable_keyword_calls
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, _reduce, read_inputs
 from rlteach.value import (
@@ -286,7 +293,12 @@ class LossModule(nn.Module):
         ):
             buffers[name].fill_(value)
             return
+        self.__dict__.pop("_mutable_tensors", None)  # the module tree may change
         super().__setattr__(name, value)
+
+    def register_buffer(self, name: str, tensor, persistent: bool = True) -> None:
+        self.__dict__.pop("_mutable_tensors", None)
+        super().register_buffer(name, tensor, persistent)
 
     # ------------------------------------------------------------------ keys
 
@@ -418,6 +430,7 @@ class LossModule(nn.Module):
             raise ValueError(f"{type(self).__name__} already has an attribute {name!r}.")
         target = _frozen_copy(module) if create_target else None  # may raise: nothing set yet
         setattr(self, name, module)
+        self.__dict__.setdefault("_registered_networks", []).append(name)
         if target is not None:
             setattr(self, f"target_{name}", target)
             self._target_names[name] = f"target_{name}"
@@ -563,33 +576,114 @@ class LossModule(nn.Module):
     def _check_network_inputs(
         self, td: TensorDictBase, *networks: nn.Module, next_step: bool = True
     ) -> None:
-        """Every entry the networks read from the batch: present, finite, and (with ``next_step``)
-        present under ``"next"`` with the same shape.
+        """Every entry the networks read from the batch: present, of the network's dtype and
+        width, finite, and (with ``next_step``) present under ``"next"`` with the same shape.
 
         This is what keeps a NaN observation from flowing into a loss and a ``td_error`` that a
         prioritised buffer would then store. An ensemble (``nn.ModuleList``) is checked member
-        by member.
+        by member. See ``rlteach._checks.check_network_inputs``.
         """
         owner = type(self).__name__
-        keys: list[NestedKey] = []
+        checked = self.__dict__.get("_checked_batch") is td  # by __call__: presence is left
         for network in networks:
             members = network if isinstance(network, nn.ModuleList) else [network]
             for member in members:
-                keys += [k for k in getattr(member, "in_keys", []) if k not in keys]
-        tensors = {}
-        for key in keys:
-            now = get_key(td, key, owner=owner)
-            tensors[key_str(key)] = now
-            if next_step:
-                later = get_key(td, _next(key), owner=owner)
-                tensors[key_str(_next(key))] = later
-                if isinstance(now, torch.Tensor) and now.shape != later.shape:
-                    raise ValueError(
-                        f"{owner}: {key_str(key)} has shape {list(now.shape)} but "
-                        f"{key_str(_next(key))} has shape {list(later.shape)}; an observation "
-                        f"and the next one must have the same shape."
-                    )
-        check_finite(owner, **{k: v for k, v in tensors.items() if isinstance(v, torch.Tensor)})
+                if checked:
+                    for key in getattr(member, "in_keys", []):
+                        get_key(td, key, owner=owner)
+                        if next_step:
+                            get_key(td, _next(key), owner=owner)
+                else:
+                    check_network_inputs(owner, td, member, next_step=next_step)
+
+    # ------------------------------------------------ every call: checked, then committed
+    # The rule of issue 21, enforced here rather than in each loss: a call first checks what
+    # every network will read, and a call that raises leaves the loss as it found it.
+
+    # Networks whose inputs every call reads (a missing entry is refused up front); the inputs
+    # of the other networks are checked where present and left to the loss otherwise.
+    _always_read_networks: tuple[str, ...] = ("actor_network",)
+
+    def __call__(self, *args, **kwargs):
+        batch = args[0] if args and isinstance(args[0], TensorDictBase) else None
+        if batch is not None:
+            self._check_network_batch(batch)
+        saved = self._mutable_state()
+        self.__dict__["_checked_batch"] = batch
+        try:
+            return super().__call__(*args, **kwargs)
+        except BaseException:
+            with torch.no_grad():
+                for tensor, value in saved:
+                    tensor.copy_(value)
+            raise
+        finally:
+            self.__dict__["_checked_batch"] = None
+
+    def _check_network_batch(self, td: TensorDictBase) -> None:
+        """What every loss asks of a batch: not empty, and every network input readable (see
+        ``rlteach._checks.check_network_inputs``; next-step inputs where present)."""
+        owner = type(self).__name__
+        if td.batch_size.numel() == 0:
+            raise ValueError(
+                f"{owner}: the batch is empty (batch size {list(td.batch_size)}); a loss needs "
+                f"at least one sample. Check the collector or the replay buffer's sample size."
+            )
+        for name in self._network_names():
+            network = getattr(self, name)
+            members = network if isinstance(network, nn.ModuleList) else [network]
+            for member in members:
+                check_network_inputs(
+                    owner,
+                    td,
+                    member,
+                    required=name in self._always_read_networks,
+                    next_step=None,
+                )
+        # stored actions inside the actor's bounds; the key is the loss's, else (DDPG, whose keys
+        # name no action) what a deterministic actor writes
+        actor = self._modules.get("actor_network")
+        action_key = getattr(self.tensor_keys, "action", None)
+        if action_key is None and actor is not None:
+            action_key = next(iter(getattr(actor, "out_keys", [])), None)
+        # a loss given bounded action spec checks the actions against it itself (SAC, TD3, ...)
+        has_spec = any(getattr(self, b, None) is not None for b in ("action_low", "min_action"))
+        if action_key is not None and actor is not None and not has_spec:
+            action = td.get(action_key, None)
+            check_action_in_actor_bounds(owner, actor, action, key_str(action_key))
+
+    def _mutable_state(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(tensor, copy) of the state a call may change in place: every buffer (β, batch-norm
+        running statistics, counters) and every parameter outside the networks (SAC's
+        ``log_alpha``, clamped in place). Target networks are changed by the updaters only and
+        the networks' weights by the optimiser only, so they are not copied.
+
+        Which tensors those are is worked out once and kept until the module tree changes
+        (an attribute set on the loss, ``.to()``, ``.double()``, ...)."""
+        names = self.__dict__.get("_mutable_tensors")  # names, not tensors: .to() moves them
+        if names is None:
+            names = self.__dict__["_mutable_tensors"] = self._find_mutable_tensors()
+        tensors = []
+        for module_path, attrs in names.items():
+            module = self.get_submodule(module_path)
+            for attr in attrs:
+                tensor = getattr(module, attr)
+                tensors.append((tensor, tensor.detach().clone()))
+        return tensors
+
+    def _find_mutable_tensors(self) -> dict[str, list[str]]:
+        """``{module path: [tensor names]}`` of what ``_mutable_state`` copies."""
+        skip = set()
+        for name in self.__dict__.get("_registered_networks", ()):
+            skip.update(id(p) for p in getattr(self, name).parameters())
+        for target in self._target_names.values():
+            skip.update(id(t) for t in getattr(self, target).buffers())
+        names: dict[str, list[str]] = {}
+        for name, t in [*self.named_parameters(), *self.named_buffers()]:
+            if id(t) not in skip:
+                module_path, _, attr = name.rpartition(".")
+                names.setdefault(module_path, []).append(attr)
+        return names
 
     def _reduce_loss(
         self,
@@ -694,6 +788,7 @@ class LossModule(nn.Module):
         # ``loss.to(device)`` and friends must reach the estimator too, which sits outside the
         # module tree (see __init__).
         super()._apply(fn, *args, **kwargs)
+        self.__dict__.pop("_mutable_tensors", None)  # buffers are new tensors now
         if self._value_estimator is not None:
             self._value_estimator._apply(fn, *args, **kwargs)  # noqa: SLF001 (torch's hook)
         return self

@@ -73,7 +73,7 @@ from tensordict.utils import NestedKey
 from torch import distributions as D
 from torch import nn
 
-from rlteach._checks import check_range
+from rlteach._checks import check_action, check_finite, check_range, key_str
 from rlteach.modules import TanhNormal
 from rlteach.objectives._composite import refuse_composite
 from rlteach.objectives.common import LossModule
@@ -364,7 +364,7 @@ class PPOLoss(LossModule):
                 )
             # The estimator runs the critic without gradient to its parameters.
             self.value_estimator(td)
-            advantage = td.get(self.tensor_keys.advantage)
+        advantage = self._read_inputs(td, "advantage")["advantage"]  # float [*B, 1], finite
         self._check_critic_inputs(td)  # before anything changes (KLPEN's β, say)
         if self.normalize_advantage and advantage.numel() > 1:
             # (Â - mean) / max(std, 1e-6), the std with Bessel's correction
@@ -376,7 +376,16 @@ class PPOLoss(LossModule):
     def _log_weight(self, td: TensorDictBase, old_log_prob: torch.Tensor, advantage):
         """(log r [*B, 1], current distribution π_θ(·|s), kl_approx [*B, 1]) -- (PPO-1)."""
         dist = self.actor_network.get_dist(td)
-        log_prob = dist.log_prob(td.get(self.tensor_keys.action))
+        action = td.get(self.tensor_keys.action)
+        check_action(type(self).__name__, dist, action, key_str(self.tensor_keys.action))
+        log_prob = dist.log_prob(action)
+        if log_prob.shape != old_log_prob.shape:  # it would broadcast
+            raise ValueError(
+                f"{type(self).__name__}: {key_str(self.tensor_keys.sample_log_prob)} has shape "
+                f"{list(old_log_prob.shape)} but the policy's log-probability of the action has "
+                f"shape {list(log_prob.shape)}; store one log pi_old(a|s) per action, as the "
+                f"acting policy wrote it."
+            )
         log_weight = (log_prob - old_log_prob).unsqueeze(-1)  # (PPO-1) log r_t(θ)
         if log_weight.shape != advantage.shape:  # a [B] advantage would broadcast to [B, B]
             raise ValueError(
@@ -432,6 +441,7 @@ class PPOLoss(LossModule):
                 f"the advantage (the estimators write them), rename the key with "
                 f"set_keys(value=<your key>), or pass clip_value=None."
             )
+        self._read_inputs(td, "value_target", *(("value",) if self.clip_value is not None else ()))
 
     def _loss_critic(self, td: TensorDictBase):
         """(c₁·ℓ(V, V^targ) [*B, 1], value clip fraction or None, explained variance or None)."""
@@ -700,6 +710,14 @@ class KLPENPPOLoss(PPOLoss):
         old_dist = self._old_distribution(td)  # π_old from the stored parameters
         advantage = self._advantage(td)
         log_weight, dist, kl_approx = self._log_weight(td, old_log_prob, advantage)  # (PPO-1)
+        if (old_dist.batch_shape, old_dist.event_shape) != (dist.batch_shape, dist.event_shape):
+            raise ValueError(
+                f"KLPENPPOLoss: the stored distribution parameters "
+                f"{[key_str(k) for k in self._dist_module.in_keys]} give a distribution of batch "
+                f"shape {list(old_dist.batch_shape)} and event shape {list(old_dist.event_shape)}, "
+                f"the current policy one of {list(dist.batch_shape)} and "
+                f"{list(dist.event_shape)}; store the actor's outputs with their shapes unchanged."
+            )
         kl = self._kl(old_dist, dist).unsqueeze(-1)
         with torch.no_grad():
             factor = ppo_beta_factor(kl.mean(), self.dtarg, self.increment, self.decrement)
@@ -726,7 +744,22 @@ class KLPENPPOLoss(PPOLoss):
                 f"KLPENPPOLoss needs the old policy's distribution parameters {missing} in the "
                 f"batch (store the actor's output when collecting) to compute KL[π_old ‖ π_θ]."
             )
-        return self._dist_module.get_dist(td)
+        params = {key_str(k): td.get(k) for k in self._dist_module.in_keys}
+        for where, value in params.items():
+            if isinstance(value, torch.Tensor) and not value.is_floating_point():
+                raise ValueError(
+                    f"KLPENPPOLoss: the old policy's distribution parameter {where} has dtype "
+                    f"{value.dtype}; store the actor's output as it was (floating point)."
+                )
+        check_finite("KLPENPPOLoss", **params)
+        try:
+            return self._dist_module.get_dist(td)
+        except (RuntimeError, ValueError) as error:  # parameters that do not fit together
+            shapes = {where: list(v.shape) for where, v in params.items()}
+            raise ValueError(
+                f"KLPENPPOLoss: the stored distribution parameters {shapes} do not make a "
+                f"distribution ({error}); store the actor's outputs with their shapes unchanged."
+            ) from error
 
     # ---------------------------------------------------------------- reproducing TorchRL
 

@@ -233,6 +233,18 @@ class QMixerLoss(LossModule):
     def _chosen_local_values(self, action_value: torch.Tensor, action: torch.Tensor):
         """Q_a(τ_a, u_a) [*B, n, 1] of the actions taken (not the greedy ones)."""
         if self.action_space == "categorical":
+            n_actions = action_value.shape[-1]
+            if action.is_floating_point() or action.dtype == torch.bool:
+                raise ValueError(
+                    f"QMixerLoss: the action {key_str(self.tensor_keys.action)} holds indices "
+                    f"and must be an integer tensor, got {action.dtype} (.long())."
+                )
+            if action.numel() and (action.min() < 0 or action.max() >= n_actions):
+                raise ValueError(
+                    f"QMixerLoss: the action {key_str(self.tensor_keys.action)} must lie in "
+                    f"[0, {n_actions - 1}] (the agents have {n_actions} action values), got "
+                    f"values from {int(action.min())} to {int(action.max())}."
+                )
             if action.shape != action_value.shape:
                 action = action.unsqueeze(-1)  # an index per agent, [*B, n] -> [*B, n, 1]
             if action.shape[:-1] != action_value.shape[:-1]:

@@ -37,7 +37,7 @@ from tensordict.utils import NestedKey
 from torch import nn
 from torch.func import functional_call
 
-from rlteach._checks import check_finite, check_range
+from rlteach._checks import check_action, check_finite, check_range, key_str
 from rlteach.objectives.common import LossModule
 from rlteach.objectives.functional import policy_gradient_objective
 from rlteach.objectives.utils import distance_loss
@@ -291,14 +291,16 @@ class ReinforceLoss(LossModule):
         td = tensordict
         clip = self.clip_value is not None
         # Every check first: a missing key or a NaN fails before anything is written.
-        self._read_inputs(td, "action")
+        action = self._read_inputs(td, "action")["action"]
+        dist = distribution(self.actor_network, td)  # the actor reads none of what is estimated
+        check_action(type(self).__name__, dist, action, key_str(self.tensor_keys.action))
         if td.get(self.tensor_keys.advantage, None) is None:
             estimate_advantage(self, td)  # written into the caller's td, as TorchRL does
         names = ("action", "advantage", "value_target") + (("value",) if clip else ())
         x = self._read_inputs(td, *names)
 
         # (REINFORCE-1) score function of the stored action under the current policy
-        log_prob = distribution(self.actor_network, td).log_prob(x["action"])
+        log_prob = dist.log_prob(x["action"])
         if log_prob.shape == x["advantage"].shape[:-1]:
             log_prob = log_prob.unsqueeze(-1)  # [*B, T] -> [*B, T, 1], like the advantage
         # (REINFORCE-2) surrogate; the advantage is a constant for the policy gradient

@@ -55,7 +55,16 @@ from tensordict.nn import (
 from tensordict.nn.probabilistic import interaction_type
 from tensordict.utils import NestedKey, unravel_key
 
-from rlteach._checks import check_choice, check_gamma, check_lmbda, check_range, get_key
+from rlteach._checks import (
+    check_action,
+    check_choice,
+    check_gamma,
+    check_lmbda,
+    check_network_inputs,
+    check_range,
+    get_key,
+    key_str,
+)
 from rlteach._dispatch import enable_keyword_calls
 from rlteach.value.functional import (
     generalized_advantage_estimate,
@@ -104,7 +113,13 @@ def _held_out(network: torch.nn.Module):
 
 
 def _standardize(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """(x - mean) / max(std, eps) over the whole batch; std is the unbiased one, as in TorchRL."""
+    """(x - mean) / max(std, eps) over the whole batch; std is the unbiased one, as in TorchRL.
+
+    One element has no spread (its unbiased std is NaN, which TorchRL lets through): it is
+    returned as it is, as PPO's ``normalize_advantage`` leaves a one-element advantage alone.
+    """
+    if x.numel() < 2:
+        return x
     return (x - x.mean()) / x.std().clamp_min(eps)
 
 
@@ -289,6 +304,21 @@ class ValueEstimatorBase(torch.nn.Module):
                 f"there is nothing to estimate. Collect at least one step per trajectory."
             )
         self._time_dim(td)  # the constructor's time_dim must name one of td's dims
+        # what the networks will read (rlteach._checks.check_network_inputs): the value network's
+        # inputs now and next, unless the values are stored and kept (skip_existing); the
+        # actor's always
+        owner = type(self).__name__
+        if isinstance(self.value_network, torch.nn.Module):
+            kept = self._skips_existing()
+            value = self.tensor_keys.value
+            now = not (kept and td.get(value, None) is not None)
+            later = not (kept and td.get(unravel_key(("next", value)), None) is not None)
+            check_network_inputs(
+                owner, td, self.value_network, required=now, next_step=True if later else None
+            )
+        actor = getattr(self, "actor_network", None)
+        if isinstance(actor, torch.nn.Module):
+            check_network_inputs(owner, td, actor, required=True, next_step=None)
 
     # How many dims follow the batch dims: rewards and flags, values. One (the trailing feature
     # dim, [*B, T, 1]) for every single-agent estimator; MultiAgentGAE's values carry an agent
@@ -303,7 +333,12 @@ class ValueEstimatorBase(torch.nn.Module):
         owner = type(self).__name__
         batch = list(td.batch_size)
         trailing = self._signal_trailing_dims if trailing is None else trailing
-        if list(x.shape[: td.batch_dims]) != batch or x.ndim - td.batch_dims not in trailing:
+        one_value = "value" not in name or x.ndim == td.batch_dims or x.shape[-1] == 1
+        if (
+            list(x.shape[: td.batch_dims]) != batch
+            or x.ndim - td.batch_dims not in trailing
+            or not one_value  # a value is one number per state (per agent): [..., 1]
+        ):
             raise ValueError(
                 f"{owner}: {name} has shape {list(x.shape)}; expected the batch size {batch} "
                 f"followed by a trailing dim, e.g. {batch + [1] * trailing[0]} "
@@ -762,6 +797,7 @@ class VTrace(ValueEstimatorBase):
             action_key = actor.dist_sample_keys[0]
             if self.log_pi_of == "taken_action":
                 action = get_key(td, action_key, owner="VTrace")
+                check_action("VTrace", dist, action, key_str(action_key))
             else:
                 mode = interaction_type() or actor.default_interaction_type
                 with set_interaction_type(mode):
@@ -776,7 +812,18 @@ class VTrace(ValueEstimatorBase):
             reward = self._reward(tensordict)
             gamma = self._gamma(tensordict, reward)
             value, next_value = self._values(tensordict)
-            log_mu = self._get(tensordict, "sample_log_prob").view_as(value)
+            log_mu = self._get(tensordict, "sample_log_prob")
+            batch = list(tensordict.batch_size)
+            if list(log_mu.shape) not in (batch, batch + [1]):
+                raise ValueError(
+                    f"VTrace: the behaviour log-probability {key_str(self.tensor_keys.sample_log_prob)}"
+                    f" has shape {list(log_mu.shape)}; expected the batch size {batch} (or "
+                    f"{batch + [1]}): one log pi(a|s) per step, summed over action dims."
+                )
+            self._check_signal(
+                tensordict, "sample_log_prob", log_mu, trailing=(log_mu.ndim - len(batch),)
+            )
+            log_mu = log_mu.view_as(value)
             log_pi = self._log_pi(tensordict, value)
             done, terminated = self._flags(tensordict)
             advantage, value_target = vtrace_advantage_estimate(
