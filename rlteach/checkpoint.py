@@ -17,7 +17,7 @@ buffers, updaters    a hard updater's call counter
 global RNGs          Python ``random``, NumPy's global RNG, torch's global CPU RNG (the
                      policy samples its actions from it), and the CUDA RNGs when CUDA is in
                      use (a policy on a GPU samples from those)
-environments         (:meth:`rlteach.envs.GymEnv.state_dict`) each Gymnasium environment
+environments         (the ``state_dict`` of :class:`rlteach.envs.GymEnv`) each Gymnasium environment
                      pickled whole: its physical state, its own
                      ``np_random`` and its time-limit counter; plus the action space's RNG.
                      A multi-agent environment saves itself (``state_dict()``): the two-step
@@ -87,7 +87,14 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["Checkpointer", "as_checkpointer", "load_checkpoint", "write_csv", "CHECKPOINT_NAME"]
+__all__ = [
+    "Checkpointer",
+    "NoCheckpoint",
+    "as_checkpointer",
+    "load_checkpoint",
+    "write_csv",
+    "CHECKPOINT_NAME",
+]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 1

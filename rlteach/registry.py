@@ -61,7 +61,7 @@ class TrainableRecipe:
                    ``"discrete"`` and/or ``"continuous"``; empty for a recipe that trains on
                    its registered tasks only (the multi-agent ones: their networks and
                    environments are built for those tasks' agents)
-    resumable      ``train`` accepts ``checkpoint=`` (a :class:`Checkpointer`) and saves and
+    resumable      ``train`` accepts ``checkpoint=`` (a :class:`~rlteach.checkpoint.Checkpointer`) and saves and
                    restores its full state with it
     ============== ===========================================================================
 
