@@ -73,3 +73,49 @@ def test_the_table_lists_exactly_the_unmirrored_arguments():
         assert table.get(name, set()) == missing, name
     known = {name for name, _, _ in pairs()}
     assert set(table) <= known, set(table) - known
+
+
+def test_the_api_page_shows_the_table_the_code_refuses_by():
+    from rlteach._unmirrored import markdown_table
+
+    text = API.read_text()
+    table = text.split("<!-- unmirrored:start -->")[1].split("<!-- unmirrored:end -->")[0]
+    assert table.strip() == markdown_table()
+
+
+CASES = [
+    (cls, argument)
+    for row in __import__("rlteach._unmirrored", fromlist=["UNMIRRORED"]).UNMIRRORED
+    for cls in row.classes
+    for argument in row.arguments
+]
+
+
+@pytest.mark.parametrize("name,argument", CASES, ids=[f"{c}-{a}" for c, a in CASES])
+def test_an_unmirrored_argument_is_refused_with_its_reason_before_anything_is_built(name, argument):
+    from rlteach._unmirrored import UnmirroredArgumentError, _lookup
+
+    cls = getattr(O, name, None) or getattr(V, name)
+    row = _lookup([name], argument)
+    # no network is given: the refusal must come before the constructor reads anything
+    with pytest.raises(UnmirroredArgumentError) as info:
+        cls(**{argument: object()})
+    message = str(info.value)
+    assert f"{name} does not take TorchRL's {argument}=" in message
+    assert row.why.split(" ")[0].strip("`") in message and "Instead:" in message
+    assert isinstance(info.value, TypeError)  # what Python raises for an unknown keyword
+
+
+def test_a_subclass_of_an_rlteach_loss_refuses_them_too():
+    from rlteach._unmirrored import UnmirroredArgumentError
+
+    class MyPPO(O.ClipPPOLoss):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+
+    with pytest.raises(
+        UnmirroredArgumentError, match="MyPPO does not take TorchRL's advantage_norm"
+    ):
+        MyPPO(advantage_norm=True)
+    # the wrapped constructor keeps its signature (inspect follows __wrapped__)
+    assert "clip_epsilon" in inspect.signature(O.ClipPPOLoss.__init__).parameters

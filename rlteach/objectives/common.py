@@ -58,6 +58,7 @@ from rlteach._checks import (
     key_str,
 )
 from rlteach._dispatch import enable_keyword_calls
+from rlteach._unmirrored import guard_constructor
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, _reduce, read_inputs
 from rlteach.value import (
     GAE,
@@ -226,6 +227,11 @@ class LossModule(nn.Module):
 
     Reference: the API is TorchRL's (``torchrl.objectives.LossModule``, version 0.14).
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        guard_constructor(cls)  # TorchRL arguments rlteach leaves out are refused with the reason
+
 
     @dataclasses.dataclass
     class _AcceptedKeys:

@@ -66,6 +66,7 @@ from rlteach._checks import (
     key_str,
 )
 from rlteach._dispatch import enable_keyword_calls
+from rlteach._unmirrored import guard_constructor
 from rlteach.value.functional import (
     generalized_advantage_estimate,
     td0_return_estimate,
@@ -150,6 +151,11 @@ class ValueEstimatorBase(torch.nn.Module):
       steps' advantages and writes a ``"shifted_valid"`` mask that its losses read; rlteach's
       losses read no masks.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        guard_constructor(cls)  # TorchRL arguments rlteach leaves out are refused with the reason
+
 
     @dataclass
     class _AcceptedKeys:
