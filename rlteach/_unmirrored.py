@@ -12,6 +12,7 @@ that the two agree, and that they list exactly what the two libraries' signature
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import NamedTuple
 
 __all__ = [
@@ -126,8 +127,9 @@ def refuse_unmirrored(cls: type, kwargs: dict) -> None:
     """Raise :class:`UnmirroredArgumentError` when ``kwargs`` holds a TorchRL argument that
     ``cls`` (or the rlteach class it derives from) does not mirror."""
     names = [klass.__name__ for klass in cls.__mro__]
+    own = inspect.signature(cls.__init__).parameters  # a subclass may take what its parent leaves
     for argument in kwargs:
-        row = _lookup(names, argument)
+        row = None if argument in own else _lookup(names, argument)
         if row is not None:
             raise UnmirroredArgumentError(
                 f"{cls.__name__} does not take TorchRL's {argument}=: {_plain(row.why)}. "

@@ -119,3 +119,11 @@ def test_a_subclass_of_an_rlteach_loss_refuses_them_too():
         MyPPO(advantage_norm=True)
     # the wrapped constructor keeps its signature (inspect follows __wrapped__)
     assert "clip_epsilon" in inspect.signature(O.ClipPPOLoss.__init__).parameters
+
+
+def test_a_subclass_that_takes_an_argument_its_parent_leaves_out_gets_it():
+    class Taking(O.SACLoss):
+        def __init__(self, *args, scalar_output_mode=None, **kwargs):
+            self.mode = scalar_output_mode
+
+    assert Taking(scalar_output_mode="exclude").mode == "exclude"
