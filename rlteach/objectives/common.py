@@ -50,15 +50,14 @@ from tensordict.utils import NestedKey
 from torch import nn
 
 from rlteach._checks import (
-    check_action_in_actor_bounds,
     check_choice,
     check_finite,
-    check_network_inputs,
     get_key,
     key_str,
 )
 from rlteach._dispatch import enable_keyword_calls
 from rlteach._unmirrored import guard_constructor
+from rlteach.modules.inputs import check_action_in_actor_bounds, check_network_inputs
 from rlteach.objectives.utils import LOSS_FUNCTIONS, REDUCTIONS, _reduce, read_inputs
 from rlteach.value import (
     GAE,
@@ -231,7 +230,6 @@ class LossModule(nn.Module):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         guard_constructor(cls)  # TorchRL arguments rlteach leaves out are refused with the reason
-
 
     @dataclasses.dataclass
     class _AcceptedKeys:
@@ -587,7 +585,7 @@ class LossModule(nn.Module):
 
         This is what keeps a NaN observation from flowing into a loss and a ``td_error`` that a
         prioritised buffer would then store. An ensemble (``nn.ModuleList``) is checked member
-        by member. See ``rlteach._checks.check_network_inputs``.
+        by member. See ``rlteach.modules.inputs.check_network_inputs``.
         """
         owner = type(self).__name__
         checked = self.__dict__.get("_checked_batch") is td  # by __call__: presence is left
@@ -628,7 +626,7 @@ class LossModule(nn.Module):
 
     def _check_network_batch(self, td: TensorDictBase) -> None:
         """What every loss asks of a batch: not empty, and every network input readable (see
-        ``rlteach._checks.check_network_inputs``; next-step inputs where present)."""
+        ``rlteach.modules.inputs.check_network_inputs``; next-step inputs where present)."""
         owner = type(self).__name__
         if td.batch_size.numel() == 0:
             raise ValueError(

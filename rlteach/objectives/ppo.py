@@ -698,6 +698,14 @@ class KLPENPPOLoss(PPOLoss):
     def _kl(self, old_dist: D.Distribution, dist: D.Distribution) -> torch.Tensor:
         """KL[π_old(·|s) ‖ π_θ(·|s)] as [*B]: closed form (tanh-Gaussians included, by (KL-1)),
         else the Monte Carlo mean_k log π_old(x_k) − log π_θ(x_k), x_k ~ π_old."""
+        if (old_dist.batch_shape, old_dist.event_shape) != (dist.batch_shape, dist.event_shape):
+            raise ValueError(
+                f"KLPENPPOLoss: the stored distribution parameters "
+                f"{[key_str(k) for k in self._dist_module.in_keys]} give a distribution of batch "
+                f"shape {list(old_dist.batch_shape)} and event shape {list(old_dist.event_shape)}, "
+                f"the current policy one of {list(dist.batch_shape)} and "
+                f"{list(dist.event_shape)}; store the actor's outputs with their shapes unchanged."
+            )
         kl = _closed_form_kl(old_dist, dist)
         if kl is not None:
             return kl
@@ -710,14 +718,6 @@ class KLPENPPOLoss(PPOLoss):
         old_dist = self._old_distribution(td)  # π_old from the stored parameters
         advantage = self._advantage(td)
         log_weight, dist, kl_approx = self._log_weight(td, old_log_prob, advantage)  # (PPO-1)
-        if (old_dist.batch_shape, old_dist.event_shape) != (dist.batch_shape, dist.event_shape):
-            raise ValueError(
-                f"KLPENPPOLoss: the stored distribution parameters "
-                f"{[key_str(k) for k in self._dist_module.in_keys]} give a distribution of batch "
-                f"shape {list(old_dist.batch_shape)} and event shape {list(old_dist.event_shape)}, "
-                f"the current policy one of {list(dist.batch_shape)} and "
-                f"{list(dist.event_shape)}; store the actor's outputs with their shapes unchanged."
-            )
         kl = self._kl(old_dist, dist).unsqueeze(-1)
         with torch.no_grad():
             factor = ppo_beta_factor(kl.mean(), self.dtarg, self.increment, self.decrement)

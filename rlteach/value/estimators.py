@@ -60,13 +60,13 @@ from rlteach._checks import (
     check_choice,
     check_gamma,
     check_lmbda,
-    check_network_inputs,
     check_range,
     get_key,
     key_str,
 )
 from rlteach._dispatch import enable_keyword_calls
 from rlteach._unmirrored import guard_constructor
+from rlteach.modules.inputs import check_network_inputs
 from rlteach.value.functional import (
     generalized_advantage_estimate,
     td0_return_estimate,
@@ -155,7 +155,6 @@ class ValueEstimatorBase(torch.nn.Module):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         guard_constructor(cls)  # TorchRL arguments rlteach leaves out are refused with the reason
-
 
     @dataclass
     class _AcceptedKeys:
@@ -310,7 +309,7 @@ class ValueEstimatorBase(torch.nn.Module):
                 f"there is nothing to estimate. Collect at least one step per trajectory."
             )
         self._time_dim(td)  # the constructor's time_dim must name one of td's dims
-        # what the networks will read (rlteach._checks.check_network_inputs): the value network's
+        # what the networks will read (rlteach.modules.inputs.check_network_inputs): the value network's
         # inputs now and next, unless the values are stored and kept (skip_existing); the
         # actor's always
         owner = type(self).__name__
