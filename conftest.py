@@ -19,6 +19,9 @@ os.environ.setdefault("RLTEACH_QUICK", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Text progress bars, as in the stored outputs (rlteach.progress draws widgets only for readers).
 os.environ.setdefault("RLTEACH_TEXT_PROGRESS", "1")
+# As in the stored outputs: TorchRL's warning that a loss with target networks has no updater
+# attached (rlteach mirrors it) stays off where the chapters compute a loss by hand.
+os.environ.setdefault("RL_WARNINGS", "0")
 
 ROOT = Path(__file__).resolve().parent
 
