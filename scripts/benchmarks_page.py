@@ -236,24 +236,35 @@ def compare_table(rows: list[dict]) -> str:
     return table(rows).strip()
 
 
-def _losses(results_dir: Path) -> list[str]:
-    """The loss timing table (``bench --losses --out``'s ``losses.json``), if committed."""
-    path = results_dir / "losses.json"
+def _measured(results_dir: Path, name: str, heading: str, intro: str, table) -> list[str]:
+    """A section from a committed ``<name>.json`` (``bench --losses``/``--costs --out``): its
+    machine, command, the measurer's ``<name>-notes.md`` if any, and ``table(report)``."""
+    path = results_dir / f"{name}.json"
     if not path.is_file():
         return []
     report = json.loads(path.read_text())
+    notes = results_dir / f"{name}-notes.md"  # what the person who measured them has to say
+    command = [f"- Command: `{report['command']}`"] if "command" in report else []
+    return [
+        f"## {heading}\n",
+        intro,
+        f"- Machine: {report['machine']}",
+        *command,
+        "",
+        *([notes.read_text().strip() + "\n"] if notes.is_file() else []),
+        table(report) + "\n",
+    ]
+
+
+def _losses(results_dir: Path) -> list[str]:
+    """The loss timing table (``bench --losses --out``'s ``losses.json``), if committed."""
     _on_path()
     from rlteach.bench_losses import losses_table
 
-    notes = results_dir / "losses-notes.md"  # what the person who timed them has to say
-    return [
-        "## Losses beside TorchRL\n",
-        LOSSES_INTRO,
-        f"- Machine: {report['machine']}",
-        f"- Command: `{report['command']}`\n",
-        *([notes.read_text().strip() + "\n"] if notes.is_file() else []),
-        losses_table(report["rows"]),
-    ]
+    return _measured(
+        results_dir, "losses", "Losses beside TorchRL", LOSSES_INTRO,
+        lambda report: losses_table(report["rows"]),
+    )  # fmt: skip
 
 
 COSTS_INTRO = """\
@@ -270,21 +281,12 @@ for a minibatch of 256 against the number of stored transitions: it must stay fl
 
 def _costs(results_dir: Path) -> list[str]:
     """The cost tables (``bench --costs --out``'s ``costs.json``), if committed."""
-    path = results_dir / "costs.json"
-    if not path.is_file():
-        return []
-    report = json.loads(path.read_text())
     _on_path()
     from rlteach.costs import costs_markdown
 
-    notes = results_dir / "costs-notes.md"  # what the person who measured them has to say
-    return [
-        "## What collecting and sampling cost\n",
-        COSTS_INTRO,
-        f"- Machine: {report['machine']}\n",
-        *([notes.read_text().strip() + "\n"] if notes.is_file() else []),
-        costs_markdown(report) + "\n",
-    ]
+    return _measured(
+        results_dir, "costs", "What collecting and sampling cost", COSTS_INTRO, costs_markdown
+    )
 
 
 SCALE_SUITES = {

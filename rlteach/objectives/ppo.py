@@ -314,16 +314,8 @@ class PPOLoss(LossModule):
 
     @property
     def out_keys(self) -> list[str]:
-        keys = ["loss_objective", "kl_approx"]
-        if self.entropy_bonus:
-            keys += ["entropy", "loss_entropy"]
-        if self.critic_coeff is not None:
-            keys.append("loss_critic")
-            if self.clip_value is not None:
-                keys.append("value_clip_fraction")
-            if self.log_explained_variance:
-                keys.append("explained_variance")
-        return keys
+        explained = self.critic_coeff is not None and self.log_explained_variance
+        return self._torchrl_out_keys(["kl_approx"], ["explained_variance"] if explained else [])
 
     def _torchrl_out_keys(self, after_objective=(), tail=()) -> list[str]:
         """TorchRL's ``out_keys``: the outputs a keyword call returns, in TorchRL's order (a
