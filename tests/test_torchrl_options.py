@@ -91,6 +91,13 @@ def _warnings_of(call) -> list[warnings.WarningMessage]:
     return [w for w in caught if "target network updater" in str(w.message)]
 
 
+@pytest.fixture(autouse=True)
+def _rl_warnings_on(monkeypatch):
+    """conftest.py turns TorchRL's warnings off for the chapters' kernels; here they are the
+    subject, so each test starts with them on (as a user's process has them)."""
+    monkeypatch.setenv("RL_WARNINGS", "1")
+
+
 def test_target_network_without_updater_warns_as_torchrl():
     assert LossModule.TARGET_NET_WARNING == TO.LossModule.TARGET_NET_WARNING
     loss, td = _dqn()
