@@ -371,22 +371,28 @@ class PPOLoss(LossModule):
         action = td.get(self.tensor_keys.action)
         check_action(type(self).__name__, dist, action, key_str(self.tensor_keys.action))
         log_prob = dist.log_prob(action)
-        if log_prob.shape != old_log_prob.shape:  # it would broadcast
+        self._check_ratio_shapes(log_prob, old_log_prob, advantage)  # nothing may broadcast
+        log_weight = (log_prob - old_log_prob).unsqueeze(-1)  # (PPO-1) log r_t(θ)
+        kl_approx = (old_log_prob - log_prob).unsqueeze(-1)  # k1 estimate of KL(π_old || π_θ)
+        return log_weight, dist, kl_approx
+
+    def _check_ratio_shapes(self, log_prob, old_log_prob, advantage) -> None:
+        """One stored log π_old(a|s) per action, and an advantage of the ratio's shape [*B, 1]:
+        either mismatch would broadcast into a wrong loss without an error."""
+        owner = type(self).__name__
+        if log_prob.shape != old_log_prob.shape:
             raise ValueError(
-                f"{type(self).__name__}: {key_str(self.tensor_keys.sample_log_prob)} has shape "
+                f"{owner}: {key_str(self.tensor_keys.sample_log_prob)} has shape "
                 f"{list(old_log_prob.shape)} but the policy's log-probability of the action has "
                 f"shape {list(log_prob.shape)}; store one log pi_old(a|s) per action, as the "
                 f"acting policy wrote it."
             )
-        log_weight = (log_prob - old_log_prob).unsqueeze(-1)  # (PPO-1) log r_t(θ)
-        if log_weight.shape != advantage.shape:  # a [B] advantage would broadcast to [B, B]
+        if (*log_prob.shape, 1) != tuple(advantage.shape):  # a [B] advantage: [B, B]
             raise ValueError(
-                f"{type(self).__name__}: the advantage has shape {list(advantage.shape)} but "
-                f"the log-ratio has shape {list(log_weight.shape)}; the advantage needs the "
+                f"{owner}: the advantage has shape {list(advantage.shape)} but "
+                f"the log-ratio has shape {[*log_prob.shape, 1]}; the advantage needs the "
                 f"batch shape plus a trailing 1 (advantage.unsqueeze(-1))."
             )
-        kl_approx = (old_log_prob - log_prob).unsqueeze(-1)  # k1 estimate of KL(π_old || π_θ)
-        return log_weight, dist, kl_approx
 
     def _entropy(self, dist: D.Distribution) -> torch.Tensor:
         """H[π_θ(·|s)] as [*B, 1]: closed form if known, else -mean of log π over K draws."""
@@ -690,14 +696,7 @@ class KLPENPPOLoss(PPOLoss):
     def _kl(self, old_dist: D.Distribution, dist: D.Distribution) -> torch.Tensor:
         """KL[π_old(·|s) ‖ π_θ(·|s)] as [*B]: closed form (tanh-Gaussians included, by (KL-1)),
         else the Monte Carlo mean_k log π_old(x_k) − log π_θ(x_k), x_k ~ π_old."""
-        if (old_dist.batch_shape, old_dist.event_shape) != (dist.batch_shape, dist.event_shape):
-            raise ValueError(
-                f"KLPENPPOLoss: the stored distribution parameters "
-                f"{[key_str(k) for k in self._dist_module.in_keys]} give a distribution of batch "
-                f"shape {list(old_dist.batch_shape)} and event shape {list(old_dist.event_shape)}, "
-                f"the current policy one of {list(dist.batch_shape)} and "
-                f"{list(dist.event_shape)}; store the actor's outputs with their shapes unchanged."
-            )
+        self._check_same_shapes(old_dist, dist)
         kl = _closed_form_kl(old_dist, dist)
         if kl is not None:
             return kl
@@ -727,6 +726,17 @@ class KLPENPPOLoss(PPOLoss):
         result = self._finish(out, dist, td)  # may still refuse the batch (no value_target, ...)
         self.beta.mul_(factor)  # (PPO-5) in place, once the whole loss has been formed
         return result
+
+    def _check_same_shapes(self, old_dist: D.Distribution, dist: D.Distribution) -> None:
+        """π_old, rebuilt from the stored parameters, has the current policy's shapes."""
+        if (old_dist.batch_shape, old_dist.event_shape) != (dist.batch_shape, dist.event_shape):
+            raise ValueError(
+                f"KLPENPPOLoss: the stored distribution parameters "
+                f"{[key_str(k) for k in self._dist_module.in_keys]} give a distribution of batch "
+                f"shape {list(old_dist.batch_shape)} and event shape {list(old_dist.event_shape)}, "
+                f"the current policy one of {list(dist.batch_shape)} and "
+                f"{list(dist.event_shape)}; store the actor's outputs with their shapes unchanged."
+            )
 
     def _old_distribution(self, td: TensorDictBase) -> D.Distribution:
         """π_old, rebuilt from the distribution parameters stored in the batch (checked)."""
