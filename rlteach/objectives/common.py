@@ -301,6 +301,7 @@ class LossModule(nn.Module):
         super().__setattr__(name, value)
 
     def register_buffer(self, name: str, tensor, persistent: bool = True) -> None:
+        """``nn.Module.register_buffer``; a new buffer joins the state a refused call restores."""
         self.__dict__.pop("_mutable_tensors", None)
         super().register_buffer(name, tensor, persistent)
 
