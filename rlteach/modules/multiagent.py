@@ -292,8 +292,8 @@ def make_multiagent_categorical_actor(
 ):
     """Each agent's categorical policy pi(a^i | o^i) from its own observation (MAPPO, IPPO).
 
-    Reads ``("agents", "observation")`` [*B, n_agents, obs_dim]; writes ``("agents",
-    "logits")``, a sampled ``("agents", "action")`` [*B, n_agents] and its ``("agents",
+    Reads ``("agents", "observation")`` ``[*B, n_agents, obs_dim]``; writes ``("agents",
+    "logits")``, a sampled ``("agents", "action")`` ``[*B, n_agents]`` and its ``("agents",
     "action_log_prob")``, TorchRL's multi-agent layout.
     """
     from tensordict.nn import (
