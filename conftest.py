@@ -23,6 +23,15 @@ os.environ.setdefault("RLTEACH_TEXT_PROGRESS", "1")
 # attached (rlteach mirrors it) stays off where the chapters compute a loss by hand.
 os.environ.setdefault("RL_WARNINGS", "0")
 
+# hypothesis loads its "ci" profile where CI is set (as in .ci/run). Under it, hypothesis 6.170
+# nests the settings of a parametrized @given test one level deeper for every case, and the
+# bad-input catalogue's thousand cases overflow the stack (RecursionError in settings.database).
+# The tests keep the default profile, the same on a laptop and in CI; each test that needs other
+# settings says so with @settings.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.load_profile("default")
+
 ROOT = Path(__file__).resolve().parent
 
 
