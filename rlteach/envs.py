@@ -61,6 +61,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import InteractionType, set_interaction_type
 
 from rlteach._checks import get_key, module_device, resolve_device
+from rlteach._replay import checkpointable
 
 __all__ = ["GymEnv", "VecGymEnv", "Collector", "evaluate", "evaluate_returns"]
 
@@ -95,7 +96,7 @@ def _make_gym(env_id: str, **kwargs) -> gym.Env:
     if env_id.startswith("MinAtar/"):
         _register_minatar(env_id)
     try:
-        return gym.make(env_id, **kwargs)
+        return checkpointable(gym.make(env_id, **kwargs))
     except gym.error.DependencyNotInstalled as err:
         raise ImportError(
             f"{env_id} needs a package that is not installed ({err}). The field-scale tasks "
@@ -342,7 +343,7 @@ class VecGymEnv(_GymBase):
         self.env_id = env_id
         self.num_envs = num_envs
         self.env = SyncVectorEnv(
-            [lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)],
+            [lambda: checkpointable(gym.make(env_id, **kwargs)) for _ in range(num_envs)],
             autoreset_mode=AutoresetMode.SAME_STEP,
         )
         self.batch_size = torch.Size([num_envs])

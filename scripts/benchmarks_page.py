@@ -293,6 +293,7 @@ SCALE_SUITES = {
     "mujoco": "At the field's scale: MuJoCo",
     "minatar": "At the field's scale: MinAtar",
     "lunarlander": "At the field's scale: LunarLander-v3",
+    "mujoco-ppo": "Continuous PPO on MuJoCo (10^6 steps)",
     "mujoco-truncation": "Ablation: the time limit read as a termination (Hopper-v5)",
     "mujoco-utd": "Ablation: REDQ and SAC at the same update-to-data ratio (Hopper-v5)",
     "mujoco-crossq": "CrossQ at the field's scale (Hopper-v5)",

@@ -87,6 +87,12 @@ def _plain(algos: tuple[str, ...], tasks: tuple[str, ...]) -> tuple[Entry, ...]:
 SUITES: dict[str, Suite] = {
     "mujoco-core": Suite("mujoco", _plain(("sac", "td3"), ("Hopper-v5",)), "SAC and TD3 on Hopper"),
     "mujoco": Suite("mujoco", _plain(("sac", "td3", "ddpg"), MUJOCO_TASKS), "chapters 10 and 11"),
+    "mujoco-ppo": Suite(
+        "mujoco-ppo",
+        _plain(("ppo",), MUJOCO_TASKS),
+        "continuous PPO at 10^6 steps (488 batches of 2,048) with running observation and reward "
+        "normalisation, the PPO paper's MuJoCo settings",
+    ),
     "mujoco-truncation": Suite(
         "mujoco-truncation",
         (

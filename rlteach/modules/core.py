@@ -395,6 +395,7 @@ def make_normal_actor(
     high: float | torch.Tensor = 1.0,
     state_independent_scale: bool = False,
     min_scale: float = 1e-4,
+    normalizer: nn.Module | None = None,
 ) -> ProbabilisticTensorDictSequential:
     """π(a|s) = TanhNormal(loc(s), scale(s), low, high) (or a plain diagonal Normal).
 
@@ -405,16 +406,21 @@ def make_normal_actor(
     (Schulman et al., 2017) for continuous control.
 
     Reads ``"observation"``; writes ``"loc"``, ``"scale"``, ``"action"`` [*B, action_dim] and
-    ``"action_log_prob"`` [*B]. ``low``/``high`` are ignored when ``tanh=False``.
+    ``"action_log_prob"`` [*B]. ``low``/``high`` are ignored when ``tanh=False``. A
+    ``normalizer`` (e.g. :class:`~rlteach.modules.normalize.ObservationNormalizer`) is put in
+    front of the MLP.
     """
     _check_sizes("make_normal_actor", obs_dim=obs_dim, action_dim=action_dim)
+    front = [] if normalizer is None else [normalizer]
     if state_independent_scale:
         body = nn.Sequential(
-            MLP(obs_dim, action_dim, num_cells, activation), _StateIndependentScale(action_dim)
+            *front,
+            MLP(obs_dim, action_dim, num_cells, activation),
+            _StateIndependentScale(action_dim),
         )
     else:
         body = nn.Sequential(
-            MLP(obs_dim, 2 * action_dim, num_cells, activation), LocScaleHead(min_scale)
+            *front, MLP(obs_dim, 2 * action_dim, num_cells, activation), LocScaleHead(min_scale)
         )
     net = TensorDictModule(body, in_keys=["observation"], out_keys=["loc", "scale"])
     if tanh:
@@ -436,11 +442,15 @@ def make_value_network(
     obs_dim: int,
     num_cells: Sequence[int] = (64, 64),
     activation: type[nn.Module] = nn.Tanh,
+    *,
+    normalizer: nn.Module | None = None,
 ) -> TensorDictModule:
-    """V(s) = MLP(s): reads ``"observation"``, writes ``"state_value"`` [*B, 1]."""
+    """V(s) = MLP(s): reads ``"observation"``, writes ``"state_value"`` [*B, 1] (with a
+    ``normalizer`` in front of the MLP if one is given)."""
     _check_sizes("make_value_network", obs_dim=obs_dim)
+    mlp = MLP(obs_dim, 1, num_cells, activation)
     return TensorDictModule(
-        MLP(obs_dim, 1, num_cells, activation),
+        mlp if normalizer is None else nn.Sequential(normalizer, mlp),
         in_keys=["observation"],
         out_keys=["state_value"],
     )

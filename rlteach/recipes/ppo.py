@@ -9,8 +9,9 @@ through :class:`rlteach.objectives.ClipPPOLoss`, clipping the gradient norm; eve
 Image observations (MinAtar's 10 × 10 × k booleans) change only the networks: :func:`build`
 gives the actor and the critic each MinAtar's convolutional torso (Young & Tian, 2019;
 :mod:`rlteach.modules.conv`), which reads the bool frames of the batch directly. The per-task
-configs are at the end of this file: CartPole and Acrobot (tuned here), MinAtar (gymnax-blines')
-and LunarLander-v3 (RL-Zoo's).
+configs are at the end of this file: CartPole and Acrobot (tuned here), MinAtar (gymnax-blines'),
+LunarLander-v3 (RL-Zoo's) and MuJoCo's Hopper-v5 and HalfCheetah-v5 (the PPO paper's, with
+running observation and reward normalisation: :mod:`rlteach.modules.normalize`).
 
 Comment tags separate the algorithm from the plumbing (after CleanRL):
 ``# ALGO`` lines are PPO itself; ``# PLUMBING`` lines are logging, timing and bookkeeping.
@@ -30,6 +31,7 @@ from rlteach.modules import (
     make_normal_actor,
     make_value_network,
 )
+from rlteach.modules.normalize import ObservationNormalizer, RewardScaler, find_normalizer
 from rlteach.objectives import ClipPPOLoss
 from rlteach.recipes._scale import (
     LUNARLANDER_PROTOCOL,
@@ -68,6 +70,17 @@ class PPOConfig(OnPolicyConfig):
     clip_value: bool | float | None = None
     """clip V(s) around its value at collection time in the critic loss (True: by clip_epsilon)"""
     normalize_advantage: bool = True
+    normalize_observations: bool = False
+    """standardise observations with running statistics, clipped to ±clip_observations
+    (:class:`~rlteach.modules.normalize.ObservationNormalizer`, in front of actor and critic)"""
+    clip_observations: float = 10.0
+    scale_rewards: bool = False
+    """divide rewards by the running std of the discounted return, clipped to ±clip_rewards
+    (:class:`~rlteach.modules.normalize.RewardScaler`)"""
+    clip_rewards: float = 10.0
+    state_independent_scale: bool = False
+    """continuous actions: one learned log-std vector (PPO's choice) instead of a state-dependent
+    scale"""
 
     def quick(self) -> PPOConfig:
         """The quick run's config, with a batch no larger than its budget (a no-op unless
@@ -92,7 +105,19 @@ ACROBOT = PPOConfig(
 
 def build(cfg: PPOConfig, env: VecGymEnv):
     """The actor, the critic and the loss, for a discrete or a continuous action space (MLPs of
-    ``num_cells`` on flat observations; MinAtar's convolutional networks on images)."""
+    ``num_cells`` on flat observations; MinAtar's convolutional networks on images). With
+    ``normalize_observations``, one :class:`ObservationNormalizer` sits in front of both MLPs
+    (:func:`~rlteach.modules.normalize.find_normalizer` finds it)."""
+    if cfg.normalize_observations and (env.is_pixels or env.is_discrete):
+        raise ValueError(
+            f"{env.env_id}: normalize_observations is built for flat observations and "
+            f"continuous actions (MuJoCo); set it to false for this task."
+        )
+    normalizer = (
+        ObservationNormalizer(env.observation_dim, clip=cfg.clip_observations)
+        if cfg.normalize_observations
+        else None
+    )
     if env.is_pixels:
         if not env.is_discrete:
             raise ValueError(
@@ -106,11 +131,12 @@ def build(cfg: PPOConfig, env: VecGymEnv):
         actor = make_normal_actor(
             env.observation_dim, env.action_dim, cfg.num_cells,
             low=env.action_low, high=env.action_high,
+            state_independent_scale=cfg.state_independent_scale, normalizer=normalizer,
         )
     if env.is_pixels:
         critic = make_minatar_value_network(env.observation_shape)
     else:
-        critic = make_value_network(env.observation_dim, cfg.num_cells)
+        critic = make_value_network(env.observation_dim, cfg.num_cells, normalizer=normalizer)
     loss = ClipPPOLoss(
         actor_network=actor,
         critic_network=critic,
@@ -149,6 +175,12 @@ def train(
     with torch.device("cpu"):  # PLUMBING: initialised on the CPU, the same on every device
         actor, critic, loss = build(cfg, env)
     loss.to(device)  # PLUMBING: the networks go where they train, before the optimiser
+    normalizer = find_normalizer(actor)  # None unless cfg.normalize_observations
+    scaler = (
+        RewardScaler(cfg.num_envs, cfg.gamma, cfg.clip_rewards).to(device)
+        if cfg.scale_rewards
+        else None
+    )
     optimizer = torch.optim.Adam(loss.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
     frames_per_batch = cfg.num_envs * cfg.steps_per_env
     collector = Collector(env, actor, frames_per_batch, total_frames=cfg.total_frames)
@@ -159,8 +191,11 @@ def train(
     checkpoint.track(
         policy=actor, loss=loss, optimizer=optimizer, collector=collector,
         evaluator=evaluator, generator=generator,
+        **({} if scaler is None else {"reward_scaler": scaler}),
     )
     for batch in collector:
+        if scaler is not None:  # ALGO: rewards over the running std of the discounted return
+            batch["next", "reward"] = scaler(batch["next", "reward"], batch["next", "done"])
         # ALGO: advantages and value targets once per batch, before any update (GAE-2, GAE-3)
         with torch.no_grad():
             loss.value_estimator(batch)
@@ -178,6 +213,9 @@ def train(
                 total.backward()
                 torch.nn.utils.clip_grad_norm_(loss.parameters(), cfg.max_grad_norm)
                 optimizer.step()
+        if normalizer is not None:  # ALGO: the batch's observations join the statistics, after
+            normalizer.update(batch["observation"])  # its updates (the policy that collected it
+            # and the one updated on it read observations the same way)
         last = collector.frames >= cfg.total_frames  # PLUMBING
         solved = evaluator.after_batch(collector.frames, last=last)
         checkpoint.after_batch(collector.frames, finished=solved or last)
@@ -264,11 +302,67 @@ instead of SB3's orthogonal one; 491,520 frames (30 batches of 16,384) instead o
 evaluation every 32,768 frames (2 batches) with the protocol of :mod:`rlteach.recipes._scale`."""
 
 
+def mujoco_config(env_id: str) -> PPOConfig:
+    """Continuous PPO on a MuJoCo task (``Hopper-v5``, ``HalfCheetah-v5``): the PPO paper's
+    MuJoCo settings (Schulman et al. 2017, Table 3: horizon 2,048, Adam at 3e-4, 10 epochs of
+    minibatches of 64, γ = 0.99, λ = 0.95; clip 0.2 in its Fig. 3; one environment) with the
+    code-level choices of openai/baselines' ``ppo2`` that Huang et al. (2022), *The 37
+    Implementation Details of PPO*, list for MuJoCo and CleanRL's ``ppo_continuous_action.py``
+    keeps: the learning rate decayed linearly to 0, Adam's ε 1e-5, separate actor and critic MLPs
+    of [64, 64] tanh units, a state-independent log-std, observations standardised with running
+    statistics and clipped to ±10, rewards divided by the running std of the discounted return
+    and clipped to ±10 (:mod:`rlteach.modules.normalize`), the value loss clipped around its
+    collection-time value (0.5 · max of the two squared errors, weighted 0.5: ``critic_coeff``
+    0.25 on rlteach's plain squared error), no entropy bonus, gradient norm clipped at 0.5, and
+    advantages normalised per minibatch.
+
+    Departures, each for a reason: the Gaussian is squashed by tanh into the action box
+    (:class:`~rlteach.modules.TanhNormal`) where baselines clips the sampled action at the
+    environment, since rlteach's environments step the action they are given; PyTorch's default
+    initialisation instead of orthogonal; the observation statistics take in each batch once,
+    after the batch's updates (baselines updates them at every step), so that the policy that
+    collected a batch and the one updated on it see observations through the same statistics;
+    999,424 steps (488 batches of 2,048, the largest whole number below 1,000,000) and the
+    deterministic policy evaluated over 10 episodes every 20,480 steps (10 batches) where the
+    off-policy recipes evaluate every 5,000: 49 evaluations instead of 200 keep evaluation
+    below a quarter of the run's time."""
+    return PPOConfig(
+        env_id=env_id,
+        num_envs=1,
+        steps_per_env=2_048,
+        total_frames=whole_batches(1_000_000, 2_048),
+        eval_every=10 * 2_048,
+        eval_episodes=10,
+        stop_on_solve=False,
+        quick_frames=256,
+        lr=3e-4,
+        adam_eps=1e-5,
+        anneal_lr=True,
+        gamma=0.99,
+        gae_lambda=0.95,
+        num_epochs=10,
+        minibatch_size=64,
+        clip_epsilon=0.2,
+        entropy_coeff=0.0,
+        critic_coeff=0.25,
+        loss_critic_type="l2",
+        clip_value=True,
+        normalize_advantage=True,
+        max_grad_norm=0.5,
+        num_cells=(64, 64),
+        state_independent_scale=True,
+        normalize_observations=True,
+        scale_rewards=True,
+    )
+
+
 CONFIGS = {
     "CartPole-v1": PPOConfig(),
     "Acrobot-v1": ACROBOT,
     **{game: minatar_config(game) for game in MINATAR_GAMES},
     "LunarLander-v3": LUNARLANDER,
+    "Hopper-v5": mujoco_config("Hopper-v5"),
+    "HalfCheetah-v5": mujoco_config("HalfCheetah-v5"),
 }
 
 register_trainable(
