@@ -101,7 +101,7 @@ def summarize(entry: BenchEntry, runs: Sequence[RunResult]) -> dict:
     }
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -116,7 +116,7 @@ def _cpu_model() -> str:
 def machine_description() -> str:
     """What the numbers were measured on: they mean little without it."""
     return (
-        f"{_cpu_model()} ({platform.machine()}, {os.cpu_count()} logical cores), "
+        f"{cpu_model()} ({platform.machine()}, {os.cpu_count()} logical cores), "
         f"{torch.get_num_threads()} torch threads, Python {platform.python_version()}, "
         f"torch {torch.__version__}"
     )

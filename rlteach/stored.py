@@ -79,11 +79,10 @@ def interval95(values: list[float]) -> tuple[float, float]:
     n = len(values)
     if n == 0:
         raise ValueError("interval95: no values")
-    mean = sum(values) / n
     if n == 1:
-        return mean, math.nan
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, T975.get(n - 1, 1.96) * sd / math.sqrt(n)
+        return values[0], math.nan
+    mean, var = _mean_var(values)
+    return mean, T975.get(n - 1, 1.96) * math.sqrt(var / n)
 
 
 def difference95(a: list[float], b: list[float]) -> tuple[float, float]:

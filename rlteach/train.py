@@ -356,7 +356,7 @@ def train_run(
             seed=meta["seed"], quick=False, progress=progress, cfg=cfg, device=device
         )
         where = "no checkpoint (the recipe is not resumable)"
-    _write_outputs(result, out)
+    _write_outputs(result, out, meta["config"])
     last = result.curve[-1]
     log(
         f"{recipe.algo} on {cfg.env_id}, seed {meta['seed']}: {last.env_steps:,} frames, "
@@ -508,12 +508,16 @@ def asdict_value(value):
     return asdict(value) if is_dataclass(value) else value
 
 
-def _write_outputs(result, out: Path) -> None:
+def _write_outputs(result, out: Path, config: dict | None = None) -> None:
+    """log.csv, result.json (with the run's ``config``, when known) and curve.png in ``out``."""
     import json
 
     write_csv(out / "log.csv", result.curve)
+    data = result.to_dict()
+    if config is not None:
+        data["config"] = config
     tmp = out / "result.json.tmp"
-    tmp.write_text(json.dumps(result.to_dict()))
+    tmp.write_text(json.dumps(data))
     os.replace(tmp, out / "result.json")
     title = f"{result.algo} on {result.env_id}, seed {result.seed}"
     _plot({result.algo: [result]}, _threshold(result.algo, result.env_id), out / "curve.png", title)

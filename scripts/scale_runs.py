@@ -188,14 +188,14 @@ def _store(
     import torch
 
     if "config" not in data and (folder / "checkpoint.pt").is_file():
-        # the on-policy results carry no config: take the one the run's checkpoint records
+        # results written before train put the config in result.json: take the checkpoint's
         saved = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=False)
         data["config"] = saved["meta"]["config"]
 
-    from rlteach.bench import _cpu_model
+    from rlteach.bench import cpu_model
 
     data["machine"] = (
-        f"{_cpu_model()} ({platform.machine()}, {os.cpu_count()} logical cores), one torch thread "
+        f"{cpu_model()} ({platform.machine()}, {os.cpu_count()} logical cores), one torch thread "
         f"per run, {jobs} run(s) at a time, Python {platform.python_version()}, torch "
         f"{torch.__version__}"
     )

@@ -8,6 +8,7 @@ evaluation log and final parameters exactly.
 
 import csv
 import io
+import json
 import os
 import signal
 import subprocess
@@ -154,6 +155,9 @@ def test_outputs_written(runs):
     for folder in (runs["whole"], runs["broken"]):
         assert (folder / "curve.png").stat().st_size > 10_000
         assert not (folder / "checkpoint.pt.tmp").exists()
+        # the result names the config it ran (what the benchmark stores and the book read)
+        config = json.loads((folder / "result.json").read_text())["config"]
+        assert config["env_id"] == "CartPole-v1" and config["total_frames"] == 2048
     assert "ppo on CartPole-v1, seed 0: 2,048 frames" in runs["resumed"]
 
 
