@@ -50,6 +50,7 @@ bench: $(STAMP)
 # regenerate the book's page. Several hours on 2 cores.
 benchmarks: $(STAMP)
 	nice -n 10 $(PY) -m rlteach bench --seeds 5 --skip mappo-spread ippo-spread sac-hopper td3-hopper \
+	  dqn-lunarlander ppo-lunarlander \
 	  --out benchmarks
 	nice -n 10 $(PY) -m rlteach bench --seeds 5 --algo mappo-spread --out benchmarks/spread-mappo & \
 	  a=$$!; nice -n 10 $(PY) -m rlteach bench --seeds 5 --algo ippo-spread \

@@ -355,6 +355,9 @@ SB3_TASKS: dict[str, SB3Task] = {
                 zoo_env_id="Hopper-v4", timesteps=100_000),
         SB3Task("td3-hopper", "stable_baselines3", "TD3", "Hopper-v5", 5_000, 600,
                 zoo_env_id="Hopper-v4", timesteps=100_000),
+        # the zoo's own budgets (DQN 10^5, PPO 10^6 steps): its ε schedule is a fraction of them
+        SB3Task("dqn-lunarlander", "stable_baselines3", "DQN", "LunarLander-v3", 25_000, 500),
+        SB3Task("ppo-lunarlander", "stable_baselines3", "PPO", "LunarLander-v3", 32_768, 512),
     ]  # fmt: skip
 }
 """entry → (library, class, task, the recipe's evaluation interval, its quick budget)"""

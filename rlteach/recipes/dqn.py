@@ -440,5 +440,8 @@ CONFIGS = {
 
 register_trainable(
     "dqn", train, CONFIGS, resumable=True,
-    bench={"dqn-cartpole": "CartPole-v1", "dqn-acrobot": "Acrobot-v1"},
+    bench={
+        "dqn-cartpole": "CartPole-v1", "dqn-acrobot": "Acrobot-v1",
+        "dqn-lunarlander": "LunarLander-v3",
+    },
 )  # fmt: skip

@@ -367,5 +367,8 @@ CONFIGS = {
 
 register_trainable(
     "ppo", train, CONFIGS, action_spaces=("discrete", "continuous"), resumable=True,
-    bench={"ppo-cartpole": "CartPole-v1", "ppo-acrobot": "Acrobot-v1"},
+    bench={
+        "ppo-cartpole": "CartPole-v1", "ppo-acrobot": "Acrobot-v1",
+        "ppo-lunarlander": "LunarLander-v3",
+    },
 )  # fmt: skip
