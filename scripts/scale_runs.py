@@ -115,9 +115,19 @@ SUITES: dict[str, Suite] = {
     ),
     "mujoco-crossq": Suite(
         "mujoco-crossq",
-        (Entry("crossq", "Hopper-v5", "critics-256", sets=("critic_cells=256,256",)),),
+        (
+            Entry("crossq", "Hopper-v5", "critics-256", sets=("critic_cells=256,256",)),
+            Entry(
+                "crossq",
+                "Hopper-v5",
+                "critics-256-separate-batches",
+                sets=("critic_cells=256,256", "joint_batch=false"),
+            ),
+        ),
         "chapter 13: CrossQ with [256, 256] critics (the paper's 2048-wide critics cost 0.44 "
-        "CPU-s an update here, 12 CPU-hours a run) against SAC's [256, 256] at equal steps",
+        "CPU-s an update here, 12 CPU-hours a run) against SAC's [256, 256] at equal steps, and "
+        "the ablation of its joint forward pass (current and next pairs normalised as separate "
+        "batches)",
     ),
     "minatar": Suite("minatar", _plain(("dqn", "c51", "ppo"), MINATAR_GAMES), "chapters 6-8"),
     "minatar-ablations": Suite(

@@ -25,7 +25,8 @@ import torch
 from rlteach.envs import GymEnv
 from rlteach.modules import make_crossq_qvalue_network, make_normal_actor
 from rlteach.objectives import CrossQLoss
-from rlteach.objectives._actions import policy_distribution
+from rlteach.objectives._actions import policy_distribution, rsample_and_log_prob
+from rlteach.objectives.utils import distance_loss
 from rlteach.recipes._offpolicy import (
     MUJOCO_PROTOCOL,
     Agent,
@@ -64,6 +65,41 @@ class CrossQConfig(OffPolicyConfig):
     """momentum of the running statistics (flax's 0.99)"""
     renorm_warmup: int = 10_000
     """steps of plain batch norm before the renorm corrections (TorchRL's default)"""
+    joint_batch: bool = True
+    """False: the ablation :class:`SeparateBatchesCrossQLoss` (two forward passes, each
+    normalised with its own batch's statistics) instead of CrossQ's one joint batch"""
+
+
+class SeparateBatchesCrossQLoss(CrossQLoss):
+    """CrossQ's loss with its joint forward pass taken away: an ablation, not in TorchRL.
+
+    :meth:`CrossQLoss.qvalue_loss` sends ``[(s, a); (s', a')]`` through the critics as one batch
+    of 2B, so that batch normalisation standardises both halves with the same statistics
+    (Bhatt et al. 2024, Sec. 3: the two halves come from different distributions, since ``a'``
+    is the current policy's action and ``a`` the replayed one). Here the critics see the two
+    halves in two training-mode passes, first ``(s', a')`` (no gradient) and then ``(s, a)``:
+    each half is standardised with its own batch's statistics, and the running statistics take in
+    both. Everything else (no target network, the soft value, the actor and temperature losses)
+    is CrossQ's. The recipe uses it with ``--set joint_batch=false``.
+    """
+
+    def qvalue_loss(self, tensordict):
+        next_td = tensordict.get("next")
+        with torch.no_grad():  # a' ~ pi(.|s'), then Q(s', a') in a batch of its own
+            next_action, next_log_prob = rsample_and_log_prob(
+                self.actor_network, next_td.select(*self.actor_network.in_keys, strict=False)
+            )
+            q_next = self.qvalue_network(*self._q_inputs(next_td, next_action)).squeeze(-1)
+        q = self.qvalue_network(
+            *self._q_inputs(tensordict, tensordict.get(self.tensor_keys.action))
+        ).squeeze(-1)  # Q(s, a) in a second batch, with its own statistics
+        next_value = q_next.min(0)[0] - self._alpha * next_log_prob
+        target = self.value_estimator.value_estimate(
+            tensordict, next_value=next_value.unsqueeze(-1)
+        ).squeeze(-1)
+        loss = distance_loss(q, target.expand_as(q), self.loss_function).sum(0)
+        td_error = (q - target).abs().detach().max(0)[0]
+        return self._reduce_loss(loss), {"td_error": td_error}
 
 
 def build(cfg: CrossQConfig, env: GymEnv) -> Agent:
@@ -86,7 +122,8 @@ def build(cfg: CrossQConfig, env: GymEnv) -> Agent:
         )
         for _ in range(cfg.num_qvalue_nets)
     ]
-    loss = CrossQLoss(
+    loss_class = CrossQLoss if cfg.joint_batch else SeparateBatchesCrossQLoss
+    loss = loss_class(
         actor,
         critics,
         num_qvalue_nets=cfg.num_qvalue_nets,
