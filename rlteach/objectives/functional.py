@@ -124,7 +124,7 @@ def ppo_kl_penalty_objective(
 def ppo_beta_factor(kl_mean: torch.Tensor, dtarg: float, increment: float, decrement: float):
     r"""The factor β is multiplied by after an update (Schulman et al. 2017, section 4; PPO-5).
 
-    ``kl_mean`` is the batch's mean KL d; d_targ the target. Returns a float.
+    ``kl_mean`` is the batch's mean KL; ``dtarg`` the target KL_targ. Returns a float.
     """
     if kl_mean > 1.5 * dtarg:  # (PPO-5) policy moved too far: stronger penalty
         return increment
@@ -149,12 +149,12 @@ def dqn_next_value(
     r"""The value of the next state that DQN bootstraps from, [*B, 1].
 
     .. math::
-        \max_{a'} Q_{θ'}(s', a')  \tag{DQN-2}
+        \max_{a'} Q_{θ^-}(s', a')  \tag{DQN-2}
 
-        Q_{θ'}(s', \arg\max_{a'} Q_θ(s', a'))  \tag{DQN-3}
+        Q_{θ^-}(s', \arg\max_{a'} Q_θ(s', a'))  \tag{DQN-3}
 
     ==============================  ===============  ======================================
-    ``next_action_value_target``    [*B, n_actions]  Q_θ'(s_{t+1}, ·), the target network
+    ``next_action_value_target``    [*B, n_actions]  Q_θ⁻(s_{t+1}, ·), the target network
     ``next_action_value_online``    [*B, n_actions]  Q_θ(s_{t+1}, ·) for Double DQN, or None
     returns                         [*B, 1]          the bootstrap value, no gradient needed
     ==============================  ===============  ======================================
@@ -284,7 +284,7 @@ def td3_target_action(
     r"""Target-policy smoothing: clip(μ'(s') + clip(σ ξ, -c, c), a_low, a_high) (Fujimoto 2018).
 
     ===================  =======  ====================================================
-    ``next_action``      [*B, A]  μ_φ'(s_{t+1}), the target actor's action
+    ``next_action``      [*B, A]  μ_θ'(s_{t+1}), the target actor's action
     ``standard_normal``  [*B, A]  ξ ~ N(0, 1), drawn by the caller (an order of draws
                                   that TorchRL fixes)
     ``policy_noise``     scalar   σ
@@ -327,7 +327,7 @@ def soft_state_value(
 def sac_actor_objective(
     q: torch.Tensor, log_prob: torch.Tensor, alpha: torch.Tensor
 ) -> torch.Tensor:
-    r"""α log π(ã∣s) - min_i Q_i(s, ã), ã = tanh(μ + σ ξ) reparameterised (Haarnoja 2018b, SAC-3).
+    r"""α log π(ã∣s) - min_i Q_i(s, ã), ã = tanh(ν + σ ξ) reparameterised (Haarnoja 2018b, SAC-3).
 
     =============  ===========  ====================================================
     ``q``          [N, *B]      Q_i(s, ã), the critics' parameters detached

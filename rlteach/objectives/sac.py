@@ -438,7 +438,7 @@ class SACLoss(LossModule):
         return self._reduce_loss(loss)
 
     def _actor_loss(self, td: TensorDictBase, alpha: torch.Tensor):
-        # (SAC-3) a~ = squash(mu + sigma xi): gradients reach the actor through a~ and log pi;
+        # (SAC-3) a~ = squash(nu + sigma xi): gradients reach the actor through a~ and log pi;
         # the critics' parameters are detached so that this loss never trains them
         actor_td = td.select(*self.actor_network.in_keys)
         action, log_prob = rsample_and_log_prob(self.actor_network, actor_td)

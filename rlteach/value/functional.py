@@ -552,13 +552,14 @@ def vtrace_advantage_estimate(
     r"""V-trace targets and advantages (Espeholt et al. 2018, eq. 1 and section 4.2).
 
     ``log_pi`` is log π(a_t|s_t) under the **current** (target) policy being learned and
-    ``log_mu`` is log μ(a_t|s_t) under the **behaviour** policy that collected the data.
-    (TorchRL 0.14's docstring says the reverse; its code uses them as here, and so do its
-    estimator and this function: the ratio is π/μ.)
+    ``log_mu`` is log π_b(a_t|s_t) under the **behaviour** policy π_b that collected the data
+    (the book's notation; the paper and TorchRL's argument name call it μ). TorchRL 0.14's
+    docstring says the reverse; its code uses them as here, and so do its estimator and this
+    function: the ratio is π/π_b.
 
     .. math::
-        \rho_t = \min\!\big(\bar\rho, \tfrac{\pi(a_t|s_t)}{\mu(a_t|s_t)}\big),\quad
-        c_t = \min\!\big(\bar c, \tfrac{\pi(a_t|s_t)}{\mu(a_t|s_t)}\big)  \tag{VT-1}
+        \rho_t = \min\!\big(\bar\rho, \tfrac{\pi(a_t|s_t)}{\pi_{\mathrm b}(a_t|s_t)}\big),\quad
+        c_t = \min\!\big(\bar c, \tfrac{\pi(a_t|s_t)}{\pi_{\mathrm b}(a_t|s_t)}\big)  \tag{VT-1}
 
     .. math::
         \delta_t = \rho_t\,\big(r_t + \gamma(1-\mathrm{term}_t)V(s'_t) - V(s_t)\big)  \tag{VT-2}
