@@ -259,3 +259,15 @@ def test_each_retired_usage_is_caught(snippet):
 )
 def test_meanings_that_stay_are_not_flagged(snippet):
     assert not violations(snippet), f"the check flags a correct usage: {snippet}"
+
+
+# alpha is SAC's temperature, in SAC's chapter and the two built on it; a step size is eta
+ALPHA_CHAPTERS = ("11_", "12_", "13_")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_alpha_is_the_temperature_only(path):
+    if path.name.startswith(ALPHA_CHAPTERS):
+        return
+    found = [seg for cell in markdown_cells(path) for seg in maths(cell) if "\\alpha" in seg]
+    assert not found, f"{path.name} writes alpha outside SAC's chapters (a step size is eta): {found}"
