@@ -171,7 +171,8 @@ class _GymBase:
         space first unless ``check=False`` (for an action valid by construction)."""
         if not check:
             dtype = np.int64 if self.is_discrete else np.float32
-            return action.detach().cpu().numpy().astype(dtype)
+            array = action.detach().numpy() if action.device.type == "cpu" else action.cpu().numpy()
+            return array if array.dtype == dtype else array.astype(dtype)
         if self.is_discrete:
             expected = list(self.batch_size)
             if action.shape != self.batch_size or action.is_floating_point():
@@ -421,15 +422,17 @@ class VecGymEnv(_GymBase):
         self.env.close()
 
 
-def _categorical_sample(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``Categorical(logits=logits)``'s ``sample()`` and the ``log_prob`` of that sample, by the
-    very operations torch's Categorical runs, in its order, minus the argument checks that cost
-    more than the draw: logits [*B, n] → action (int64) [*B], log π(action) [*B]."""
+def _categorical_draw(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``Categorical(logits=logits).sample()`` by the very operations torch's Categorical runs,
+    in its order, minus the argument checks that cost more than the draw: logits [*B, n] →
+    (action (int64) [*B], the normalised logits log π(·) [*B, n]). ``Categorical.log_prob`` of
+    the action is the normalised logits' entry at it, ``log_p.gather(-1, action[..., None])``."""
     log_p = logits - logits.logsumexp(dim=-1, keepdim=True)  # Categorical's normalised logits
     probs = torch.nn.functional.softmax(log_p, dim=-1)  # its probs
-    action = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, True).T
-    action = action.reshape(logits.shape[:-1])
-    return action, log_p.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+    if logits.dim() == 2:  # Categorical reshapes probs to [N, n], draws [N, 1], transposes
+        return torch.multinomial(probs, 1, True).squeeze(-1), log_p
+    draw = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, True).T
+    return draw.reshape(logits.shape[:-1]), log_p
 
 
 class _TensorActor:
@@ -459,6 +462,10 @@ class _TensorActor:
             and not head.distribution_kwargs
             and [dist_key for dist_key, _ in self.dist_keys] == ["logits"]
         )
+        self.logits_index = self.param_keys.index(self.dist_keys[0][1])
+        last = "normalised logits" if self.categorical else self.log_prob_key
+        self.keys = [*self.param_keys, "action", last]
+        """the names of what a call returns, in the order the TensorDict modules write them"""
 
     @classmethod
     def recognise(cls, policy) -> _TensorActor | None:
@@ -490,23 +497,30 @@ class _TensorActor:
         )
         return cls(net, head) if plain else None
 
-    def __call__(self, observation: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``{network outputs..., "action", log-prob key}`` for one batch of observations."""
+    def __call__(self, observation: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The network's outputs, the action and its log-probability (named by ``keys``) for
+        one batch of observations; for a Categorical, the normalised logits instead of the
+        log-probability, which :meth:`finish` picks from them once per batch."""
         params = self.network(observation)
         params = params if isinstance(params, tuple) else (params,)
-        out = dict(zip(self.param_keys, params, strict=True))
         if self.categorical:
-            logits = out[self.dist_keys[0][1]]
-            out["action"], out[self.log_prob_key] = _categorical_sample(logits)
-            return out
+            return (*params, *_categorical_draw(params[self.logits_index]))
+        named = dict(zip(self.param_keys, params, strict=True))
         dist = self.head.distribution_class(
-            **{dist_key: out[td_key] for dist_key, td_key in self.dist_keys},
+            **{dist_key: named[td_key] for dist_key, td_key in self.dist_keys},
             **self.head.distribution_kwargs,
         )
         action = dist.rsample() if dist.has_rsample else dist.sample()  # InteractionType.RANDOM
-        out["action"] = action
-        out[self.log_prob_key] = dist.log_prob(action)
-        return out
+        return (*params, action, dist.log_prob(action))
+
+    def finish(self, columns: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The batch's columns, stacked calls [*B, T, ...] named by ``keys``, with the
+        log-probability of every action in place of a Categorical's normalised logits."""
+        if self.categorical:
+            log_p = columns.pop("normalised logits")  # Categorical.log_prob's gather
+            log_prob = log_p.gather(-1, columns["action"].unsqueeze(-1)).squeeze(-1)
+            columns[self.log_prob_key] = log_prob
+        return columns
 
 
 class Collector:
@@ -669,28 +683,34 @@ class Collector:
         # a categorical draw is an index in range by construction: only random or continuous
         # actions are checked, as env.step checks them
         check = not (env.is_discrete and self._tensor_actor is not None)
-        observations, outputs = [], {}
-        next_obs, rewards, terminated, truncated = [], [], [], []
+        actor = self._tensor_actor
+        keys = ["action"] if actor is None else actor.keys
+        action_index = keys.index("action")
+        observations, outputs, steps = [], [], []
         with torch.no_grad():
             for _ in range(self.steps_per_batch):
                 observations.append(obs)
-                if self._tensor_actor is None:  # random actions, as env.rand_action draws them
-                    out = {"action": env.random_action()}
-                else:
-                    out = self._tensor_actor(obs)
-                for key, value in out.items():
-                    outputs.setdefault(key, []).append(value)
-                array = env.action_to_numpy(out["action"], check=check)
-                step_obs, reward, step_terminated, step_truncated = env.step_numpy(array)
-                next_obs.append(step_obs)
-                rewards.append(reward)
-                terminated.append(step_terminated)
-                truncated.append(step_truncated)
+                # random actions are drawn as env.rand_action draws them
+                out = (env.random_action(),) if actor is None else actor(obs)
+                outputs.append(out)
+                steps.append(env.step_numpy(env.action_to_numpy(out[action_index], check)))
                 obs = env.observation()
         self._root = env.root(env.observation())
-        self._record_batch_episodes(rewards, terminated, truncated)
+        # each of Gymnasium's four results stacked along time, [*B, T, ...] (one C-level copy)
+        time_dim = len(env.batch_size)
+        next_arrays = [
+            np.ascontiguousarray(np.moveaxis(np.array(column), 0, time_dim))
+            for column in zip(*steps, strict=True)
+        ]
+        self._record_batch_episodes(*next_arrays[1:])
         self.frames += self.frames_per_batch
-        return self._batch(observations, outputs, next_obs, rewards, terminated, truncated)
+        columns = {
+            key: torch.stack(column, dim=time_dim)
+            for key, column in zip(keys, zip(*outputs, strict=True), strict=True)
+        }
+        if actor is not None:
+            columns = actor.finish(columns)
+        return self._batch(observations, columns, next_arrays)
 
     def _record_batch_episodes(self, rewards, terminated, truncated) -> None:
         """:meth:`_record_episodes` for a whole batch at once, with the same float32 sums.
@@ -699,8 +719,8 @@ class Collector:
         (``np.add.accumulate`` is that sequential float32 sum), restarted from 0 after each
         episode's end; the finished episodes are appended in the same order, by step then copy.
         """
-        reward = np.asarray(np.stack(rewards, axis=-1), dtype=np.float32)  # [num_envs, T]
-        done = np.logical_or(np.stack(terminated, axis=-1), np.stack(truncated, axis=-1))
+        reward = np.asarray(rewards, dtype=np.float32)  # [num_envs, T]
+        done = np.logical_or(terminated, truncated)
         running_return = self._running_return.cpu().numpy().copy()
         running_length = self._running_length.cpu().numpy().copy()
         ended = []  # (step, copy, return, length)
@@ -719,9 +739,7 @@ class Collector:
         self._running_return = torch.as_tensor(running_return, device=self.env.device)
         self._running_length = torch.as_tensor(running_length, device=self.env.device)
 
-    def _batch(
-        self, observations, outputs, next_obs, rewards, terminated, truncated
-    ) -> TensorDict:
+    def _batch(self, observations, outputs, next_arrays) -> TensorDict:
         """The [*B, T] TensorDict of rollout_tensordict, from the steps' tensors and arrays."""
         env, time_dim = self.env, len(self.env.batch_size)
         shape = (*env.batch_size, self.steps_per_batch, 1)
@@ -732,9 +750,8 @@ class Collector:
             "terminated": false.clone(),
             "truncated": false.clone(),
         }
-        data.update({key: torch.stack(v, dim=time_dim) for key, v in outputs.items()})
-        steps = (next_obs, rewards, terminated, truncated)
-        data["next"] = env.next_tensors(*(np.stack(x, axis=time_dim) for x in steps))
+        data.update(outputs)
+        data["next"] = env.next_tensors(*next_arrays)
         return TensorDict(data, batch_size=shape[:-1])
 
     def __iter__(self) -> Iterator[TensorDict]:

@@ -317,3 +317,23 @@ def test_other_policies_and_environments_take_the_tensordict_loop():
 
     deterministic = InteractionType.DETERMINISTIC
     assert not Collector(vec, make_categorical_actor(4, 2), 4, interaction_type=deterministic).fast
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (4, 2, 3), (7,)])
+def test_categorical_draw_is_torchs_categorical_sample_and_log_prob(shape):
+    from rlteach.envs import _categorical_draw
+
+    logits = 5 * torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    logits[..., 0] = -float("inf") if len(shape) == 2 else logits[..., 0]  # an impossible action
+    torch.manual_seed(1)
+    dist = torch.distributions.Categorical(logits=logits)
+    expected = dist.sample()
+    torch.manual_seed(1)
+    action, log_p = _categorical_draw(logits)
+    assert torch.equal(action, expected)  # the same draw from the same generator state
+    log_prob = log_p.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+    assert torch.equal(log_prob, dist.log_prob(expected))
+    after_ours = torch.rand(3)  # and the generator moved on by the same amount
+    torch.manual_seed(1)
+    dist.sample()
+    assert torch.equal(after_ours, torch.rand(3))
