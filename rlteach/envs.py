@@ -412,11 +412,15 @@ class VecGymEnv(_GymBase):
     def step_and_maybe_reset(self, td: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
         """Step, then return ``(td, root of the next transition)`` (reset obs where done)."""
         td = self.step(td)
-        return td, self.root(self._obs)
+        return td, self.current_root()
 
     def observation(self) -> torch.Tensor:
         """The observation the next transition starts from (the reset one after an end)."""
         return self._tensor(self._obs, self._obs_dtype)
+
+    def current_root(self) -> TensorDict:
+        """The root of the next transition: :meth:`observation` and all-False flags."""
+        return self.root(self._obs)
 
     def close(self) -> None:
         self.env.close()
@@ -554,13 +558,14 @@ class Collector:
     clones the root TensorDict, calls the policy on it, and the environment writes ``"next"``
     into it; the batch is the stack of those TensorDicts. Building and stacking a TensorDict per
     step costs more than CartPole's step and a small network's forward together, so with
-    ``fast=True`` (the default) a :class:`VecGymEnv` run by one of :mod:`rlteach.modules`'
-    actors, or by random actions, uses :meth:`rollout_tensors` instead: the actor's network and
+    ``fast=True`` (the default) a :class:`VecGymEnv` on the CPU run by one of
+    :mod:`rlteach.modules`' actors, or by random actions, uses :meth:`rollout_tensors` instead: the actor's network and
     distribution called on tensors (:class:`_TensorActor`), the environment's NumPy arrays
     kept as they come, and one TensorDict built per batch. It draws the same random numbers in
     the same order, so the batches, the episode records and every run built on them are
-    bit-identical (tests/test_envs.py checks it). Any other policy or environment, or an
-    ``interaction_type`` other than random sampling, runs the TensorDict loop.
+    bit-identical (tests/test_envs.py checks it). Any other policy, environment or device (the
+    tensor loop was written for any device but compared with the reference on the CPU only), or
+    an ``interaction_type`` other than random sampling, runs the TensorDict loop.
     """
 
     def __init__(
@@ -609,6 +614,7 @@ class Collector:
         self.fast = (
             fast
             and isinstance(env, VecGymEnv)
+            and env.device.type == "cpu"  # the only device the two loops were compared on
             and interaction_type == InteractionType.RANDOM
             and (policy is None or self._tensor_actor is not None)
         )
@@ -695,7 +701,7 @@ class Collector:
                 outputs.append(out)
                 steps.append(env.step_numpy(env.action_to_numpy(out[action_index], check)))
                 obs = env.observation()
-        self._root = env.root(env.observation())
+        self._root = env.current_root()
         # each of Gymnasium's four results stacked along time, [*B, T, ...] (one C-level copy)
         time_dim = len(env.batch_size)
         next_arrays = [
