@@ -58,7 +58,13 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import InteractionType, set_interaction_type
+from tensordict.nn import (
+    InteractionType,
+    ProbabilisticTensorDictModule,
+    ProbabilisticTensorDictSequential,
+    TensorDictModule,
+    set_interaction_type,
+)
 
 from rlteach._checks import get_key, module_device, resolve_device
 from rlteach._replay import checkpointable
@@ -159,7 +165,15 @@ class _GymBase:
 
     def _action_to_numpy(self, td: TensorDictBase) -> np.ndarray:
         """Check ``td["action"]`` against the action space before anything is stepped."""
-        action = get_key(td, "action", owner=type(self).__name__)
+        return self.action_to_numpy(get_key(td, "action", owner=type(self).__name__))
+
+    def action_to_numpy(self, action: torch.Tensor, check: bool = True) -> np.ndarray:
+        """An action tensor as the NumPy array Gymnasium takes, checked against the action
+        space first unless ``check=False`` (for an action valid by construction)."""
+        if not check:
+            dtype = np.int64 if self.is_discrete else np.float32
+            array = action.detach().numpy() if action.device.type == "cpu" else action.cpu().numpy()
+            return array if array.dtype == dtype else array.astype(dtype)
         if self.is_discrete:
             expected = list(self.batch_size)
             if action.shape != self.batch_size or action.is_floating_point():
@@ -203,19 +217,25 @@ class _GymBase:
         return torch.as_tensor(np.asarray(value), dtype=dtype, device=self.device)
 
     def _next(self, obs, reward, terminated, truncated) -> TensorDict:
-        shape = (*self.batch_size, 1)
+        return TensorDict(
+            self.next_tensors(obs, reward, terminated, truncated), batch_size=self.batch_size
+        )
+
+    def next_tensors(self, obs, reward, terminated, truncated) -> dict[str, torch.Tensor]:
+        """The ``"next"`` entries of transitions, from what Gymnasium's step returns.
+
+        The arguments are NumPy arrays (or Python numbers) of batch shape ``[*B]``, one step,
+        or ``[*B, T]``, T steps stacked; rewards and flags get their trailing singleton dim."""
+        shape = (*np.shape(reward), 1)
         terminated = self._tensor(terminated, torch.bool).reshape(shape)
         truncated = self._tensor(truncated, torch.bool).reshape(shape)
-        return TensorDict(
-            {
-                "observation": self._tensor(obs, self._obs_dtype),
-                "reward": self._tensor(reward, torch.float32).reshape(shape),
-                "done": terminated | truncated,
-                "terminated": terminated,
-                "truncated": truncated,
-            },
-            batch_size=self.batch_size,
-        )
+        return {
+            "observation": self._tensor(obs, self._obs_dtype),
+            "reward": self._tensor(reward, torch.float32).reshape(shape),
+            "done": terminated | truncated,
+            "terminated": terminated,
+            "truncated": truncated,
+        }
 
     def state_dict(self) -> dict:
         """Everything that shapes the environment's future, for a checkpoint: the Gymnasium
@@ -248,10 +268,14 @@ class _GymBase:
         """Write a uniformly random ``"action"`` (seeded by the env's seed) into ``td``."""
         if td is None:
             td = TensorDict(batch_size=self.batch_size)
+        td.set("action", self.random_action())
+        return td
+
+    def random_action(self) -> torch.Tensor:
+        """A uniformly random action tensor (seeded by the env's seed)."""
         action = self._action_space.sample()
         dtype = torch.int64 if self.is_discrete else torch.float32
-        td.set("action", self._tensor(action, dtype))
-        return td
+        return self._tensor(action, dtype)
 
 
 class GymEnv(_GymBase):
@@ -367,6 +391,15 @@ class VecGymEnv(_GymBase):
         action = self._action_to_numpy(td)
         if self._obs is None:
             raise RuntimeError(f"VecGymEnv({self.env_id!r}): call reset() before step().")
+        td.set("next", self._next(*self.step_numpy(action)))
+        return td
+
+    def step_numpy(self, action: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Step every copy with a NumPy action; NumPy ``(next_obs, reward, terminated,
+        truncated)`` of batch ``[num_envs]``, what :meth:`step` writes into ``"next"``.
+
+        ``next_obs`` holds the true final observation of a finished copy; the observation the
+        next transition starts from (the reset one there) is :meth:`observation`."""
         obs, reward, terminated, truncated, info = self.env.step(action)
         # SAME_STEP autoreset: obs already holds the reset observation of finished envs; their
         # true last observation is in info["final_obs"] and is the one a transition must keep.
@@ -375,16 +408,124 @@ class VecGymEnv(_GymBase):
             for i in np.flatnonzero(info["_final_obs"]):
                 next_obs[i] = info["final_obs"][i]
         self._obs = obs
-        td.set("next", self._next(next_obs, reward, terminated, truncated))
-        return td
+        return next_obs, reward, terminated, truncated
 
     def step_and_maybe_reset(self, td: TensorDictBase) -> tuple[TensorDictBase, TensorDict]:
         """Step, then return ``(td, root of the next transition)`` (reset obs where done)."""
         td = self.step(td)
-        return td, self.root(self._obs)
+        return td, self.current_root()
+
+    def observation(self) -> torch.Tensor:
+        """The observation the next transition starts from (the reset one after an end)."""
+        return self._tensor(self._obs, self._obs_dtype)
+
+    def current_root(self) -> TensorDict:
+        """The root of the next transition: :meth:`observation` and all-False flags."""
+        return self.root(self._obs)
 
     def close(self) -> None:
         self.env.close()
+
+
+def _categorical_draw(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``Categorical(logits=logits).sample()`` by the very operations torch's Categorical runs,
+    in its order, minus the argument checks that cost more than the draw: logits [*B, n] →
+    (action (int64) [*B], the normalised logits log π(·) [*B, n]). ``Categorical.log_prob`` of
+    the action is the normalised logits' entry at it, ``log_p.gather(-1, action[..., None])``."""
+    log_p = logits - logits.logsumexp(dim=-1, keepdim=True)  # Categorical's normalised logits
+    probs = torch.nn.functional.softmax(log_p, dim=-1)  # its probs
+    if logits.dim() == 2:  # Categorical reshapes probs to [N, n], draws [N, 1], transposes
+        return torch.multinomial(probs, 1, True).squeeze(-1), log_p
+    draw = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, True).T
+    return draw.reshape(logits.shape[:-1]), log_p
+
+
+class _TensorActor:
+    """An actor of :mod:`rlteach.modules` (categorical, normal, MinAtar's) called on plain tensors.
+
+    The actor is ``ProbabilisticTensorDictSequential(TensorDictModule(network), head)``; called on
+    a TensorDict, tensordict builds the distribution from the network's outputs, draws from it
+    (``rsample()`` when it has one, else ``sample()``) and scores the draw with ``log_prob``.
+    This does exactly that on tensors: the same network, the same distribution built with the
+    same arguments, the same calls in the same order, so it takes the very draws from torch's
+    generator that the TensorDict modules take and returns the same tensors, without the
+    TensorDict bookkeeping around them (tests/test_envs.py checks the two bit for bit).
+    :meth:`recognise` returns ``None`` for any other policy, which then runs as a TensorDict.
+    """
+
+    def __init__(self, net: TensorDictModule, head: ProbabilisticTensorDictModule) -> None:
+        self.network = net.module
+        self.param_keys = list(net.out_keys)
+        self.dist_keys = [
+            (dist_key[-1] if isinstance(dist_key, tuple) else dist_key, td_key)
+            for dist_key, td_key in zip(head.dist_keys, head.in_keys, strict=True)
+        ]
+        self.head = head
+        self.log_prob_key = head.log_prob_key
+        self.categorical = (
+            head.distribution_class is torch.distributions.Categorical
+            and not head.distribution_kwargs
+            and [dist_key for dist_key, _ in self.dist_keys] == ["logits"]
+        )
+        self.logits_index = self.param_keys.index(self.dist_keys[0][1])
+        last = "normalised logits" if self.categorical else self.log_prob_key
+        self.keys = [*self.param_keys, "action", last]
+        """the names of what a call returns, in the order the TensorDict modules write them"""
+
+    @classmethod
+    def recognise(cls, policy) -> _TensorActor | None:
+        """A tensor twin of ``policy``, or ``None`` where its TensorDict call does more."""
+        if type(policy) is not ProbabilisticTensorDictSequential or len(policy.module) != 2:
+            return None
+        net, head = policy.module
+        if type(net) is not TensorDictModule or type(head) is not ProbabilisticTensorDictModule:
+            return None
+        # torch's hook tables: a module with hooks runs as a TensorDict, hooks and all
+        modules = (policy, net, head, net.module)
+        hooked = any(m._forward_hooks or m._forward_pre_hooks for m in modules)  # noqa: SLF001
+        plain = (
+            not hooked
+            and list(net.in_keys) == ["observation"]
+            and all(isinstance(key, str) for key in net.out_keys)
+            and set(head.in_keys) <= set(net.out_keys)
+            and head.return_log_prob
+            and list(head.dist_sample_keys) == ["action"]
+            and isinstance(head.log_prob_key, str)
+            and head.num_samples is None
+            and getattr(head, "_generator", None) is None
+            and getattr(head, "_generator_key", None) is None
+            and isinstance(head.distribution_class, type)
+            and issubclass(head.distribution_class, torch.distributions.Distribution)
+            and not policy.return_composite
+            and policy.inplace is None
+            and not policy._select_before_return  # noqa: SLF001 (tensordict's own flag)
+        )
+        return cls(net, head) if plain else None
+
+    def __call__(self, observation: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The network's outputs, the action and its log-probability (named by ``keys``) for
+        one batch of observations; for a Categorical, the normalised logits instead of the
+        log-probability, which :meth:`finish` picks from them once per batch."""
+        params = self.network(observation)
+        params = params if isinstance(params, tuple) else (params,)
+        if self.categorical:
+            return (*params, *_categorical_draw(params[self.logits_index]))
+        named = dict(zip(self.param_keys, params, strict=True))
+        dist = self.head.distribution_class(
+            **{dist_key: named[td_key] for dist_key, td_key in self.dist_keys},
+            **self.head.distribution_kwargs,
+        )
+        action = dist.rsample() if dist.has_rsample else dist.sample()  # InteractionType.RANDOM
+        return (*params, action, dist.log_prob(action))
+
+    def finish(self, columns: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The batch's columns, stacked calls [*B, T, ...] named by ``keys``, with the
+        log-probability of every action in place of a Categorical's normalised logits."""
+        if self.categorical:
+            log_p = columns.pop("normalised logits")  # Categorical.log_prob's gather
+            log_prob = log_p.gather(-1, columns["action"].unsqueeze(-1)).squeeze(-1)
+            columns[self.log_prob_key] = log_prob
+        return columns
 
 
 class Collector:
@@ -396,6 +537,8 @@ class Collector:
                           ``"action_log_prob"``); ``None`` acts uniformly at random
     ``frames_per_batch``  transitions per batch, a multiple of ``num_envs``
     ``total_frames``      stop after this many transitions (``-1``: never stop)
+    ``fast``              step on plain tensors where that gives the same batch (below);
+                          ``False``: always the per-step TensorDict loop
     ====================  =================================================================
 
     Each batch has batch size ``[*B, T]`` with ``T = frames_per_batch / num_envs`` (time last)
@@ -411,6 +554,19 @@ class Collector:
     ``torch.manual_seed`` as well.
 
     The batches live on the environment's ``device``, which must be the policy's.
+
+    Two loops give the same batches. :meth:`rollout_tensordict` is the readable one: each step
+    clones the root TensorDict, calls the policy on it, and the environment writes ``"next"``
+    into it; the batch is the stack of those TensorDicts. Building and stacking a TensorDict per
+    step costs more than CartPole's step and a small network's forward together, so with
+    ``fast=True`` (the default) a :class:`VecGymEnv` on the CPU run by one of
+    :mod:`rlteach.modules`' actors, or by random actions, uses :meth:`rollout_tensors` instead: the actor's network and
+    distribution called on tensors (:class:`_TensorActor`), the environment's NumPy arrays
+    kept as they come, and one TensorDict built per batch. It draws the same random numbers in
+    the same order, so the batches, the episode records and every run built on them are
+    bit-identical (tests/test_envs.py checks it). Any other policy, environment or device (the
+    tensor loop was written for any device but compared with the reference on the CPU only), or
+    an ``interaction_type`` other than random sampling, runs the TensorDict loop.
     """
 
     def __init__(
@@ -420,6 +576,7 @@ class Collector:
         frames_per_batch: int,
         total_frames: int = -1,
         interaction_type: InteractionType = InteractionType.RANDOM,
+        fast: bool = True,
     ) -> None:
         if not isinstance(env, _GymBase):
             raise TypeError(
@@ -454,6 +611,15 @@ class Collector:
         self._root: TensorDict | None = None
         self._running_return = torch.zeros(env.batch_size, device=env.device)
         self._running_length = torch.zeros(env.batch_size, dtype=torch.int64, device=env.device)
+        self._tensor_actor = _TensorActor.recognise(policy)
+        self.fast = (
+            fast
+            and isinstance(env, VecGymEnv)
+            and env.device.type == "cpu"  # the only device the two loops were compared on
+            and interaction_type == InteractionType.RANDOM
+            and (policy is None or self._tensor_actor is not None)
+        )
+        """whether :meth:`rollout` takes the tensor loop (see the class docstring)"""
 
     def _act(self, td: TensorDictBase) -> TensorDictBase:
         if self.policy is None:
@@ -498,6 +664,10 @@ class Collector:
 
     def rollout(self) -> TensorDict:
         """Collect one batch ``[*B, T]``."""
+        return self.rollout_tensors() if self.fast else self.rollout_tensordict()
+
+    def rollout_tensordict(self) -> TensorDict:
+        """One batch, a TensorDict per step: the readable loop, and the reference."""
         if self._root is None:
             self._root = self.env.reset()
         steps = []
@@ -509,6 +679,87 @@ class Collector:
                 steps.append(td)
         self.frames += self.frames_per_batch
         return torch.stack(steps, dim=-1).contiguous()
+
+    def rollout_tensors(self) -> TensorDict:
+        """One batch, plain tensors per step and one TensorDict at the end: the same batch as
+        :meth:`rollout_tensordict` (same keys in the same order, same values), made faster."""
+        env = self.env
+        if self._root is None:
+            self._root = env.reset()
+        obs = self._root["observation"]
+        # a categorical draw is an index in range by construction: only random or continuous
+        # actions are checked, as env.step checks them
+        check = not (env.is_discrete and self._tensor_actor is not None)
+        actor = self._tensor_actor
+        keys = ["action"] if actor is None else actor.keys
+        action_index = keys.index("action")
+        observations, outputs, steps = [], [], []
+        with torch.no_grad():
+            for _ in range(self.steps_per_batch):
+                observations.append(obs)
+                # random actions are drawn as env.rand_action draws them
+                out = (env.random_action(),) if actor is None else actor(obs)
+                outputs.append(out)
+                steps.append(env.step_numpy(env.action_to_numpy(out[action_index], check)))
+                obs = env.observation()
+        self._root = env.current_root()
+        # each of Gymnasium's four results stacked along time, [*B, T, ...] (one C-level copy)
+        time_dim = len(env.batch_size)
+        next_arrays = [
+            np.ascontiguousarray(np.moveaxis(np.array(column), 0, time_dim))
+            for column in zip(*steps, strict=True)
+        ]
+        self._record_batch_episodes(*next_arrays[1:])
+        self.frames += self.frames_per_batch
+        columns = {
+            key: torch.stack(column, dim=time_dim)
+            for key, column in zip(keys, zip(*outputs, strict=True), strict=True)
+        }
+        if actor is not None:
+            columns = actor.finish(columns)
+        return self._batch(observations, columns, next_arrays)
+
+    def _record_batch_episodes(self, rewards, terminated, truncated) -> None:
+        """:meth:`_record_episodes` for a whole batch at once, with the same float32 sums.
+
+        Each copy's running return is its carried sum plus the rewards added one at a time
+        (``np.add.accumulate`` is that sequential float32 sum), restarted from 0 after each
+        episode's end; the finished episodes are appended in the same order, by step then copy.
+        """
+        reward = np.asarray(rewards, dtype=np.float32)  # [num_envs, T]
+        done = np.logical_or(terminated, truncated)
+        running_return = self._running_return.cpu().numpy().copy()
+        running_length = self._running_length.cpu().numpy().copy()
+        ended = []  # (step, copy, return, length)
+        for i in range(reward.shape[0]):
+            start = 0
+            for t in np.flatnonzero(done[i]).tolist():
+                sums = np.add.accumulate(np.append(running_return[i], reward[i, start : t + 1]))
+                ended.append((t, i, float(sums[-1]), int(running_length[i]) + t + 1 - start))
+                running_return[i], running_length[i], start = 0.0, 0, t + 1
+            sums = np.add.accumulate(np.append(running_return[i], reward[i, start:]))
+            running_return[i] = sums[-1]
+            running_length[i] += reward.shape[1] - start
+        for _, _, episode_return, length in sorted(ended):
+            self.episode_returns.append(episode_return)
+            self.episode_lengths.append(length)
+        self._running_return = torch.as_tensor(running_return, device=self.env.device)
+        self._running_length = torch.as_tensor(running_length, device=self.env.device)
+
+    def _batch(self, observations, outputs, next_arrays) -> TensorDict:
+        """The [*B, T] TensorDict of rollout_tensordict, from the steps' tensors and arrays."""
+        env, time_dim = self.env, len(self.env.batch_size)
+        shape = (*env.batch_size, self.steps_per_batch, 1)
+        false = torch.zeros(shape, dtype=torch.bool, device=env.device)
+        data = {
+            "observation": torch.stack(observations, dim=time_dim),
+            "done": false,
+            "terminated": false.clone(),
+            "truncated": false.clone(),
+        }
+        data.update(outputs)
+        data["next"] = env.next_tensors(*next_arrays)
+        return TensorDict(data, batch_size=shape[:-1])
 
     def __iter__(self) -> Iterator[TensorDict]:
         while self.total_frames == -1 or self.frames < self.total_frames:

@@ -270,12 +270,16 @@ def _losses(results_dir: Path) -> list[str]:
 COSTS_INTRO = """\
 `python -m rlteach bench --costs`, one torch thread, each number the median of repeats after a
 warm-up. **Collection against its floor**: rlteach's on-policy collection path (the vector
-environment's step, the TensorDict, the PPO actor, the TensorDict back) per frame, beside the
-least any library must do: the same `gymnasium.vector.SyncVectorEnv` step and one forward of the
-same network on a tensor made from the NumPy batch, the action drawn with `torch.multinomial`.
-The target is a ratio of at most 1.5. **Frames per second** of the same path against the number
-of environments (CartPole-v1, a [64, 64] categorical actor). **The replay buffer's sample time**
-for a minibatch of 256 against the number of stored transitions: it must stay flat.
+environment's step, the PPO actor's network and categorical draw, the TensorDict batch) per
+frame, beside the least any library must do: the same `gymnasium.vector.SyncVectorEnv` step and
+one forward of the same network on a tensor made from the NumPy batch, the action drawn with
+`torch.multinomial`. **The off-policy step against its floor**: one step of the off-policy loop
+(DDPG on Pendulum-v1: an environment step, the transition stored, a minibatch of 256 drawn, the
+critic's and the actor's update, the targets moved) beside the same work on plain tensors with
+the same networks. The two sides of each ratio are timed in turn, in the process's CPU time;
+the target is a ratio of at most 1.5. **Frames per second** of the collection path against the
+number of environments (CartPole-v1, a [64, 64] categorical actor). **The replay buffer's sample
+time** for a minibatch of 256 against the number of stored transitions: it must stay flat.
 """
 
 

@@ -12,9 +12,26 @@ from rlteach import costs
 from rlteach.__main__ import main
 
 
+def _fake_medians(seconds):
+    """Stand-in for _interleaved_medians: runs each function once, reports ``seconds``."""
+
+    def medians(fns, repeats):
+        for fn in fns:
+            fn()
+        return list(seconds)
+
+    return medians
+
+
+def test_interleaved_medians_alternate_the_two_sides():
+    calls = []
+    medians = costs._interleaved_medians([lambda: calls.append("a"), lambda: calls.append("b")], 3)
+    assert calls == ["a", "b"] * 3 and len(medians) == 2 and all(m >= 0 for m in medians)
+
+
 def test_floor_ratio_is_the_quotient_of_the_two_times(monkeypatch):
-    times = iter([4e-3, 1e-3])  # rlteach's repeat, then the floor's (seconds per repeat)
-    monkeypatch.setattr(costs, "_median_seconds", lambda fn, repeats: (fn(), next(times))[1])
+    # rlteach's seconds per repeat, then the floor's
+    monkeypatch.setattr(costs, "_interleaved_medians", _fake_medians([4e-3, 1e-3]))
     row = costs.collection_floor(2, steps=4, repeats=1)
     assert row["num_envs"] == 2
     assert row["rlteach_us_per_frame"] == pytest.approx(1e6 * 4e-3 / 8)
@@ -30,6 +47,28 @@ def test_the_floor_runs_the_same_network_the_actor_wraps():
     out = net(torch.zeros(3, env.observation_dim))
     assert out.shape == (3, env.n_actions)
     env.close()
+
+
+def test_offpolicy_ratio_is_the_quotient_and_both_sides_step(monkeypatch):
+    from rlteach.recipes import _offpolicy
+
+    steps_seen = []
+    original = _offpolicy.StepCollector.__iter__
+
+    def counting(self):
+        for transition in original(self):
+            steps_seen.append(self.frames)
+            yield transition
+
+    monkeypatch.setattr(_offpolicy.StepCollector, "__iter__", counting)
+    monkeypatch.setattr(costs, "_interleaved_medians", _fake_medians([6e-3, 2e-3]))
+    row = costs.offpolicy_floor(steps=3, repeats=1, warmup=260)
+    # the warm-up's random steps, then rlteach's warm-up call and its timed call, 3 steps each
+    assert steps_seen == list(range(1, 260 + 2 * 3 + 1))
+    assert row["env_id"] == "Pendulum-v1"
+    assert row["rlteach_us_per_step"] == pytest.approx(1e6 * 6e-3 / 3)
+    assert row["floor_us_per_step"] == pytest.approx(1e6 * 2e-3 / 3)
+    assert row["ratio"] == pytest.approx(3.0)
 
 
 def test_the_buffer_is_filled_to_its_size_before_sampling(monkeypatch):
@@ -51,11 +90,14 @@ def test_markdown_tables_by_hand():
     report = {
         "floor": [{"num_envs": 8, "rlteach_us_per_frame": 30.0, "floor_us_per_frame": 20.0,
                    "ratio": 1.5}],
+        "offpolicy": {"env_id": "Pendulum-v1", "rlteach_us_per_step": 900.0,
+                      "floor_us_per_step": 600.0, "ratio": 1.5},
         "fps": [{"num_envs": 64, "fps": 12345.6}],
         "buffer": [{"size": 1_000_000, "sample_us": 51.25}],
     }  # fmt: skip
     text = costs.costs_markdown(report)
     assert "| 8 | 30.0 | 20.0 | 1.50 |" in text
+    assert "| DDPG, Pendulum-v1 | 900.0 | 600.0 | 1.50 |" in text
     assert "| 64 | 12,346 |" in text
     assert "| 1,000,000 | 51.2 |" in text
 

@@ -222,3 +222,118 @@ def test_bad_input_messages():
         Collector(env, None, frames_per_batch=5)
     with pytest.raises(ValueError, match="episodes"):
         evaluate(lambda td: td, "CartPole-v1", episodes=0)
+
+
+# -- the tensor loop against the TensorDict loop ------------------------------------------------
+
+
+def _actor_for(kind, env):
+    if kind == "random":
+        return None
+    if kind == "categorical":
+        return make_categorical_actor(env.observation_dim, env.n_actions, (16,))
+    if kind == "minatar":
+        from rlteach.modules import make_minatar_categorical_actor
+
+        return make_minatar_categorical_actor(env.observation_shape, env.n_actions, hidden=16)
+    low, high = env.action_low, env.action_high
+    if kind == "tanh-normal":
+        return make_normal_actor(env.observation_dim, env.action_dim, (16,), low=low, high=high)
+    return make_normal_actor(  # a plain diagonal Normal with a state-independent scale (PPO's)
+        env.observation_dim, env.action_dim, (16,), tanh=False, state_independent_scale=True
+    )
+
+
+def _run_collector(env_id, kind, fast, num_envs=3, steps=70, batches=3, **env_kwargs):
+    """Batches, the collector and torch's RNG state after them, from a fixed seed."""
+    torch.manual_seed(0)
+    env = VecGymEnv(env_id, num_envs, seed=4, **env_kwargs)
+    collector = Collector(env, _actor_for(kind, env), num_envs * steps, fast=fast)
+    assert collector.fast is fast
+    out = [collector.rollout() for _ in range(batches)]
+    return out, collector, torch.get_rng_state()
+
+
+def _assert_same_batch(fast, reference):
+    # the same keys in the same order, dtypes, shapes and every value bit for bit
+    assert list(fast.keys(True, True)) == list(reference.keys(True, True))
+    assert fast.batch_size == reference.batch_size
+    for key in reference.keys(True, True):
+        assert fast[key].dtype == reference[key].dtype, key
+        assert torch.equal(fast[key], reference[key]), key
+
+
+@pytest.mark.parametrize(
+    "env_id, kind, env_kwargs",
+    [
+        ("CartPole-v1", "categorical", {"max_episode_steps": MAX_STEPS}),  # ends in every batch
+        ("CartPole-v1", "random", {}),
+        ("Pendulum-v1", "tanh-normal", {"max_episode_steps": 50}),  # float rewards, carried
+        ("Pendulum-v1", "normal", {"max_episode_steps": 50}),
+        ("Pendulum-v1", "random", {}),
+        ("MinAtar/Breakout-v1", "minatar", {}),  # bool image observations
+    ],
+)
+def test_tensor_loop_gives_the_tensordict_loops_batches_bit_for_bit(env_id, kind, env_kwargs):
+    if env_id.startswith("MinAtar/"):
+        pytest.importorskip("minatar")
+    fast, c_fast, rng_fast = _run_collector(env_id, kind, True, **env_kwargs)
+    reference, c_ref, rng_ref = _run_collector(env_id, kind, False, **env_kwargs)
+    for a, b in zip(fast, reference, strict=True):
+        _assert_same_batch(a, b)
+    # the same draws from torch's generator, and the same episodes, returns summed in float32
+    assert torch.equal(rng_fast, rng_ref)
+    assert c_fast.episode_lengths == c_ref.episode_lengths and c_fast.episode_lengths
+    assert c_fast.episode_returns == c_ref.episode_returns
+    # the state a checkpoint saves is the same too
+    s_fast, s_ref = c_fast.state_dict(), c_ref.state_dict()
+    for key in ("running_return", "running_length"):
+        assert s_fast[key].dtype == s_ref[key].dtype and torch.equal(s_fast[key], s_ref[key])
+    assert (s_fast["root"] == s_ref["root"]).all() and s_fast["frames"] == s_ref["frames"]
+
+
+def test_tensor_loop_resumes_from_the_tensordict_loops_checkpoint():
+    torch.manual_seed(0)
+    env = VecGymEnv("CartPole-v1", 2, seed=1, max_episode_steps=MAX_STEPS)
+    actor = make_categorical_actor(4, 2, (16,))
+    slow = Collector(env, actor, 2 * 30, fast=False)
+    slow.rollout()
+    state, rng = slow.state_dict(), torch.get_rng_state()
+    expected = slow.rollout()
+    resumed = Collector(VecGymEnv("CartPole-v1", 2, max_episode_steps=MAX_STEPS), actor, 2 * 30)
+    resumed.load_state_dict(state)
+    torch.set_rng_state(rng)
+    assert resumed.fast
+    _assert_same_batch(resumed.rollout(), expected)
+    assert resumed.episode_returns == slow.episode_returns
+
+
+def test_other_policies_and_environments_take_the_tensordict_loop():
+    vec = VecGymEnv("CartPole-v1", 2, seed=0)
+    assert Collector(vec, make_categorical_actor(4, 2), 4).fast
+    assert not Collector(vec, ScriptedPolicy(), 4).fast  # any TensorDict callable
+    assert not Collector(GymEnv("CartPole-v1", seed=0), make_categorical_actor(4, 2), 4).fast
+    from tensordict.nn import InteractionType
+
+    deterministic = InteractionType.DETERMINISTIC
+    assert not Collector(vec, make_categorical_actor(4, 2), 4, interaction_type=deterministic).fast
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (4, 2, 3), (7,)])
+def test_categorical_draw_is_torchs_categorical_sample_and_log_prob(shape):
+    from rlteach.envs import _categorical_draw
+
+    logits = 5 * torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    logits[..., 0] = -float("inf") if len(shape) == 2 else logits[..., 0]  # an impossible action
+    torch.manual_seed(1)
+    dist = torch.distributions.Categorical(logits=logits)
+    expected = dist.sample()
+    torch.manual_seed(1)
+    action, log_p = _categorical_draw(logits)
+    assert torch.equal(action, expected)  # the same draw from the same generator state
+    log_prob = log_p.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+    assert torch.equal(log_prob, dist.log_prob(expected))
+    after_ours = torch.rand(3)  # and the generator moved on by the same amount
+    torch.manual_seed(1)
+    dist.sample()
+    assert torch.equal(after_ours, torch.rand(3))
