@@ -368,3 +368,150 @@ def test_action_key_set_after_construction_matches_torchrl():
     out_ours = ours(td.clone())
     for key in out_theirs.keys():
         torch.testing.assert_close(out_ours[key], out_theirs[key], **TOL, msg=key)
+
+
+# --------------------------------------------------------------------------------------------
+# REDQ with N = M = 2 against SAC (version 2, two critics): the exact correspondence that
+# chapter 12 states. Both losses get the same actor, the same two critics (online and target),
+# the same batch and the same random draws; the draws are aligned by construction (same seed,
+# same shapes, same order), so every relation below is exact up to float rounding.
+#
+#   target y          equal
+#   loss_qvalue       SAC = N x REDQ with reduction "mean" (SAC sums the critics, REDQ averages),
+#                     equal with reduction "sum"; the critics' gradients likewise
+#   loss_actor        REDQ = SAC - 1/2 mean_b |Q_1(s, a~) - Q_2(s, a~)| (mean of two minus their
+#                     minimum), and the actor's gradients differ by the gradient of that term:
+#                     equal only where the two critics agree
+#   loss_alpha        SAC: -log(alpha) m, REDQ: -alpha m with m = mean(log pi + H_bar); the
+#                     gradient in log(alpha) is alpha times SAC's (equal at alpha = 1)
+# --------------------------------------------------------------------------------------------
+
+REL = {"atol": 1e-6, "rtol": 1e-5}  # float32 sums of a few dozen terms of order 1
+
+
+def _redq_and_sac(alpha_init=0.5, reduction=None, identical_critics=False, seed=0):
+    from rlteach.objectives import SACLoss
+
+    torch.manual_seed(seed)
+    actor = make_normal_actor(D, A, (16,), low=-2.0, high=2.0)
+    critics = [make_state_action_value_network(D, A, (16, 16)) for _ in range(2)]
+    if identical_critics:
+        critics[1].load_state_dict(critics[0].state_dict())
+    common = {"loss_function": "l2", "action_spec": A, "alpha_init": alpha_init}
+    if reduction is not None:
+        common["reduction"] = reduction
+    redq = REDQLoss(actor, critics, num_qvalue_nets=2, sub_sample_len=2, **common)
+    sac = SACLoss(actor, critics, num_qvalue_nets=2, **common)
+    # move the online critics away from their targets, the same noise in both losses
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for (name_r, p_r), (name_s, p_s) in zip(
+            redq.qvalue_network.named_parameters(), sac.qvalue_network.named_parameters(),
+            strict=True,
+        ):
+            assert name_r == name_s
+            noise = 0.1 * torch.randn(p_r.shape, generator=g)
+            if identical_critics:  # the same noise for both members of the stack
+                noise = noise[:1].expand_as(noise)
+            p_r.add_(noise)
+            p_s.add_(noise)
+    for lm in (redq, sac):
+        lm.make_value_estimator("td0", gamma=0.9)
+    return actor, redq, sac
+
+
+def _run_both(actor, redq, sac, td, seed=7):
+    """REDQ's split losses and SAC's forward on the same draws; gradients of each loss."""
+    grads = {}
+    torch.manual_seed(seed)
+    loss_q_r, meta_q = redq.qvalue_loss(td.clone())  # draws: subset, a' [B, A]
+    loss_pi_r, loss_a_r, meta_pi = redq.actor_loss(td.clone())  # draws: a~ [B, A]
+    torch.manual_seed(seed)
+    torch.randperm(2)  # SAC draws no subset: spend the same draw so that a' and a~ match
+    td_sac = td.clone()
+    out_s = sac(td_sac)  # draws: a' [B, A], then a~ [B, A]
+    pairs = {
+        "qvalue": (loss_q_r, out_s["loss_qvalue"], redq.qvalue_network, sac.qvalue_network),
+        "actor": (loss_pi_r, out_s["loss_actor"], actor, actor),
+        "alpha": (loss_a_r, out_s["loss_alpha"], redq.temperature, sac.temperature),
+    }
+    for name, (l_r, l_s, m_r, m_s) in pairs.items():
+        g_r = torch.autograd.grad(l_r.sum(), list(m_r.parameters()), retain_graph=True)
+        g_s = torch.autograd.grad(l_s.sum(), list(m_s.parameters()), retain_graph=True)
+        grads[name] = (g_r, g_s)
+    return {"q": loss_q_r, "pi": loss_pi_r, "alpha": loss_a_r, **meta_q, **meta_pi}, out_s, td_sac, grads
+
+
+def test_redq_n2_m2_target_equals_sac_and_critic_loss_is_half_of_sacs():
+    actor, redq, sac = _redq_and_sac()
+    r, s, td_sac, grads = _run_both(actor, redq, sac, _batch())
+    # the same target: REDQ writes max_i (Q_i - y)^2, SAC max_i |Q_i - y|, on the same Q_i
+    torch.testing.assert_close(r["td_error"], td_sac["td_error"] ** 2, **REL)
+    # SAC sums the two critics' losses, REDQ averages them: a factor N = 2, value and gradient
+    torch.testing.assert_close(s["loss_qvalue"], 2 * r["q"], **REL)
+    for g_r, g_s in zip(*grads["qvalue"], strict=True):
+        torch.testing.assert_close(g_s, 2 * g_r, **REL)
+
+
+def test_redq_n2_m2_critic_loss_equals_sacs_with_reduction_sum():
+    actor, redq, sac = _redq_and_sac(reduction="sum")
+    r, s, _, grads = _run_both(actor, redq, sac, _batch())
+    torch.testing.assert_close(s["loss_qvalue"], r["q"], **REL)
+    for g_r, g_s in zip(*grads["qvalue"], strict=True):
+        torch.testing.assert_close(g_s, g_r, **REL)
+
+
+def test_redq_n2_actor_loss_is_sacs_minus_half_the_critics_disagreement():
+    from rlteach.objectives._actions import rsample_and_log_prob
+
+    actor, redq, sac = _redq_and_sac()
+    td = _batch()
+    r, s, _, grads = _run_both(actor, redq, sac, td, seed=7)
+    # the same a~ again (third draw after the seed), now to measure the critics' disagreement
+    torch.manual_seed(7)
+    torch.randperm(2)
+    rsample_and_log_prob(actor, td.get("next").select("observation"))  # a'
+    a_tilde, _ = rsample_and_log_prob(actor, td.select("observation"))  # a~, with gradient
+    q = redq.qvalue_network(td["observation"], a_tilde, detach_params=True).squeeze(-1)  # [2, B]
+    half_gap = 0.5 * (q[0] - q[1]).abs().mean()  # mean of two minus their minimum
+    assert half_gap > 1e-3  # the critics disagree, so the relation is not 0 = 0
+    torch.testing.assert_close(r["pi"], s["loss_actor"] - half_gap, **REL)
+    g_gap = torch.autograd.grad(half_gap, list(actor.parameters()), allow_unused=True)
+    g_r, g_s = grads["actor"]
+    differs = False
+    for gr, gs, gg in zip(g_r, g_s, g_gap, strict=True):
+        gg = torch.zeros_like(gr) if gg is None else gg
+        torch.testing.assert_close(gr, gs - gg, **REL)
+        differs |= bool((gr - gs).abs().max() > 1e-4)
+    assert differs  # the actor's gradients are not SAC's
+
+
+def test_redq_n2_actor_loss_and_gradient_equal_sacs_when_the_critics_agree():
+    actor, redq, sac = _redq_and_sac(identical_critics=True)
+    r, s, _, grads = _run_both(actor, redq, sac, _batch())
+    torch.testing.assert_close(r["pi"], s["loss_actor"], **REL)
+    for g_r, g_s in zip(*grads["actor"], strict=True):
+        torch.testing.assert_close(g_r, g_s, **REL)
+
+
+@pytest.mark.parametrize("alpha_init", [0.5, 1.0, 2.0])
+def test_redq_temperature_gradient_is_alpha_times_sacs(alpha_init):
+    actor, redq, sac = _redq_and_sac(alpha_init=alpha_init)
+    r, s, _, grads = _run_both(actor, redq, sac, _batch())
+    m = (r["log_prob"] + redq.target_entropy).mean()  # the same a~ in both losses
+    torch.testing.assert_close(s["entropy"], -r["log_prob"].mean(), **REL)
+    alpha = torch.tensor(alpha_init)
+    torch.testing.assert_close(s["loss_alpha"], -alpha.log() * m, **REL)
+    torch.testing.assert_close(r["alpha"], -alpha * m, **REL)
+    ((g_r,), (g_s,)) = grads["alpha"]
+    torch.testing.assert_close(g_s, -m, **REL)
+    torch.testing.assert_close(g_r, alpha * g_s, **REL)
+    if alpha_init == 1.0:
+        torch.testing.assert_close(g_r, g_s, **REL)
+
+
+def test_redq_clamps_alpha_where_sac_does_not():
+    """Below min_alpha (0.1 by default) REDQ's alpha is the bound, SAC's is alpha_init."""
+    _, redq, sac = _redq_and_sac(alpha_init=0.05)
+    torch.testing.assert_close(redq.alpha, torch.tensor(0.1))
+    torch.testing.assert_close(sac.temperature.alpha, torch.tensor(0.05))

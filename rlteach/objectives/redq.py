@@ -1,7 +1,7 @@
 r"""REDQ: randomised ensembled double Q-learning (Chen, Wang, Zhou & Ross, ICLR 2021).
 
 REDQ is SAC (Haarnoja et al., 2018) with three changes that let it take many gradient steps per
-environment step (a high *update-to-data ratio* G, 20 in the paper) without its Q-values running
+environment step (a high *update-to-data ratio* UTD, 20 in the paper) without its Q-values running
 away:
 
 1. an **ensemble** of N Q-functions (N = 10), each regressed on the same target;
@@ -47,7 +47,7 @@ numbers):
 * Draws happen in this order: the subset (``torch.randperm(N)[:M]``, sorted), then the actions.
 
 For training, :meth:`qvalue_loss` and :meth:`actor_loss` compute (REDQ-1)-(REDQ-3) and
-(REDQ-4)-(REDQ-5) separately, so a loop can take G critic steps per actor step, as Algorithm 1
+(REDQ-4)-(REDQ-5) separately, so a loop can take UTD critic steps per actor step, as Algorithm 1
 does, without paying for the actor's N critic evaluations each time.
 
 =========  ===============  =================================================================
@@ -448,7 +448,7 @@ class REDQLoss(LossModule):
         return td_out
 
     def qvalue_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict]:
-        """(REDQ-1)-(REDQ-3) alone, for the G critic updates per environment step.
+        """(REDQ-1)-(REDQ-3) alone, for the UTD critic updates per environment step.
 
         Draws the subset, then an action at s' only ([B, A]), so its random numbers differ from
         ``forward``'s; the equations are the same. Returns the reduced loss and

@@ -141,8 +141,8 @@ def build(cfg: QMixConfig, env: TwoStepGame):
 def q_tot_table(loss: QMixerLoss) -> dict[str, torch.Tensor]:
     """The learned Q_tot(s, u1, u2) of each state as a 2×2 table (rows: agent 1's action).
 
-    This is what Table 1 of Rashid et al. (2018) prints for the two-step game (computed on the
-    loss's device).
+    The quantity whose learned values Rashid et al. (2018) tabulate for the two-step game
+    (computed on the loss's device).
     """
     device = module_device(loss)
     game = TwoStepGame(num_envs=4, device=device)
@@ -159,6 +159,22 @@ def q_tot_table(loss: QMixerLoss) -> dict[str, torch.Tensor]:
         tables[name] = loss.mixer_network(td)["chosen_action_value"].view(2, 2)
     return tables
 
+
+
+@torch.no_grad()
+def utility_tables(loss: QMixerLoss) -> dict[str, torch.Tensor]:
+    """Each agent's learned utility Q_i(h^i, u^i) in each state, [n_agents, n_actions] per state.
+
+    Row i is agent i; column u its action (0 = A, 1 = B). With VDN, Q_tot of a joint action is the
+    sum of the two agents' entries (computed on the loss's device).
+    """
+    device = module_device(loss)
+    game = TwoStepGame(num_envs=1, device=device)
+    tables = {}
+    for index, name in enumerate(["1", "2A", "2B"]):
+        td = game.root(torch.full((1,), index, dtype=torch.int64, device=device))
+        tables[name] = loss.local_value_network(td)["agents", "action_value"][0]  # [2, 2]
+    return tables
 
 def train(
     seed: int = 0,
@@ -237,6 +253,7 @@ def train(
             break
     bar.close()
     result.q_tot = q_tot_table(loss)  # PLUMBING: for the chapter's table
+    result.utilities = utility_tables(loss)  # PLUMBING: the per-agent tables too
     return result
 
 

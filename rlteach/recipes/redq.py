@@ -5,9 +5,9 @@ What is REDQ-specific, and all that this file adds to :mod:`rlteach.recipes._off
 * the networks: a TanhNormal actor and an ensemble of N = 10 critics Q(s, a), N separately
   initialised networks whose weights the loss stacks (one batched matrix product per layer);
 * the loss, :class:`rlteach.objectives.REDQLoss` (random subset of M = 2 critics in the target);
-* the update-to-data ratio G = ``updates_per_step``: the loop calls ``update`` G times per
+* the update-to-data ratio UTD = ``updates_per_step``: the loop calls ``update`` UTD times per
   environment step. Each call takes one critic step on a fresh minibatch, with a fresh random
-  subset, followed by a Polyak update of the target critics; the **last** of the G calls also
+  subset, followed by a Polyak update of the target critics; the **last** of the UTD calls also
   takes one policy step and one temperature step (Algorithm 1 updates the policy once per
   environment step, on the average of all N critics);
 * exploration is the stochastic policy itself.
@@ -46,11 +46,11 @@ class REDQConfig(OffPolicyConfig):
     total_frames: int = 6_000
     quick_frames: int = 300
     quick_updates_per_step: int = 2
-    """G under RLTEACH_QUICK=1, so that a smoke test takes seconds"""
+    """UTD under RLTEACH_QUICK=1, so that a smoke test takes seconds"""
     warmup_steps: int = 250
     """uniformly random actions before the first update (the paper: 5,000 on MuJoCo)"""
     updates_per_step: int = 10
-    """G, the update-to-data ratio: critic steps per environment step (the paper: 20)"""
+    """UTD, the update-to-data ratio: critic steps per environment step (the paper: 20)"""
     batch_size: int = 128
     eval_every: int = 500
     num_qvalue_nets: int = 10
@@ -69,7 +69,7 @@ class REDQConfig(OffPolicyConfig):
 
 
 def build(cfg: REDQConfig, env: GymEnv) -> Agent:
-    """Actor, N critics, REDQLoss, and the update the loop calls G times per environment step."""
+    """Actor, N critics, REDQLoss, and the update the loop calls UTD times per environment step."""
     actor = make_normal_actor(  # ALGO: pi(a|s) = TanhNormal(mu(s), sigma(s)) on the action box
         env.observation_dim,
         env.action_dim,
@@ -95,7 +95,7 @@ def build(cfg: REDQConfig, env: GymEnv) -> Agent:
     critic_opt = torch.optim.Adam(loss.qvalue_network.parameters(), lr=cfg.critic_lr, fused=True)
     actor_opt = torch.optim.Adam(loss.actor_network.parameters(), lr=cfg.actor_lr, fused=True)
     alpha_opt = torch.optim.Adam([loss.log_alpha], lr=cfg.alpha_lr, fused=True)
-    G = cfg.updates_per_step
+    utd = cfg.updates_per_step
     actor_scalars = {}  # PLUMBING: the latest actor-side values, logged with every update
     # (the loop's checkpoints save them: extras['carry'])
 
@@ -105,8 +105,8 @@ def build(cfg: REDQConfig, env: GymEnv) -> Agent:
         critic_opt.zero_grad()
         loss_qvalue.backward()
         critic_opt.step()
-        if i % G == G - 1:
-            # ALGO: after the G-th critic step, one policy step (REDQ-4) and one temperature
+        if i % utd == utd - 1:
+            # ALGO: after the UTD-th critic step, one policy step (REDQ-4) and one temperature
             # step (REDQ-5) on the last minibatch
             loss_actor, loss_alpha, meta = loss.actor_loss(batch)
             actor_opt.zero_grad()
@@ -149,19 +149,19 @@ def train(
 ) -> OffPolicyResult:
     """Train REDQ; the result carries the curve, the logs (alpha, entropy, ...) and the agent."""
     cfg = cfg or REDQConfig()
-    if quick:  # PLUMBING: a smaller G too, the loop shrinks the rest of the budget
+    if quick:  # PLUMBING: a smaller UTD too, the loop shrinks the rest of the budget
         cfg = replace(cfg, updates_per_step=min(cfg.updates_per_step, cfg.quick_updates_per_step))
     return run_offpolicy("redq", cfg, build, seed, quick, progress, checkpoint, device=device)
 
 
 def mujoco_config(env_id: str) -> REDQConfig:
     """REDQ on a MuJoCo task as the paper runs it (Chen et al. 2021, appendix, hyper-parameter
-    table): N = 10 critics, M = 2 in the target's minimum, G = 20 updates per environment step,
+    table): N = 10 critics, M = 2 in the target's minimum, UTD = 20 updates per environment step,
     [256, 256] networks, Adam at 3e-4, batch 256, 5,000 random steps first, rho = 0.995 (tau
     0.005), squared-error critic loss; the budget and evaluation of
-    :data:`~rlteach.recipes._offpolicy.MUJOCO_PROTOCOL`. At G = 20 one environment step costs
+    :data:`~rlteach.recipes._offpolicy.MUJOCO_PROTOCOL`. At UTD = 20 one environment step costs
     20 ten-critic updates, 25 CPU-ms each here (AMD EPYC, one thread): 14 CPU-hours for 100,000
-    steps, so the book's runs reduce N, G and the budget with ``--set`` (chapter 12 says by how
+    steps, so the book's runs reduce N, UTD and the budget with ``--set`` (chapter 12 says by how
     much)."""
     return REDQConfig(
         env_id=env_id,
