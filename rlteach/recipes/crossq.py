@@ -81,6 +81,13 @@ class SeparateBatchesCrossQLoss(CrossQLoss):
     each half is standardised with its own batch's statistics, and the running statistics take in
     both. Everything else (no target network, the soft value, the actor and temperature losses)
     is CrossQ's. The recipe uses it with ``--set joint_batch=false``.
+
+    Where the two differ: during the renormalisation warm-up the critics are plain batch norm,
+    and each pass is standardised with its own batch's mean and variance. After it, a
+    training-mode pass computes ``(x − ν_B)/σ_B · r + d_BR`` with ``r = σ_B/σ_run`` and
+    ``d_BR = (ν_B − ν_run)/σ_run``, which is ``(x − ν_run)/σ_run`` whatever the batch, unless
+    ``r`` or ``d_BR`` is clipped (chapter 13): the passes then differ only where a batch's
+    statistics are far enough from the running ones for the corrections to clip.
     """
 
     def qvalue_loss(self, tensordict):
