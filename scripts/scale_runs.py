@@ -143,6 +143,13 @@ SUITES: dict[str, Suite] = {
         "support of [-10, 10] instead of [-100, 100]",
     ),
     "lunarlander": Suite("lunarlander", _plain(("dqn", "ppo"), ("LunarLander-v3",)), "issue 16"),
+    "spread": Suite(
+        "spread",
+        _plain(("mappo", "ippo"), ("simple_spread_v3",)),
+        "chapter 14: MAPPO and IPPO on MPE simple spread at the recipe's 100,000 team steps, the "
+        "runs of the bench's spread-mappo and spread-ippo results again, kept for their final "
+        "policies (scripts/spread_final_eval.py plays them on held-out episodes)",
+    ),
 }
 
 

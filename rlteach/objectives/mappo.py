@@ -13,7 +13,14 @@ defaults, exactly as TorchRL 0.14.1's ``torchrl.objectives.multiagent`` classes:
     \tag{MAPPO-1}
 
 with mean and unbiased std over every dim but the excluded ones, ε = 1e-6 (float32's
-resolution). Then each agent's clipped surrogate (PPO-3) is averaged over batch *and* agents.
+resolution), over the samples handed to the loss (a minibatch, when it is called per minibatch).
+Then each agent's clipped surrogate (PPO-3) is averaged over batch *and* agents.
+
+This per-agent default is TorchRL's, not the MAPPO reference code's: ``R_MAPPO.train`` in
+``onpolicy/algorithms/r_mappo/r_mappo.py`` (marlbenchmark/on-policy) standardises the advantages
+of the whole buffer of an update, all agents together (mean, population std + 1e-5), once before
+the minibatches; only with separate networks per agent does each agent get its own buffer and
+statistics. ``normalize_advantage_exclude_dims=()`` pools the agents here too, per minibatch.
 
 MAPPO and IPPO differ only in the critic the user passes: a *centralised* one reading every
 agent's observation (MAPPO: ``MultiAgentMLP(centralized=True)``) or one per agent reading its own
@@ -65,7 +72,7 @@ class MAPPOLoss(ClipPPOLoss):
     Keyword Args:
         value_norm: not implemented in rlteach; must be ``None``.
         entropy_coeff: 0.01.
-        normalize_advantage: ``True`` (the MAPPO paper's choice).
+        normalize_advantage: ``True`` (the MAPPO reference code standardises too).
         normalize_advantage_exclude_dims: ``(-2,)``, the agent dim of ``[*B, n, 1]``.
     """
 

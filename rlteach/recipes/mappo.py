@@ -4,8 +4,9 @@
 Both are PPO with the clipped objective on grouped keys (:class:`rlteach.objectives.MAPPOLoss`,
 :class:`~rlteach.objectives.IPPOLoss`): every agent runs the same decentralised policy
 π(u^i | o^i) (parameters shared, as in both papers), and the advantages come from
-:class:`rlteach.value.MultiAgentGAE`, one per agent, standardised per agent. They differ only in
-the critic:
+:class:`rlteach.value.MultiAgentGAE`, one per agent, standardised per agent over each minibatch
+(the losses' default, TorchRL's; the MAPPO reference code pools all agents over the whole batch
+instead, as chapter 14 shows). They differ only in the critic:
 
 * **MAPPO**: a *centralised* critic V(o^1, ..., o^n) reads every agent's observation
   (``MultiAgentMLP(centralized=True)``), available during training only;
