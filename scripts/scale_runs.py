@@ -109,8 +109,8 @@ SUITES: dict[str, Suite] = {
             Entry("redq", "Hopper-v5", "G5-50k", 50_000, ("updates_per_step=5",)),
             Entry("sac", "Hopper-v5", "G5-50k", 50_000, ("updates_per_step=5",)),
         ),
-        "chapter 12: REDQ (N=10, M=2) against SAC at the same update-to-data ratio, G=5 and 50,000 "
-        "steps instead of the paper's G=20 and 100,000 (REDQ's paper setting costs about 14 CPU-hours "
+        "chapter 12: REDQ (N=10, M=2) against SAC at the same update-to-data ratio, UTD=5 and 50,000 "
+        "steps instead of the paper's UTD=20 and 100,000 (REDQ's paper setting costs about 14 CPU-hours "
         "a run here)",
     ),
     "mujoco-crossq": Suite(
