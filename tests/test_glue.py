@@ -34,7 +34,15 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
 GLUED_CHAPTERS = {"10_td3", "11_sac"}
 """Chapters whose run numbers are glued, not typed (extend as chapters are converted)."""
 
-NOT_RUN_NUMBERS: dict[str, dict[str, str]] = {}
+NOT_RUN_NUMBERS: dict[str, dict[str, str]] = {
+    "10_td3": {
+        "0.1": "the exploration noise of the TD3 configuration; the toy prints 0.1 as a noise level"
+    },
+    "11_sac": {
+        "0.1": "TD3's exploration noise in the Hopper-v5 protocol; the Boltzmann fit prints alpha=0.1",
+        "95%": "the confidence level of the intervals, which the Hopper-v5 cell also prints",
+    },
+}
 """chapter -> {number as typed: why it is not a run's number}, for numbers rule 2 flags."""
 
 _REFERENCE = re.compile(r"\{glue(?::\w*)?\}`([^`]+)`")
