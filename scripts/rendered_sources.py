@@ -63,6 +63,8 @@ def rendered_sources(path: Path) -> list[Rendered]:
             cells.append((cell_id, ast.parse(source)))
         except SyntaxError:  # IPython magics: not a renderer's cell
             continue
+    if not any(True for _, tree in cells for _ in _renderer_calls(tree)):
+        return []  # renders nothing: its imports (TorchRL's, ...) need not run
     namespace: dict = {}
     for node in _imports([tree for _, tree in cells]):
         try:
