@@ -11,7 +11,8 @@ A chapter's Markdown pastes a result with ``{glue:text}`key```; the cell that co
    more or with a decimal point or a percent sign, must not equal (a) a glued value, nor (b) a
    number in the text outputs of a cell that glues, where the chapter prints its results. Equal
    means the same value after commas, signs and a trailing ``%`` are dropped (``1,008``,
-   ``+639%`` and ``639`` all read as 639 and 1008). Numbers below 10 without a decimal point
+   ``+639%`` and ``639`` all read as 639 and 1008); a printed time in seconds (``13 s``) is the
+   machine's, not the run's, and is left out, and so is stderr (progress bars). Numbers below 10 without a decimal point
    (three seeds, 2 critics) are left out: too common to tell a count from a result. A number that
    the rule flags but is not about a run goes into ``NOT_RUN_NUMBERS`` with its reason.
 
@@ -36,7 +37,7 @@ GLUED_CHAPTERS = {"10_td3", "11_sac"}
 
 NOT_RUN_NUMBERS: dict[str, dict[str, str]] = {
     "10_td3": {
-        "0.1": "the exploration noise of the TD3 configuration; the toy prints 0.1 as a noise level"
+        "0.1": "the exploration noise of the TD3 configuration; the toy prints 0.1 as a noise level",
     },
     "11_sac": {
         "0.1": "TD3's exploration noise in the Hopper-v5 protocol; the Boltzmann fit prints alpha=0.1",
@@ -47,6 +48,7 @@ NOT_RUN_NUMBERS: dict[str, dict[str, str]] = {
 
 _REFERENCE = re.compile(r"\{glue(?::\w*)?\}`([^`]+)`")
 _DIRECTIVE = re.compile(r"^```\{glue(?::\w*)?\}\s+(\S+)", re.M)
+_SECONDS = re.compile(r"[\d.]+ ?s\b")  # wall-clock seconds: the machine's, not the run's
 _NUMBER = re.compile(r"(?<![\w.])[-+−]?\d[\d,]*(?:\.\d+)?%?")
 
 
@@ -130,11 +132,11 @@ def typed_run_numbers(nb: dict) -> list[tuple[str, str]]:
         ):
             continue
         for out in cell["outputs"]:
-            if out.get("metadata", {}).get("scrapbook"):
-                continue
+            if out.get("metadata", {}).get("scrapbook") or out.get("name") == "stderr":
+                continue  # stderr: progress bars and warnings, not results
             shown = out.get("text") or out.get("data", {}).get("text/plain", "")
             shown = "".join(shown) if isinstance(shown, list) else shown
-            for token in _NUMBER.findall(shown):
+            for token in _NUMBER.findall(_SECONDS.sub(" ", shown)):
                 if counts(token):
                     results.setdefault(value(token), f"printed by a glue cell: {token}")
     flagged = []
@@ -202,10 +204,14 @@ def test_the_rule_catches_a_typed_run_number_and_spares_the_rest():
         [_record("sac_final", "944"), _record("gap", "+639%")],
         printed="TD3 return: 1008 ± 2574 (95% interval)\n",
     )
+    nb["cells"][0]["source"] += " Seed 1 solved at 3,500 steps in 13 seconds."
+    nb["cells"][1]["outputs"].append(
+        {"output_type": "stream", "name": "stdout", "text": "solved at 3500 steps, 13 s\n"}
+    )
     assert references(nb) == {"sac_final"}
     assert glued(nb) == {"sac_final": "944", "gap": "+639%"}
     flagged = {t for t, _ in typed_run_numbers(nb)}
-    assert flagged == {"1,008", "2,574", "+639%"}
+    assert flagged == {"1,008", "2,574", "+639%", "3,500"}  # not 13: seconds are the machine's
 
 
 def test_references_read_roles_directives_and_formats():
