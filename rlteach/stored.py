@@ -29,6 +29,7 @@ __all__ = [
     "entry_name",
     "final_returns",
     "interval95",
+    "stored_files",
     "stored_runs",
 ]
 
@@ -48,14 +49,20 @@ def stored_runs(suite: str | Path) -> dict[tuple[str, str], list[dict]]:
     """(algo, task) -> the stored runs of a suite (a folder name under ``benchmarks/``, or a
     path), in seed order. Empty when the folder does not exist (e.g. an installed wheel). An
     ablation's runs are keyed by :func:`entry_name`, ``("dqn--no-target", task)``."""
-    folder = Path(suite) if isinstance(suite, Path) else BENCHMARKS / suite
     runs: dict[tuple[str, str], list[dict]] = {}
-    for path in sorted(folder.glob("*/seed*.json")):
+    for path in stored_files(suite):
         data = json.loads(path.read_text())
         runs.setdefault((entry_name(data), data["env_id"]), []).append(data)
     for group in runs.values():
         group.sort(key=lambda d: d["seed"])
     return runs
+
+
+def stored_files(suite: str | Path) -> list[Path]:
+    """The files :func:`stored_runs` reads for a suite, sorted: ``<entry>/seed<S>.json``.
+    scripts/execute_notebooks.py fingerprints them in a chapter's results stamp."""
+    folder = Path(suite) if isinstance(suite, Path) else BENCHMARKS / suite
+    return sorted(folder.glob("*/seed*.json"))
 
 
 def entry_name(run: dict) -> str:

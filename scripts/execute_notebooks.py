@@ -12,7 +12,10 @@ its stored outputs: the full budget (``RLTEACH_QUICK=0``), a hash of its code ce
 each rlteach recipe module it imports (``rlteach/recipes/<name>.py``, the recipe modules those
 import in turn, such as the shared ``_offpolicy.py`` loop, and ``base.py`` with them).
 Module hashes are taken over the syntax tree without docstrings, so comments, docstrings and
-formatting do not count; any code change does. tests/test_notebooks_meta.py compares the stamp
+formatting do not count; any code change does. A chapter that reads stored runs
+(``stored_runs("mujoco")``, :mod:`rlteach.stored`) also records a hash of the files it reads,
+per suite (``stored_runs_sha256``): a run added, removed or replaced makes its outputs stale. A
+chapter that reads no store records no such entry, so its stamp is what it was before. tests/test_notebooks_meta.py compares the stamp
 with the current code and fails, naming what changed, when the outputs are stale.
 
     python scripts/execute_notebooks.py --stamp-only notebooks/NN_x.ipynb
@@ -87,6 +90,27 @@ def recipe_modules_used(source: str, root: Path = ROOT) -> list[str]:
     return sorted(p.as_posix() for p in paths if (root / p).is_file())
 
 
+_STORED_RUNS = re.compile(r"""\bstored_runs\(\s*(?:suite\s*=\s*)?["']([\w./-]+)["']""")
+
+
+def stored_suites_used(source: str) -> list[str]:
+    """The suites (folders under ``benchmarks/``) a notebook's code reads with ``stored_runs``."""
+    return sorted(set(_STORED_RUNS.findall(source)))
+
+
+def stored_fingerprint(suite: str, root: Path = ROOT) -> str:
+    """sha256 over the stored run files of a suite: their paths and their bytes (the files
+    :func:`rlteach.stored.stored_files` lists, looked up under ``root``)."""
+    from rlteach.stored import stored_files
+
+    digest = hashlib.sha256()
+    folder = root / "benchmarks" / suite
+    for path in stored_files(folder):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).hexdigest().encode() + b"\n")
+    return digest.hexdigest()
+
+
 def module_fingerprint(path: Path) -> str:
     """sha256 of a module's syntax tree without docstrings (comments and layout do not count)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -104,15 +128,21 @@ def module_fingerprint(path: Path) -> str:
 
 
 def results_stamp(notebook, root: Path = ROOT) -> dict:
-    """What the stored outputs come from: budget, code cells, recipe modules."""
+    """What the stored outputs come from: budget, code cells, recipe modules, stored runs."""
     source = code_source(notebook)
-    return {
+    stamp = {
         "RLTEACH_QUICK": "0",
         "code_cells_sha256": hashlib.sha256(source.encode()).hexdigest(),
         "recipe_modules_sha256": {
             p: module_fingerprint(root / p) for p in recipe_modules_used(source, root)
         },
     }
+    suites = stored_suites_used(source)
+    if suites:  # absent otherwise: the stamps of chapters that read no store are unchanged
+        stamp["stored_runs_sha256"] = {
+            f"benchmarks/{suite}": stored_fingerprint(suite, root) for suite in suites
+        }
+    return stamp
 
 
 def stamp(notebook, root: Path = ROOT) -> None:

@@ -80,6 +80,25 @@ def test_chapters_show_their_figures(build):
             assert target.is_file() and target.stat().st_size > 1000, f"{entry}: {src} missing"
 
 
+def test_glued_results_are_pasted_into_the_pages(build):
+    """Every {glue:text} reference of a chapter is replaced by its value on the built page (the
+    keys themselves are checked against the stored outputs in tests/test_glue.py), and no glued
+    record shows as raw output; a folded source (rlteach.book.show_source) keeps its <details>."""
+    _, html, _ = build
+    for entry in chapter_pages():
+        with open(ROOT / (entry + ".ipynb"), encoding="utf-8") as f:
+            cells = json.load(f)["cells"]
+        prose = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        refs = re.findall(r"\{glue(?::\w*)?\}`([^`]+)`", prose)
+        text = page(html, entry)
+        assert "{glue" not in text and "papermill.record" not in text, f"{entry}: unresolved glue"
+        pasted = text.count('class="pasted-text"')
+        assert pasted >= len(refs), f"{entry}: {len(refs)} glue references, {pasted} pasted"
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        if "show_source(" in code and "<details>" in json.dumps(cells):
+            assert "<details>" in text and "<summary>" in text, f"{entry}: folded source lost"
+
+
 def test_citations_resolve_to_the_bibliography(build):
     _, html, _ = build
     references = page(html, "book/references").lower()  # the bibliography style sets the case

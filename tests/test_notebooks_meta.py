@@ -179,6 +179,14 @@ def test_stored_results_come_from_the_current_code(path):
             stale.append(f"it now imports {module}")
         elif old[module] != new[module]:
             stale.append(f"{module} changed")
+    old, new = stored.get("stored_runs_sha256", {}), current.get("stored_runs_sha256", {})
+    for suite in sorted(set(old) | set(new)):
+        if suite not in new:
+            stale.append(f"it no longer reads the stored runs of {suite}")
+        elif suite not in old:
+            stale.append(f"it reads the stored runs of {suite}, which its stamp does not cover")
+        elif old[suite] != new[suite]:
+            stale.append(f"the stored runs in {suite}/ changed (a run added, removed or replaced)")
     assert not stale, (
         f"{path.name}: the stored outputs no longer come from the current code "
         f"({'; '.join(stale)}): {refresh}. If the change cannot alter the results (a progress "
@@ -209,6 +217,53 @@ def test_stamp_follows_recipe_imports_through_the_recipes():
         "rlteach/recipes/dqn.py",
     ]
     assert execute_notebooks.recipe_modules_used("import rlteach\n", ROOT) == []
+
+
+def test_stamp_covers_the_stored_runs_a_chapter_reads(tmp_path):
+    """A chapter that reads ``stored_runs("mujoco")`` gets a fingerprint of those files, which
+    changes when a run is added or a file changes; a chapter that reads no store gets the stamp
+    it had before the stored runs were covered (no ``stored_runs_sha256`` key)."""
+    import nbformat
+
+    def notebook(*sources):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+        return nb
+
+    reader = notebook("from rlteach.stored import stored_runs", 'STORED = stored_runs("mujoco")')
+    plain = notebook("import torch", "print(1)")
+    assert execute_notebooks.stored_suites_used(execute_notebooks.code_source(reader)) == ["mujoco"]
+    assert "stored_runs_sha256" not in execute_notebooks.results_stamp(plain, tmp_path)
+    assert set(execute_notebooks.results_stamp(plain, tmp_path)) == {
+        "RLTEACH_QUICK", "code_cells_sha256", "recipe_modules_sha256"
+    }
+    run = tmp_path / "benchmarks" / "mujoco" / "sac-Hopper-v5"
+    run.mkdir(parents=True)
+    (run / "seed0.json").write_text('{"seed": 0}')
+    (run.parent / "notes.md").write_text("not a run")
+
+    def fingerprint():
+        return execute_notebooks.results_stamp(reader, tmp_path)["stored_runs_sha256"]
+
+    first = fingerprint()
+    assert list(first) == ["benchmarks/mujoco"]
+    (run.parent / "notes.md").write_text("edited: still not a run")
+    assert fingerprint() == first
+    (run / "seed1.json").write_text('{"seed": 1}')
+    second = fingerprint()
+    assert second != first
+    (run / "seed1.json").write_text('{"seed": 1, "curve": []}')
+    assert fingerprint() != second
+
+
+def test_old_stamps_of_chapters_that_read_no_store_stay_valid():
+    """Covering the stored runs changed no other chapter's stamp: each chapter whose code reads no
+    store has a stamp of exactly the old three keys."""
+    for path in NOTEBOOKS:
+        nb = load_notebook(path)
+        if execute_notebooks.stored_suites_used(execute_notebooks.code_source(nb)):
+            continue
+        assert "stored_runs_sha256" not in execute_notebooks.results_stamp(nb, ROOT), path.name
 
 
 def exercises(nb: dict) -> list[tuple[str, list[dict]]]:

@@ -302,7 +302,7 @@ def run_value_based(
     agent = Agent(loss, act=policy, eval_policy=actor, update=update, after_collect=anneal)
 
     result = RunResult(algo=algo, env_id=cfg.env_id, seed=seed)  # PLUMBING
-    bar = progress_bar(
+    bar = progress_bar(  # PLUMBING
         total=cfg.total_frames, desc=f"{algo} {cfg.env_id}", disable=not progress, unit="frame"
     )
     evaluator = Evaluator(
@@ -310,8 +310,8 @@ def run_value_based(
         cfg.eval_episodes, cfg.stop_on_solve, bar,
     )  # fmt: skip
     checkpoint = as_checkpointer(checkpoint)  # PLUMBING: save / resume everything below
-    updater = {} if target_updater is None else {"target_updater": target_updater}
-    checkpoint.track(
+    updater = {} if target_updater is None else {"target_updater": target_updater}  # PLUMBING
+    checkpoint.track(  # PLUMBING
         policy=actor, loss=loss, optimizer=optimizer, **updater, exploration=exploration,
         exploration_generator=exploration.generator, buffer=buffer, collector=collector,
         evaluator=evaluator, generator=generator,
@@ -323,8 +323,8 @@ def run_value_based(
             updates_per_batch=cfg.updates_per_batch, batch_size=cfg.batch_size,
             total_frames=cfg.total_frames, callback=callback,
         )  # fmt: skip
-    bar.close()
-    env.close()
+    bar.close()  # PLUMBING
+    env.close()  # PLUMBING
     return result, TrainedDQN(actor, policy, loss, exploration, buffer)
 
 

@@ -317,6 +317,7 @@ def td1_return_estimate(
 
     All tensors ``[*B, T, F]`` (time at ``time_dim``); returns the same shape.
     """
+    # PLUMBING: inputs checked, time moved to axis -2, gamma and lambda as tensors
     (next_state_value, reward, done, terminated), gamma, _, _, undo = _prepare(
         "td1_return_estimate",
         time_dim,
@@ -413,6 +414,7 @@ def td_lambda_return_estimate(
 
     All tensors ``[*B, T, F]`` (time at ``time_dim``); returns the same shape.
     """
+    # PLUMBING: inputs checked, time moved to axis -2, gamma and lambda as tensors
     (next_state_value, reward, done, terminated), gamma, lmbda, _, undo = _prepare(
         "td_lambda_return_estimate",
         time_dim,
@@ -504,6 +506,7 @@ def generalized_advantage_estimate(
     All tensors ``[*B, T, F]`` (time at ``time_dim``). Returns ``(advantage, value_target)``,
     both of that shape.
     """
+    # PLUMBING: inputs checked, time moved to axis -2, gamma and lambda as tensors
     (state_value, next_state_value, reward, done, terminated), gamma, lmbda, _, undo = _prepare(
         "generalized_advantage_estimate",
         time_dim,
@@ -577,6 +580,7 @@ def vtrace_advantage_estimate(
     :math:`\bar c`. All tensors ``[*B, T, F]`` (time at ``time_dim``). Returns
     ``(advantage, value_target)`` where ``value_target`` is :math:`v_t`.
     """
+    # PLUMBING: inputs checked, time moved to axis -2, gamma and lambda as tensors
     data, gamma, _, (rho_thresh, c_thresh), undo = _prepare(
         "vtrace_advantage_estimate",
         time_dim,
@@ -634,6 +638,7 @@ def reward2go(reward: torch.Tensor, done: torch.Tensor, gamma, *, time_dim: int 
     Unlike TorchRL, which raises a ``ValueError`` only for a shape mismatch, gamma and NaNs are
     checked too.
     """
+    # PLUMBING: inputs checked, time moved to axis -2, gamma and lambda as tensors
     (reward, done), gamma, _, _, undo = _prepare(
         "reward2go", time_dim, gamma, reward=reward, done=done
     )
@@ -692,6 +697,7 @@ def vec_generalized_advantage_estimate(
     (GAE-2) is the linear recursion :math:`x_t = b_t + a_t x_{t+1}` with :math:`b_t = \delta_t`
     and :math:`a_t = \gamma\lambda(1-d_t)`, solved by :func:`_backward_linear_scan`.
     """
+    # PLUMBING: inputs checked, time moved to axis -2, gamma and lambda as tensors
     (state_value, next_state_value, reward, done, terminated), gamma, lmbda, _, undo = _prepare(
         "vec_generalized_advantage_estimate",
         time_dim,
@@ -735,6 +741,7 @@ def vec_td_lambda_return_estimate(
             "version (TorchRL's vectorised TD(lambda) refuses it too); call "
             "td_lambda_return_estimate instead, or an estimator with vectorized=False."
         )
+    # PLUMBING: inputs checked, time moved to axis -2, gamma and lambda as tensors
     (next_state_value, reward, done, terminated), gamma, lmbda, _, undo = _prepare(
         "vec_td_lambda_return_estimate",
         time_dim,
