@@ -38,7 +38,9 @@ def test_chapter_runs_in_a_kernel_without_rlteach(tmp_path):
             cell.outputs, cell.execution_count = [], None
     nbformat.write(notebook, chapter)
 
-    env.update(RLTEACH_SOURCE=str(ROOT), RLTEACH_QUICK="1", MPLBACKEND="Agg")
+    # PIP_NO_CACHE_DIR: pip caches the wheel it builds from a file:// URL under that URL, so a
+    # machine that ran this test before would install an older checkout's rlteach
+    env.update(RLTEACH_SOURCE=str(ROOT), RLTEACH_QUICK="1", MPLBACKEND="Agg", PIP_NO_CACHE_DIR="1")
     executed = tmp_path / "chapter" / "executed.ipynb"
     run([python, "-c",
          "import sys, nbformat; from nbclient import NotebookClient\n"

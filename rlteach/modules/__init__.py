@@ -9,6 +9,8 @@
 - :mod:`rlteach.modules.batchrenorm`: batch renormalisation (Ioffe, 2017), CrossQ's critic layer.
 - :mod:`rlteach.modules.qvalue`: the distributional (C51) Q actor and epsilon-greedy
   exploration.
+- :mod:`rlteach.modules.normalize`: running normalisation of observations and rewards
+  (continuous PPO on MuJoCo).
 - :mod:`rlteach.modules.conv`: MinAtar's convolutional network (Young & Tian, 2019) for image
   observations, with a Q head (DQN), a distributional head (C51) and an actor-critic pair (PPO).
 
@@ -53,6 +55,12 @@ from rlteach.modules.multiagent import (
     make_multiagent_categorical_actor,
     make_multiagent_value_network,
 )
+from rlteach.modules.normalize import (
+    ObservationNormalizer,
+    RewardScaler,
+    RunningMeanStd,
+    find_normalizer,
+)
 from rlteach.modules.qvalue import (
     DistributionalQValueActor,
     EGreedyModule,
@@ -95,4 +103,8 @@ __all__ = [
     "make_minatar_distributional_qvalue_network",
     "make_minatar_categorical_actor",
     "make_minatar_value_network",
+    "RunningMeanStd",
+    "ObservationNormalizer",
+    "RewardScaler",
+    "find_normalizer",
 ]

@@ -407,7 +407,7 @@ def make_normal_actor(
 
     Reads ``"observation"``; writes ``"loc"``, ``"scale"``, ``"action"`` [*B, action_dim] and
     ``"action_log_prob"`` [*B]. ``low``/``high`` are ignored when ``tanh=False``. A
-    ``normalizer`` (e.g. :class:`~rlteach.modules.normalize.ObservationNormalizer`) is put in
+    ``normalizer`` (e.g. :class:`~rlteach.modules.ObservationNormalizer`) is put in
     front of the MLP.
     """
     _check_sizes("make_normal_actor", obs_dim=obs_dim, action_dim=action_dim)

@@ -72,11 +72,11 @@ class PPOConfig(OnPolicyConfig):
     normalize_advantage: bool = True
     normalize_observations: bool = False
     """standardise observations with running statistics, clipped to ±clip_observations
-    (:class:`~rlteach.modules.normalize.ObservationNormalizer`, in front of actor and critic)"""
+    (:class:`~rlteach.modules.ObservationNormalizer`, in front of actor and critic)"""
     clip_observations: float = 10.0
     scale_rewards: bool = False
     """divide rewards by the running std of the discounted return, clipped to ±clip_rewards
-    (:class:`~rlteach.modules.normalize.RewardScaler`)"""
+    (:class:`~rlteach.modules.RewardScaler`)"""
     clip_rewards: float = 10.0
     state_independent_scale: bool = False
     """continuous actions: one learned log-std vector (PPO's choice) instead of a state-dependent
@@ -107,7 +107,7 @@ def build(cfg: PPOConfig, env: VecGymEnv):
     """The actor, the critic and the loss, for a discrete or a continuous action space (MLPs of
     ``num_cells`` on flat observations; MinAtar's convolutional networks on images). With
     ``normalize_observations``, one :class:`ObservationNormalizer` sits in front of both MLPs
-    (:func:`~rlteach.modules.normalize.find_normalizer` finds it)."""
+    (:func:`~rlteach.modules.find_normalizer` finds it)."""
     if cfg.normalize_observations and (env.is_pixels or env.is_discrete):
         raise ValueError(
             f"{env.env_id}: normalize_observations is built for flat observations and "
